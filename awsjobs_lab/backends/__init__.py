@@ -1,0 +1,1 @@
+"""Backends: where a job's work actually runs."""

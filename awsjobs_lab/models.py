@@ -1,0 +1,199 @@
+"""The job model: states, allowed transitions and the validated launch request.
+
+Nothing here knows about HTTP, SQLite or AWS; every other module speaks in these types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class JobState(str, Enum):
+    PENDING = "pending"
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_terminal
+
+
+TERMINAL_STATES = frozenset(
+    {
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.STOPPED,
+        JobState.TIMED_OUT,
+        JobState.INTERRUPTED,
+    }
+)
+ACTIVE_STATES = frozenset(set(JobState) - TERMINAL_STATES)
+
+# Every edge of the state machine. A job only ever moves along these; the store refuses others,
+# so a late "succeeded" can never overwrite a "stopped" the user asked for.
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset(
+        {JobState.LAUNCHING, JobState.STOPPING, JobState.FAILED, JobState.STOPPED}
+    ),
+    JobState.LAUNCHING: frozenset(
+        {
+            JobState.RUNNING,
+            JobState.STOPPING,
+            JobState.FAILED,
+            JobState.TIMED_OUT,
+            JobState.INTERRUPTED,
+        }
+    ),
+    JobState.RUNNING: frozenset(
+        {
+            JobState.SUCCEEDED,
+            JobState.FAILED,
+            JobState.STOPPING,
+            JobState.TIMED_OUT,
+            JobState.INTERRUPTED,
+        }
+    ),
+    # A stop that cannot be confirmed keeps the job in STOPPING (retried); FAILED only when the
+    # backend proves the work is gone but not by our hand.
+    JobState.STOPPING: frozenset({JobState.STOPPED, JobState.FAILED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.STOPPED: frozenset(),
+    JobState.TIMED_OUT: frozenset(),
+    JobState.INTERRUPTED: frozenset(),
+}
+
+
+def can_transition(current: JobState, target: JobState) -> bool:
+    return target in ALLOWED_TRANSITIONS[current]
+
+
+class InvalidTransition(Exception):
+    def __init__(self, job_id: str, current: JobState, target: JobState) -> None:
+        super().__init__(f"job {job_id} cannot go from {current.value} to {target.value}")
+        self.current = current
+        self.target = target
+
+
+def now() -> float:
+    """Wall-clock seconds since the epoch; one function so tests and the store agree."""
+    return time.time()
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass
+class Transition:
+    state: JobState
+    at: float
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state.value, "at": self.at, "reason": self.reason}
+
+
+@dataclass
+class Job:
+    """One job. `handle` is the backend's own record (pid, instance id, command id, ...),
+    persisted as soon as it is known so Stop and status work from the store after a restart."""
+
+    id: str
+    path: str  # relative to the server root, '/'-separated
+    backend: str
+    state: JobState
+    created_at: float
+    updated_at: float
+    memory_gib: float
+    cpus: int
+    spot: bool
+    max_lifetime_minutes: int
+    log_path: str  # relative to the server root
+    env: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    instance_type: str | None = None  # chosen (or requested) instance type, EC2 only
+    requested_instance_type: str | None = None
+    hourly_price: float | None = None  # USD per hour of the chosen instance, when known
+    output_path: str | None = None  # the executed notebook, for .ipynb jobs
+    command: list[str] = field(default_factory=list)  # the runner argv, for display
+    exit_code: int | None = None
+    error: str | None = None
+    started_at: float | None = None  # when the work really began (process/instance running)
+    finished_at: float | None = None
+    stop_requested: bool = False
+    handle: dict[str, Any] = field(default_factory=dict)
+    history: list[Transition] = field(default_factory=list)
+
+    @property
+    def is_active(self) -> bool:
+        return self.state.is_active
+
+    @property
+    def instance_id(self) -> str | None:
+        value = self.handle.get("instance_id")
+        return str(value) if value else None
+
+    def elapsed_seconds(self, at: float | None = None) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else (at or now())
+        return max(0.0, end - self.started_at)
+
+    def cost_so_far(self, at: float | None = None) -> float | None:
+        elapsed = self.elapsed_seconds(at)
+        if self.hourly_price is None or elapsed is None:
+            return None
+        return round(self.hourly_price * elapsed / 3600.0, 6)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape served by the REST API (mirrored by `src/tokens.ts`)."""
+        data = dataclasses.asdict(self)
+        data["state"] = self.state.value
+        data["history"] = [t.to_dict() for t in self.history]
+        data["instance_id"] = self.instance_id
+        data["elapsed_seconds"] = self.elapsed_seconds()
+        data["cost_so_far"] = self.cost_so_far()
+        return data
+
+    def to_record(self) -> dict[str, Any]:
+        """What the store persists (no derived fields)."""
+        data = dataclasses.asdict(self)
+        data["state"] = self.state.value
+        data["history"] = [t.to_dict() for t in self.history]
+        return data
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> Job:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["state"] = JobState(values["state"])
+        values["history"] = [
+            Transition(JobState(t["state"]), float(t["at"]), t.get("reason"))
+            for t in values.get("history", [])
+        ]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job's work ended, as a backend reports it."""
+
+    state: JobState  # one of the terminal states
+    exit_code: int | None = None
+    error: str | None = None
