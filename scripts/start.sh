@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs awsjobs-lab into ./.venv and starts JupyterLab with it, on the local backend
+# (jobs run on this machine; no AWS account needed). Extra arguments go to `jupyter lab`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup.sh"
+echo
+echo "==> Starting JupyterLab. Right-click a notebook or script: Run as job…"
+exec "$ROOT/.venv/bin/jupyter" lab "$@"
