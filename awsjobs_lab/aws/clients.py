@@ -1,0 +1,137 @@
+"""One aiobotocore session for the process and its clients, each created once and reused.
+
+Never a blocking boto3 call on the event loop: everything here is aiobotocore. Clients are
+created lazily (the first call that needs one) under a lock, and closed together by `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from typing import Any
+
+from aiobotocore.session import AioSession, get_session
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+# Error codes that mean "slow down" rather than "wrong".
+THROTTLING_CODES = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+    }
+)
+
+# The Price List API is served from a few regions only; us-east-1 answers for every region.
+PRICING_REGION = "us-east-1"
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ClientError ('' for anything else)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', '')}: {err.get('Message', '')}".strip(": ")
+    return str(exc) or type(exc).__name__
+
+
+def is_throttling(exc: BaseException) -> bool:
+    return error_code(exc) in THROTTLING_CODES
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: uniform in [base/2, min(cap, base * 2**attempt)]."""
+    upper = min(cap, base * (2 ** max(0, attempt)))
+    return random.uniform(min(base / 2, upper), upper)
+
+
+class AWSClients:
+    """The EC2, SSM and Pricing clients of one backend.
+
+    `endpoint_url` (e.g. moto in tests) applies to EC2 and SSM; when empty, botocore's own
+    resolution applies, which honours `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`.
+    The Pricing client has its own endpoint, a short timeout and at most two attempts: prices
+    are optional and a slow Price List API must never stall a launch.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        endpoint_url: str = "",
+        pricing_endpoint_url: str = "",
+        max_attempts: int = 4,
+        session: AioSession | None = None,
+    ) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.pricing_endpoint_url = pricing_endpoint_url
+        self.max_attempts = max_attempts
+        self._session = session or get_session()
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    def _config(self, service: str) -> tuple[str, str | None, Config]:
+        if service == "pricing":
+            config = Config(
+                retries={"mode": "standard", "total_max_attempts": 2},
+                connect_timeout=3,
+                read_timeout=10,
+            )
+            return PRICING_REGION, self.pricing_endpoint_url or None, config
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
+            connect_timeout=10,
+            read_timeout=30,
+            max_pool_connections=20,
+        )
+        return self.region, self.endpoint_url or None, config
+
+    async def get(self, service: str) -> Any:
+        """The client for `service` ('ec2', 'ssm' or 'pricing'), created on first use."""
+        client = self._clients.get(service)
+        if client is not None:
+            return client
+        async with self._lock:
+            client = self._clients.get(service)
+            if client is None:
+                region, endpoint, config = self._config(service)
+                kwargs: dict[str, Any] = {"region_name": region, "config": config}
+                if endpoint:
+                    kwargs["endpoint_url"] = endpoint
+                client = await self._stack.enter_async_context(
+                    self._session.create_client(service, **kwargs)
+                )
+                self._clients[service] = client
+            return client
+
+    async def ec2(self) -> Any:
+        return await self.get("ec2")
+
+    async def ssm(self) -> Any:
+        return await self.get("ssm")
+
+    async def pricing(self) -> Any:
+        return await self.get("pricing")
+
+    def created(self) -> dict[str, Any]:
+        """The clients created so far (tests register event hooks on them)."""
+        return dict(self._clients)
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._clients.clear()
+            stack, self._stack = self._stack, contextlib.AsyncExitStack()
+        await stack.aclose()
