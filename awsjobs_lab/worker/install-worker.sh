@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# awsjobs-lab worker image: what a job's EC2 instance needs, installed on Amazon Linux 2023.
+#
+# `awsjobs build-image` runs this script as root on a builder instance (through SSM
+# AWS-RunShellScript), then makes an AMI of that instance. Read it, copy it, extend it: add your
+# own steps in a separate file passed with `awsjobs build-image --extra-script FILE`.
+#
+# What it installs:
+#   - Python 3 + pip, papermill, ipykernel and a `python3` kernelspec (runs .ipynb and .py jobs)
+#   - R + rmarkdown (runs .R and .Rmd jobs) -- optional, see below
+#   - Quarto, from its release tarball (runs .qmd jobs; its bundled pandoc serves rmarkdown too)
+#   - amazon-efs-utils (the worker mounts the shared EFS file system)
+#   - amazon-ssm-agent, enabled (jobs are started through SSM send-command)
+#
+# About R: Amazon Linux 2023 has no R in its own repositories on every release, and EPEL is not
+# meant for AL2023. So the script tries, in order: `dnf install R` (when the AL2023 repos have
+# it), then Posit's prebuilt R for RHEL 9 (https://docs.posit.co/resources/install-r/). If
+# neither works, R is skipped with a clear message and the image still builds (.R/.Rmd jobs
+# will then fail on it). AWSJOBS_REQUIRE_R=1 makes that a build failure; AWSJOBS_INSTALL_R=0
+# skips R on purpose.
+#
+# The last line of output is `AWSJOBS_VERSIONS {json}`: build-image tags the AMI with it.
+#
+# Settings (environment variables, all optional):
+#   AWSJOBS_PYTHON        python package/interpreter name    (default: python3)
+#   AWSJOBS_QUARTO_VERSION                                   (default: 1.6.42)
+#   AWSJOBS_R_VERSION     Posit R build, used if dnf has no R (default: 4.4.2)
+#   AWSJOBS_INSTALL_R     0 to skip R                         (default: 1)
+#   AWSJOBS_REQUIRE_R     1 to fail when R cannot be installed (default: 0)
+set -euo pipefail
+
+PYTHON="${AWSJOBS_PYTHON:-python3}"
+QUARTO_VERSION="${AWSJOBS_QUARTO_VERSION:-1.6.42}"
+R_VERSION="${AWSJOBS_R_VERSION:-4.4.2}"
+INSTALL_R="${AWSJOBS_INSTALL_R:-1}"
+REQUIRE_R="${AWSJOBS_REQUIRE_R:-0}"
+CRAN="https://cloud.r-project.org"
+export PATH="/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+
+log() { printf '[awsjobs] %s\n' "$*"; }
+
+log "base packages"
+dnf install -y --setopt=install_weak_deps=False \
+  "$PYTHON" "$PYTHON-pip" tar gzip findutils which \
+  amazon-efs-utils amazon-ssm-agent
+
+log "Python: papermill, ipykernel and the python3 kernel"
+"$PYTHON" -m pip install --no-cache-dir --upgrade papermill ipykernel
+# System-wide kernelspec (/usr/local/share/jupyter/kernels/python3), so papermill finds it.
+"$PYTHON" -m ipykernel install --name python3 --display-name "Python 3"
+
+log "Quarto ${QUARTO_VERSION}"
+quarto_url="https://github.com/quarto-dev/quarto-cli/releases/download/v${QUARTO_VERSION}/quarto-${QUARTO_VERSION}-linux-amd64.tar.gz"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+curl -fsSL --retry 5 -o "$tmp/quarto.tar.gz" "$quarto_url"
+rm -rf /opt/quarto
+mkdir -p /opt/quarto
+tar -xzf "$tmp/quarto.tar.gz" -C /opt/quarto --strip-components=1
+ln -sf /opt/quarto/bin/quarto /usr/local/bin/quarto
+# rmarkdown needs pandoc: use the one bundled with Quarto unless the system has one.
+if ! command -v pandoc >/dev/null 2>&1; then
+  quarto_pandoc="$(find /opt/quarto/bin -type f -name pandoc | head -n 1)"
+  if [ -n "$quarto_pandoc" ]; then
+    ln -sf "$quarto_pandoc" /usr/local/bin/pandoc
+  fi
+fi
+
+install_r() {
+  if dnf install -y R-core R-core-devel >/dev/null 2>&1 || dnf install -y R >/dev/null 2>&1; then
+    log "R from the Amazon Linux repositories"
+    return 0
+  fi
+  log "no R in the Amazon Linux repositories; trying Posit's R ${R_VERSION} build for RHEL 9"
+  local rpm_url="https://cdn.posit.co/r/rhel-9/pkgs/R-${R_VERSION}-1-1.x86_64.rpm"
+  if curl -fsSL --retry 5 -o "$tmp/R.rpm" "$rpm_url" && dnf install -y "$tmp/R.rpm"; then
+    ln -sf "/opt/R/${R_VERSION}/bin/R" /usr/local/bin/R
+    ln -sf "/opt/R/${R_VERSION}/bin/Rscript" /usr/local/bin/Rscript
+    return 0
+  fi
+  return 1
+}
+
+if [ "$INSTALL_R" = "1" ]; then
+  log "R and rmarkdown"
+  if install_r; then
+    Rscript -e "install.packages('rmarkdown', repos = '${CRAN}', Ncpus = parallel::detectCores())"
+    Rscript -e "library(rmarkdown)" >/dev/null
+  elif [ "$REQUIRE_R" = "1" ]; then
+    log "ERROR: R could not be installed (AWSJOBS_REQUIRE_R=1)"
+    exit 1
+  else
+    log "WARNING: R could not be installed; .R and .Rmd jobs will fail on this image."
+    log "WARNING: set AWSJOBS_REQUIRE_R=1 to make this an error, or install R in --extra-script."
+  fi
+else
+  log "R skipped (AWSJOBS_INSTALL_R=0)"
+fi
+
+log "SSM agent enabled at boot"
+systemctl enable amazon-ssm-agent
+
+# Versions, for the AMI's tags. Each probe prints "none" when the tool is missing.
+version_of() {
+  "$@" 2>/dev/null | head -n 1 || true
+}
+r_version="none"
+rmarkdown_version="none"
+if command -v Rscript >/dev/null 2>&1; then
+  r_version="$(version_of Rscript -e 'cat(as.character(getRversion()))')"
+  rmarkdown_version="$(version_of Rscript -e 'cat(as.character(packageVersion("rmarkdown")))')"
+fi
+quarto_version="$(version_of quarto --version)"
+efs_utils_version="$(version_of rpm -q --qf '%{VERSION}' amazon-efs-utils)"
+ssm_agent_version="$(version_of rpm -q --qf '%{VERSION}' amazon-ssm-agent)"
+
+"$PYTHON" - "$r_version" "$rmarkdown_version" "$quarto_version" "$efs_utils_version" \
+  "$ssm_agent_version" <<'EOF'
+import json
+import platform
+import sys
+from importlib.metadata import version
+
+r, rmarkdown, quarto, efs_utils, ssm_agent = (v.strip() or "none" for v in sys.argv[1:6])
+print("AWSJOBS_VERSIONS " + json.dumps({
+    "python": platform.python_version(),
+    "papermill": version("papermill"),
+    "ipykernel": version("ipykernel"),
+    "r": r,
+    "rmarkdown": rmarkdown,
+    "quarto": quarto,
+    "efs-utils": efs_utils,
+    "ssm-agent": ssm_agent,
+}, sort_keys=True))
+EOF

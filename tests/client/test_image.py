@@ -1,0 +1,421 @@
+"""`awsjobs build-image` against moto (server mode, in this process; never real AWS).
+
+moto says every SSM command succeeded at once with empty output, so the tests shape the
+command's invocation in-process right after SendCommand (AWS-TESTING.md §4.3): the versions
+line, a failure, or "still running" for the interruption test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from awsjobs_lab import image
+from awsjobs_lab.cli import main
+
+VERSIONS = {
+    "python": "3.9.24",
+    "papermill": "2.6.0",
+    "ipykernel": "6.29.5",
+    "r": "4.4.2",
+    "rmarkdown": "2.29",
+    "quarto": "1.6.42",
+    "efs-utils": "2.1.0",
+    "ssm-agent": "3.3.1611.0",
+}
+VERSIONS_LINE = "AWSJOBS_VERSIONS " + json.dumps(VERSIONS)
+
+
+@pytest.fixture
+def invocation(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """What every new SSM command invocation will look like (edit the dict in a test)."""
+    from moto.ssm.models import SimpleSystemManagerBackend
+
+    shape: dict[str, Any] = {
+        "Status": "Success",
+        "StatusDetails": "Success",
+        "ResponseCode": 0,
+        "StandardOutputContent": "[awsjobs] done\n" + VERSIONS_LINE + "\n",
+        "StandardErrorContent": "",
+    }
+    original = SimpleSystemManagerBackend.send_command
+
+    def send_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        command = original(self, *args, **kwargs)
+        for inv in command.invocations:
+            inv.update(shape)
+        if shape["Status"] != "Success":
+            command.status = shape["Status"]
+        return command
+
+    monkeypatch.setattr(SimpleSystemManagerBackend, "send_command", send_command)
+    yield shape
+
+
+@pytest.fixture
+async def instance_profile(aws: Any) -> str:
+    iam = await aws("iam")
+    await iam.create_role(RoleName="awsjobs-worker", AssumeRolePolicyDocument="{}")
+    await iam.create_instance_profile(InstanceProfileName="awsjobs-worker")
+    await iam.add_role_to_instance_profile(
+        InstanceProfileName="awsjobs-worker", RoleName="awsjobs-worker"
+    )
+    return "awsjobs-worker"
+
+
+@pytest.fixture
+def aws_calls(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Every (action, request parameters) moto receives during the test."""
+    from moto.core.responses import BaseResponse
+
+    calls: list[tuple[str, Any]] = []
+    original = BaseResponse.call_action
+
+    def call_action(self: Any) -> Any:
+        calls.append((self._get_action(), dict(self.querystring)))
+        return original(self)
+
+    monkeypatch.setattr(BaseResponse, "call_action", call_action)
+    return calls
+
+
+def options(endpoint: str, **kw: Any) -> image.BuildOptions:
+    defaults: dict[str, Any] = {
+        "endpoint_url": endpoint,
+        "region": "us-east-1",
+        "poll_seconds": 0.01,
+        "instance_type": "t3.large",
+    }
+    defaults.update(kw)
+    return image.BuildOptions(**defaults)
+
+
+async def _instances(ec2: Any, **filters: Any) -> list[dict[str, Any]]:
+    resp = await ec2.describe_instances(**filters)
+    return [i for r in resp["Reservations"] for i in r["Instances"]]
+
+
+async def _builders(ec2: Any) -> list[dict[str, Any]]:
+    return await _instances(
+        ec2, Filters=[{"Name": "tag:awsjobs:role", "Values": ["image-builder"]}]
+    )
+
+
+async def _our_images(ec2: Any) -> list[dict[str, Any]]:
+    resp = await ec2.describe_images(
+        Owners=["self"], Filters=[{"Name": "tag:awsjobs:image", "Values": ["true"]}]
+    )
+    return list(resp["Images"])
+
+
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+# ------------------------------------------------------------------------------------------
+# The install script and the command text (no AWS)
+# ------------------------------------------------------------------------------------------
+
+
+def _shellcheck() -> str | None:
+    found = shutil.which("shellcheck")
+    if found:
+        return found
+    # `scripts/setup.sh` installs it for the test command; try once here too.
+    apt = shutil.which("apt-get")
+    if apt:
+        subprocess.run([apt, "install", "-y", "-q", "shellcheck"], capture_output=True, check=False)
+    return shutil.which("shellcheck")
+
+
+def test_install_script_is_valid_bash() -> None:
+    script = image.INSTALL_SCRIPT
+    assert script.is_file()
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "set -euo pipefail" in text
+    for needed in ("papermill", "ipykernel", "rmarkdown", "quarto", "amazon-efs-utils"):
+        assert needed in text
+    assert "systemctl enable amazon-ssm-agent" in text
+    assert "AWSJOBS_VERSIONS" in text
+
+
+def test_install_script_passes_shellcheck() -> None:
+    shellcheck = _shellcheck()
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed and could not be installed")
+    result = subprocess.run(
+        [shellcheck, "--shell=bash", str(image.INSTALL_SCRIPT)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_command_text_carries_scripts_verbatim_and_is_valid_bash() -> None:
+    script = image.install_script_text()
+    extra = "#!/bin/bash\nset -e\necho 'AWSJOBS_SCRIPT_EOF'\npip install scikit-learn\n"
+    commands = image.build_command(script, extra)
+    text = "\n".join(commands)
+    subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+    assert script.rstrip("\n") in text
+    assert extra.rstrip("\n") in text
+    # The extra script contains the default heredoc marker: a longer one is chosen.
+    assert "<<'AWSJOBS_SCRIPT_EOF_'" in text
+    assert text.index("install-worker.sh >>") < text.index("extra.sh >>")
+
+
+def test_parse_versions_takes_the_last_line() -> None:
+    out = f'noise\nAWSJOBS_VERSIONS {{"python": "1"}}\nmore\n{VERSIONS_LINE}\n'
+    assert image.parse_versions(out) == VERSIONS
+    assert image.parse_versions("no versions here") == {}
+    assert image.parse_versions("AWSJOBS_VERSIONS {not json") == {}
+
+
+def test_image_tags_are_valid_tag_values() -> None:
+    tags = image.image_tags({"r": "none", "odd": "a,b;c"}, "ami-1", {})
+    assert tags["awsjobs:image"] == "true"
+    assert tags["awsjobs:version:r"] == "none"
+    assert tags["awsjobs:version:odd"] == "a_b_c"
+
+
+# ------------------------------------------------------------------------------------------
+# The build against moto
+# ------------------------------------------------------------------------------------------
+
+
+async def test_build_image_success(
+    aws: Any,
+    moto_endpoint: str,
+    invocation: dict[str, Any],
+    instance_profile: str,
+    aws_calls: list[tuple[str, dict[str, Any]]],
+) -> None:
+    ec2 = await aws("ec2")
+    ssm = await aws("ssm")
+    al2023 = (await ssm.get_parameter(Name=image.AL2023_PARAMETER))["Parameter"]["Value"]
+    subnet = (await ec2.describe_subnets())["Subnets"][0]["SubnetId"]
+    said: list[str] = []
+
+    result = await image.build_image(
+        options(
+            moto_endpoint,
+            instance_profile=instance_profile,
+            subnet_id=subnet,
+            extra_script="dnf install -y htop\n",
+        ),
+        say=said.append,
+    )
+
+    # Launch parameters, read back from moto.
+    (builder,) = await _instances(ec2, InstanceIds=[result.builder_instance_id])
+    assert builder["ImageId"] == al2023 == result.base_ami
+    assert builder["InstanceType"] == "t3.large"
+    assert builder["SubnetId"] == subnet
+    assert builder["MetadataOptions"]["HttpTokens"] == "required"
+    # moto drops the profile on terminate: read what RunInstances received instead.
+    (run,) = [params for action, params in aws_calls if action == "RunInstances"]
+    assert run["IamInstanceProfile.Name"] == ["awsjobs-worker"]
+    assert run["BlockDeviceMapping.1.Ebs.VolumeType"] == ["gp3"]
+    tags = _tags(builder)
+    assert tags["awsjobs:managed"] == "true"
+    assert tags["awsjobs:role"] == "image-builder"
+    attr = await ec2.describe_instance_attribute(
+        InstanceId=builder["InstanceId"], Attribute="instanceInitiatedShutdownBehavior"
+    )
+    assert attr["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+    attr = await ec2.describe_instance_attribute(
+        InstanceId=builder["InstanceId"], Attribute="userData"
+    )
+    assert "shutdown -h +" in base64.b64decode(attr["UserData"]["Value"]).decode()
+
+    # The SSM command: the package's install script and the extra script, verbatim.
+    (command,) = (await ssm.list_commands(InstanceId=builder["InstanceId"]))["Commands"]
+    assert command["DocumentName"] == "AWS-RunShellScript"
+    assert command["InstanceIds"] == [builder["InstanceId"]]
+    text = "\n".join(command["Parameters"]["commands"])
+    assert image.install_script_text().rstrip("\n") in text
+    assert "dnf install -y htop" in text
+
+    # The AMI and its tags.
+    (ami,) = await _our_images(ec2)
+    assert ami["ImageId"] == result.image_id
+    assert ami["State"] == "available"
+    ami_tags = _tags(ami)
+    assert ami_tags["awsjobs:image"] == "true"
+    assert ami_tags["awsjobs:base-ami"] == al2023
+    for name, value in VERSIONS.items():
+        assert ami_tags[f"awsjobs:version:{name}"] == value
+    assert result.versions == VERSIONS
+
+    # The builder is gone.
+    (builder,) = await _instances(ec2, InstanceIds=[result.builder_instance_id])
+    assert builder["State"]["Name"] == "terminated"
+    assert any("terminated" in line for line in said)
+
+
+async def test_build_image_base_ami_and_no_versions(
+    aws: Any, moto_endpoint: str, invocation: dict[str, Any]
+) -> None:
+    ec2 = await aws("ec2")
+    invocation["StandardOutputContent"] = "no versions line\n"
+    said: list[str] = []
+    result = await image.build_image(
+        options(moto_endpoint, base_ami="ami-0123456789abcdef0", name="my-worker"),
+        say=said.append,
+    )
+    (builder,) = await _instances(ec2, InstanceIds=[result.builder_instance_id])
+    assert builder["ImageId"] == "ami-0123456789abcdef0"
+    assert builder["State"]["Name"] == "terminated"
+    assert result.name == "my-worker"
+    assert result.versions == {}
+    assert any("no AWSJOBS_VERSIONS" in line for line in said)
+
+
+async def test_failed_command_terminates_builder_and_makes_no_image(
+    aws: Any, moto_endpoint: str, invocation: dict[str, Any]
+) -> None:
+    ec2 = await aws("ec2")
+    invocation.update(
+        Status="Failed",
+        StatusDetails="Failed",
+        ResponseCode=1,
+        StandardOutputContent="",
+        StandardErrorContent="[awsjobs] install-worker.sh failed\nNo match for argument: python3",
+    )
+    with pytest.raises(image.ImageBuildError, match="No match for argument: python3"):
+        await image.build_image(options(moto_endpoint))
+    (builder,) = await _builders(ec2)
+    assert builder["State"]["Name"] == "terminated"
+    assert await _our_images(ec2) == []
+
+
+async def test_interruption_terminates_builder(
+    aws: Any, moto_endpoint: str, invocation: dict[str, Any], moto_backend: Any
+) -> None:
+    ec2 = await aws("ec2")
+    invocation.update(Status="InProgress", StatusDetails="InProgress", ResponseCode=-1)
+    task = asyncio.create_task(image.build_image(options(moto_endpoint)))
+    # Wait (event-driven, bounded only as a safety net) until the install command is running.
+    for _ in range(6000):
+        if moto_backend("ssm")._commands or task.done():
+            break
+        await asyncio.sleep(0.02)
+    assert not task.done()
+    assert moto_backend("ssm")._commands
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (builder,) = await _builders(ec2)
+    assert builder["State"]["Name"] == "terminated"
+    assert await _our_images(ec2) == []
+
+
+async def test_send_command_retried_until_agent_registers(
+    moto_endpoint: str, invocation: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.core.responses import ActionResult, BaseResponse
+
+    left = {"n": 3}
+    original = BaseResponse.call_action
+
+    def call_action(self: Any) -> Any:
+        if (self.service_name, self._get_action()) == ("ssm", "SendCommand") and left["n"] > 0:
+            left["n"] -= 1
+            return self.serialized(ActionResult(InvalidInstanceId()))
+        return original(self)
+
+    monkeypatch.setattr(BaseResponse, "call_action", call_action)
+    said: list[str] = []
+    result = await image.build_image(options(moto_endpoint), say=said.append)
+    assert left["n"] == 0
+    assert result.image_id.startswith("ami-")
+    assert any("SSM agent" in line for line in said)
+
+
+async def test_agent_never_registers(
+    aws: Any,
+    moto_endpoint: str,
+    invocation: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.core.responses import ActionResult, BaseResponse
+
+    original = BaseResponse.call_action
+
+    def call_action(self: Any) -> Any:
+        if (self.service_name, self._get_action()) == ("ssm", "SendCommand"):
+            return self.serialized(ActionResult(InvalidInstanceId()))
+        return original(self)
+
+    monkeypatch.setattr(BaseResponse, "call_action", call_action)
+    ec2 = await aws("ec2")
+    with pytest.raises(image.ImageBuildError, match="AmazonSSMManagedInstanceCore"):
+        await image.build_image(options(moto_endpoint, agent_timeout_seconds=0))
+    (builder,) = await _builders(ec2)
+    assert builder["State"]["Name"] == "terminated"
+
+
+def test_cli_build_image(
+    moto_endpoint: str,
+    invocation: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Any,
+) -> None:
+    extra = tmp_path / "extra.sh"
+    extra.write_text("echo extra\n")
+    code = main(
+        [
+            "build-image",
+            "--endpoint-url",
+            moto_endpoint,
+            "--region",
+            "us-east-1",
+            "--extra-script",
+            str(extra),
+            "--base-ami",
+            "ami-0123456789abcdef0",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    ami = out.strip()
+    assert ami.startswith("ami-")
+    assert f'c.EC2Backend.image_id = "{ami}"' in err
+
+
+def test_cli_build_image_failure_exit_code(
+    moto_endpoint: str, invocation: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    invocation.update(Status="Failed", ResponseCode=2, StandardErrorContent="boom")
+    code = main(["build-image", "--endpoint-url", moto_endpoint, "--region", "us-east-1"])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert "boom" in err
+    assert "terminated" in err
+
+
+def test_cli_build_image_missing_extra_script(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["build-image", "--extra-script", "/nonexistent/extra.sh"])
+    assert code == 2
+    assert "--extra-script" in capsys.readouterr().err
+
+
+# Defined outside moto's package, so moto serialises it as a proper SSM error (AWS-TESTING §6.3).
+def _invalid_instance_id_class() -> type:
+    from moto.core.exceptions import ServiceException
+
+    class InvalidInstanceIdError(ServiceException):
+        code = "InvalidInstanceId"
+        message = "Instances not in a valid state for account"
+
+    return InvalidInstanceIdError
+
+
+def InvalidInstanceId() -> Any:
+    return _invalid_instance_id_class()()
