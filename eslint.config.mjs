@@ -16,7 +16,10 @@ export default defineConfig([
       '.venv',
       'tests',
       '**/__tests__',
-      'ui-tests'
+      'ui-tests',
+      'benchmarks',
+      'awsjobs_lab',
+      'lib'
     ]
   },
   js.configs.recommended,

@@ -1,0 +1,191 @@
+/**
+ * Pure presentation helpers: state → label/class, elapsed time, cost, paths.
+ */
+import type { TranslationBundle } from '@jupyterlab/translation';
+
+import { IJob, isActiveState, JobState } from './tokens';
+
+/** File extensions a job can run (lower case, with the dot). */
+export const SUPPORTED_EXTENSIONS: ReadonlyArray<string> = [
+  '.ipynb',
+  '.py',
+  '.r',
+  '.rmd',
+  '.qmd',
+  '.sh'
+];
+
+/** The extension of a path, lower case with its dot ('' when none). */
+export function extensionOf(path: string): string {
+  const name = basename(path);
+  const dot = name.lastIndexOf('.');
+  return dot > 0 ? name.slice(dot).toLowerCase() : '';
+}
+
+/** Whether a file can be run as a job. */
+export function isSupportedPath(path: string): boolean {
+  return SUPPORTED_EXTENSIONS.includes(extensionOf(path));
+}
+
+/** Whether the file is a notebook (parameters apply). */
+export function isNotebookPath(path: string): boolean {
+  return extensionOf(path) === '.ipynb';
+}
+
+export function basename(path: string): string {
+  const parts = path.split('/');
+  return parts[parts.length - 1] || path;
+}
+
+export function dirname(path: string): string {
+  const index = path.lastIndexOf('/');
+  return index > 0 ? path.slice(0, index) : '';
+}
+
+/** The server's default log path: `<script dir>/<stem>.<job id>.log`. */
+export function defaultLogPathHint(path: string, idHint = '<job id>'): string {
+  const name = basename(path);
+  const dot = name.lastIndexOf('.');
+  const stem = dot > 0 ? name.slice(0, dot) : name;
+  const dir = dirname(path);
+  return `${dir ? dir + '/' : ''}${stem}.${idHint}.log`;
+}
+
+/** The kind of a state, for colour: active, good, bad or neutral. */
+export type StateTone = 'active' | 'success' | 'error' | 'warn' | 'neutral';
+
+const TONES: { [state in JobState]: StateTone } = {
+  pending: 'neutral',
+  launching: 'active',
+  running: 'active',
+  stopping: 'warn',
+  succeeded: 'success',
+  failed: 'error',
+  stopped: 'neutral',
+  timed_out: 'error',
+  interrupted: 'warn'
+};
+
+export function stateTone(state: JobState): StateTone {
+  return TONES[state] ?? 'neutral';
+}
+
+/** The CSS classes for a state: one per state and one per tone. */
+export function stateClass(state: JobState): string {
+  return `jp-AWSJobs-state-${state.replace('_', '-')} jp-AWSJobs-tone-${stateTone(state)}`;
+}
+
+/** The user-facing label of a state (translated). */
+export function stateLabel(state: JobState, trans: TranslationBundle): string {
+  switch (state) {
+    case 'pending':
+      return trans.__('Pending');
+    case 'launching':
+      return trans.__('Launching');
+    case 'running':
+      return trans.__('Running');
+    case 'stopping':
+      return trans.__('Stopping');
+    case 'succeeded':
+      return trans.__('Succeeded');
+    case 'failed':
+      return trans.__('Failed');
+    case 'stopped':
+      return trans.__('Stopped');
+    case 'timed_out':
+      return trans.__('Timed out');
+    case 'interrupted':
+      return trans.__('Interrupted');
+    default:
+      return String(state);
+  }
+}
+
+/** The label of a backend id, using the server's labels when known. */
+export function backendLabel(
+  backend: string,
+  labels: { [id: string]: string } = {}
+): string {
+  return labels[backend] ?? (backend === 'ec2' ? 'EC2' : backend);
+}
+
+/**
+ * Seconds the job has been working at `nowSeconds`: from `started_at` to
+ * `finished_at`, or to now while it is active; null before it started.
+ */
+export function elapsedSeconds(job: IJob, nowSeconds: number): number | null {
+  if (job.started_at === null || job.started_at === undefined) {
+    return null;
+  }
+  let end: number;
+  if (job.finished_at !== null && job.finished_at !== undefined) {
+    end = job.finished_at;
+  } else if (isActiveState(job.state)) {
+    end = nowSeconds;
+  } else {
+    // Terminal without a finish time: trust the server's figure.
+    return job.elapsed_seconds;
+  }
+  return Math.max(0, end - job.started_at);
+}
+
+/** Cost so far in USD: hourly price × elapsed time; null when unknown. */
+export function costSoFar(job: IJob, nowSeconds: number): number | null {
+  if (job.hourly_price === null || job.hourly_price === undefined) {
+    return null;
+  }
+  const elapsed = elapsedSeconds(job, nowSeconds);
+  if (elapsed === null) {
+    return null;
+  }
+  return (job.hourly_price * elapsed) / 3600;
+}
+
+/** `1:02:03`, `2:03` or `0:05`. */
+export function formatDuration(seconds: number | null): string {
+  if (seconds === null || !isFinite(seconds)) {
+    return '';
+  }
+  const total = Math.floor(Math.max(0, seconds));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
+/** `$0.0123` below a dollar, `$12.35` above. */
+export function formatCost(usd: number | null): string {
+  if (usd === null || !isFinite(usd)) {
+    return '';
+  }
+  return usd < 1 ? `$${usd.toFixed(4)}` : `$${usd.toFixed(2)}`;
+}
+
+/** `$0.0832/h`. */
+export function formatPrice(usdPerHour: number | null | undefined): string {
+  if (
+    usdPerHour === null ||
+    usdPerHour === undefined ||
+    !isFinite(usdPerHour)
+  ) {
+    return '';
+  }
+  return `$${usdPerHour.toFixed(4)}/h`;
+}
+
+/** A local date and time from epoch seconds. */
+export function formatTime(epochSeconds: number | null): string {
+  if (epochSeconds === null || !isFinite(epochSeconds)) {
+    return '';
+  }
+  return new Date(epochSeconds * 1000).toLocaleString();
+}
+
+/** Newest first (by creation time, then id for a stable order). */
+export function compareNewestFirst(a: IJob, b: IJob): number {
+  if (b.created_at !== a.created_at) {
+    return b.created_at - a.created_at;
+  }
+  return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
+}

@@ -1,0 +1,211 @@
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, Notification } from '@jupyterlab/apputils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import {
+  IDefaultFileBrowser,
+  IFileBrowserFactory
+} from '@jupyterlab/filebrowser';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStateDB } from '@jupyterlab/statedb';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
+
+// The model, the panel and the commands are all created in `activate`, so
+// these modules are needed at start-up anyway.
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { CommandIDs, PANEL_ID, registerCommands } from './commands';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { basename, stateLabel } from './format';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { JobsModel } from './model';
+import { JobsService } from './service';
+import { DEFAULT_SETTINGS, IJob, IJobsModel, IJobsSettings } from './tokens';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { JobsPanel } from './widgets/JobsPanel';
+
+/** The settings plugin: owns the model, its settings and its polling. */
+const SETTINGS_PLUGIN_ID = 'awsjobs-lab:plugin';
+const PANEL_PLUGIN_ID = 'awsjobs-lab:panel';
+const COMMANDS_PLUGIN_ID = 'awsjobs-lab:commands';
+
+/** IStateDB key of the selected job. */
+const SELECTION_KEY = 'awsjobs-lab:selected-job';
+
+/** Read the composite settings into typed values. */
+export function readSettings(composite: {
+  [key: string]: unknown;
+}): Partial<IJobsSettings> {
+  const out: { [key: string]: unknown } = {};
+  for (const key of Object.keys(DEFAULT_SETTINGS)) {
+    const value = composite[key];
+    const expected = typeof DEFAULT_SETTINGS[key as keyof IJobsSettings];
+    if (value !== undefined && value !== null && typeof value === expected) {
+      out[key] = value;
+    }
+  }
+  return out as Partial<IJobsSettings>;
+}
+
+const modelPlugin: JupyterFrontEndPlugin<IJobsModel> = {
+  id: SETTINGS_PLUGIN_ID,
+  description: 'The jobs model of awsjobs-lab, with its settings.',
+  autoStart: true,
+  provides: IJobsModel,
+  optional: [ISettingRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    settingRegistry: ISettingRegistry | null
+  ): IJobsModel => {
+    const service = new JobsService(app.serviceManager.serverSettings);
+    const model = new JobsModel({ service });
+    if (settingRegistry) {
+      // Not awaited: the model starts with the defaults and updates.
+      settingRegistry
+        .load(SETTINGS_PLUGIN_ID)
+        .then(settings => {
+          const apply = () =>
+            model.updateSettings(
+              readSettings(settings.composite as { [key: string]: unknown })
+            );
+          apply();
+          settings.changed.connect(apply);
+        })
+        .catch(reason => {
+          Notification.warning(
+            `awsjobs-lab: cannot load settings: ${String(reason)}`
+          );
+        });
+    }
+    return model;
+  }
+};
+
+const panelPlugin: JupyterFrontEndPlugin<void> = {
+  id: PANEL_PLUGIN_ID,
+  description: 'The Jobs side panel of awsjobs-lab.',
+  autoStart: true,
+  requires: [IJobsModel],
+  optional: [ILayoutRestorer, ITranslator, IStateDB],
+  activate: (
+    app: JupyterFrontEnd,
+    model: IJobsModel,
+    restorer: ILayoutRestorer | null,
+    translator: ITranslator | null,
+    state: IStateDB | null
+  ): void => {
+    const trans = (translator ?? nullTranslator).load('awsjobs_lab');
+    const panel = new JobsPanel({
+      model,
+      commands: app.commands,
+      trans,
+      translator: translator ?? nullTranslator
+    });
+    panel.id = PANEL_ID;
+    app.shell.add(panel, 'left', { rank: 650 });
+    if (restorer) {
+      restorer.add(panel, PANEL_ID);
+    }
+
+    // Remember the selected job across reloads.
+    if (state) {
+      void app.restored
+        .then(() => state.fetch(SELECTION_KEY))
+        .then(value => {
+          if (typeof value === 'string' && value && !model.selectedId) {
+            model.select(value);
+          }
+        })
+        .catch(() => undefined)
+        .then(() => {
+          model.selectionChanged.connect((_, id) => {
+            void state.save(SELECTION_KEY, id ?? '').catch(() => undefined);
+          });
+        });
+    }
+
+    // A notification when a job ends, with an action to open it.
+    model.jobEnded.connect((_, job: IJob) => {
+      if (!model.settings.notifyOnEnd) {
+        return;
+      }
+      const message = trans.__(
+        'Job %1: %2',
+        basename(job.path),
+        stateLabel(job.state, trans)
+      );
+      const type =
+        job.state === 'succeeded'
+          ? 'success'
+          : job.state === 'stopped'
+            ? 'info'
+            : job.state === 'interrupted'
+              ? 'warning'
+              : 'error';
+      Notification.emit(message, type, {
+        autoClose: type === 'success' || type === 'info' ? 6000 : false,
+        actions: [
+          {
+            label: trans.__('Show job'),
+            callback: () => {
+              void app.commands.execute(CommandIDs.openPanel, { id: job.id });
+            }
+          }
+        ]
+      });
+    });
+  }
+};
+
+const commandsPlugin: JupyterFrontEndPlugin<void> = {
+  id: COMMANDS_PLUGIN_ID,
+  description:
+    'Run-as-job commands, their context menu entries and toolbar button.',
+  autoStart: true,
+  requires: [IJobsModel],
+  optional: [
+    ITranslator,
+    IDocumentManager,
+    IDefaultFileBrowser,
+    IFileBrowserFactory,
+    IStateDB,
+    ICommandPalette
+  ],
+  activate: (
+    app: JupyterFrontEnd,
+    model: IJobsModel,
+    translator: ITranslator | null,
+    docManager: IDocumentManager | null,
+    fileBrowser: IDefaultFileBrowser | null,
+    browserFactory: IFileBrowserFactory | null,
+    state: IStateDB | null,
+    palette: ICommandPalette | null
+  ): void => {
+    const trans = (translator ?? nullTranslator).load('awsjobs_lab');
+    registerCommands({
+      app,
+      model,
+      trans,
+      docManager,
+      fileBrowser,
+      browserFactory,
+      state
+    });
+    if (palette) {
+      const category = trans.__('Jobs');
+      for (const command of [
+        CommandIDs.runCurrent,
+        CommandIDs.openPanel,
+        CommandIDs.refresh
+      ]) {
+        palette.addItem({ command, category });
+      }
+    }
+  }
+};
+
+export default [modelPlugin, panelPlugin, commandsPlugin];
+
+export * from './tokens';

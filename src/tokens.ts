@@ -1,0 +1,241 @@
+/**
+ * Typed mirror of the awsjobs REST API (see CONTRIBUTING.md and `awsjobs_lab/models.py`).
+ *
+ * `IJob` follows `Job.to_dict()` field for field; times are epoch seconds.
+ */
+import { Token } from '@lumino/coreutils';
+import type { ISignal } from '@lumino/signaling';
+
+/** Every job state of the server's state machine. */
+export type JobState =
+  | 'pending'
+  | 'launching'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'stopping'
+  | 'stopped'
+  | 'timed_out'
+  | 'interrupted';
+
+export const JOB_STATES: ReadonlyArray<JobState> = [
+  'pending',
+  'launching',
+  'running',
+  'stopping',
+  'succeeded',
+  'failed',
+  'stopped',
+  'timed_out',
+  'interrupted'
+];
+
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set<JobState>([
+  'succeeded',
+  'failed',
+  'stopped',
+  'timed_out',
+  'interrupted'
+]);
+
+export const ACTIVE_STATES: ReadonlyArray<JobState> = JOB_STATES.filter(
+  s => !TERMINAL_STATES.has(s)
+);
+
+/** Whether a job in this state may still change (the server is driving it). */
+export function isActiveState(state: JobState): boolean {
+  return !TERMINAL_STATES.has(state);
+}
+
+/** One persisted state transition. */
+export interface ITransition {
+  state: JobState;
+  at: number;
+  reason: string | null;
+}
+
+/** A job, as served by the REST API (`Job.to_dict()`). */
+export interface IJob {
+  id: string;
+  path: string;
+  backend: string;
+  state: JobState;
+  created_at: number;
+  updated_at: number;
+  memory_gib: number;
+  cpus: number;
+  spot: boolean;
+  max_lifetime_minutes: number;
+  log_path: string;
+  env: { [name: string]: string };
+  parameters: { [name: string]: unknown };
+  instance_type: string | null;
+  requested_instance_type: string | null;
+  hourly_price: number | null;
+  output_path: string | null;
+  command: string[];
+  exit_code: number | null;
+  error: string | null;
+  started_at: number | null;
+  finished_at: number | null;
+  stop_requested: boolean;
+  handle: { [key: string]: unknown };
+  history: ITransition[];
+  instance_id: string | null;
+  elapsed_seconds: number | null;
+  cost_so_far: number | null;
+}
+
+/** `GET jobs` answer. */
+export interface IJobPage {
+  jobs: IJob[];
+  next_cursor: string | null;
+}
+
+/** `GET jobs` query. */
+export interface IListQuery {
+  state?: ReadonlyArray<JobState>;
+  limit?: number;
+  cursor?: string | null;
+}
+
+/** `POST jobs` body. */
+export interface ILaunchRequest {
+  path: string;
+  backend?: string;
+  memory_gib?: number;
+  cpus?: number;
+  spot?: boolean;
+  max_lifetime_minutes?: number;
+  log_path?: string;
+  env?: { [name: string]: string };
+  parameters?: { [name: string]: unknown };
+  instance_type?: string;
+}
+
+/** `GET jobs/{id}/log` answer. */
+export interface ILogChunk {
+  content: string;
+  offset: number;
+  next_offset: number;
+  size: number;
+  eof: boolean;
+  complete: boolean;
+}
+
+/** One backend the server offers. */
+export interface IBackendInfo {
+  id: string;
+  label: string;
+  configured: boolean;
+  [extra: string]: unknown;
+}
+
+/** Server-side launch defaults. */
+export interface IServerDefaults {
+  memory_gib: number;
+  cpus: number;
+  spot: boolean;
+  max_lifetime_minutes: number;
+  max_allowed_lifetime_minutes: number;
+}
+
+/** `GET config` answer. */
+export interface IServerConfig {
+  backends: IBackendInfo[];
+  default_backend: string;
+  defaults: IServerDefaults;
+  aws_configured: boolean;
+  extensions: string[];
+}
+
+/** An instance type the server would choose. */
+export interface IInstanceChoice {
+  instance_type: string;
+  vcpus: number;
+  memory_gib: number;
+  hourly_price: number | null;
+  price_source?: string | null;
+  availability_zone?: string | null;
+  spot: boolean;
+}
+
+/** `GET instance-types` answer. */
+export interface IInstanceTypes {
+  choice: IInstanceChoice;
+  candidates: IInstanceChoice[];
+}
+
+/** `GET instance-types` query. */
+export interface IInstanceQuery {
+  memory_gib: number;
+  cpus: number;
+  spot: boolean;
+  instance_type?: string;
+}
+
+/** Front-end settings (`schema/plugin.json`). */
+export interface IJobsSettings {
+  defaultBackend: string;
+  memoryGib: number;
+  cpus: number;
+  spot: boolean;
+  maxLifetimeMinutes: number;
+  pollIntervalSeconds: number;
+  maxPollIntervalSeconds: number;
+  logPollIntervalSeconds: number;
+  logTailKiB: number;
+  notifyOnEnd: boolean;
+  panelArea: 'left' | 'right';
+}
+
+export const DEFAULT_SETTINGS: IJobsSettings = {
+  defaultBackend: '',
+  memoryGib: 4,
+  cpus: 2,
+  spot: true,
+  maxLifetimeMinutes: 240,
+  pollIntervalSeconds: 3,
+  maxPollIntervalSeconds: 60,
+  logPollIntervalSeconds: 1,
+  logTailKiB: 256,
+  notifyOnEnd: true,
+  panelArea: 'right'
+};
+
+/** Whether the model's connection to the server works. */
+export type ServerStatus = 'unknown' | 'ok' | 'missing' | 'error';
+
+/** The jobs model shared by the panel and the commands. */
+export interface IJobsModel {
+  readonly jobs: ReadonlyArray<IJob>;
+  readonly config: IServerConfig | null;
+  readonly serverStatus: ServerStatus;
+  readonly error: string | null;
+  readonly settings: IJobsSettings;
+  readonly stateFilter: ReadonlyArray<JobState>;
+  readonly hasMore: boolean;
+  readonly selectedId: string | null;
+  readonly changed: ISignal<IJobsModel, void>;
+  readonly jobEnded: ISignal<IJobsModel, IJob>;
+  readonly tick: ISignal<IJobsModel, number>;
+  readonly selectionChanged: ISignal<IJobsModel, string | null>;
+  get(id: string): IJob | undefined;
+  refresh(): Promise<void>;
+  loadMore(): Promise<void>;
+  setStateFilter(states: ReadonlyArray<JobState>): void;
+  select(id: string | null): void;
+  setVisible(visible: boolean): void;
+  submit(request: ILaunchRequest): Promise<IJob>;
+  stop(id: string): Promise<IJob>;
+  remove(id: string): Promise<void>;
+  ensureConfig(): Promise<IServerConfig>;
+  clearError(): void;
+  readLog(id: string, offset: number, limit?: number): Promise<ILogChunk>;
+  instanceTypes(query: IInstanceQuery): Promise<IInstanceTypes>;
+}
+
+export const IJobsModel = new Token<IJobsModel>(
+  'awsjobs-lab:IJobsModel',
+  'The jobs model of awsjobs-lab: the job list, polling and the REST API.'
+);

@@ -1,0 +1,256 @@
+import type { CommandRegistry } from '@lumino/commands';
+import type { Message } from '@lumino/messaging';
+import type { ITranslator, TranslationBundle } from '@jupyterlab/translation';
+import {
+  ReactWidget,
+  refreshIcon,
+  SidePanel,
+  ToolbarButton,
+  UseSignal
+} from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { CommandIDs } from '../commandIds';
+import { JobDetails } from '../components/JobDetails';
+import { JobRow } from '../components/JobList';
+import { stateLabel } from '../format';
+import { jobsIcon } from '../icons';
+import {
+  ACTIVE_STATES,
+  IJobsModel,
+  JOB_STATES,
+  JobState,
+  TERMINAL_STATES
+} from '../tokens';
+
+/** The shell command that enables the server extension (not translated). */
+const ENABLE_COMMAND = 'jupyter server extension enable awsjobs_lab';
+
+/** The filter choices of the panel, as select values. */
+export function filterStates(value: string): JobState[] {
+  if (value === 'active') {
+    return [...ACTIVE_STATES];
+  }
+  if (value === 'finished') {
+    return [...TERMINAL_STATES];
+  }
+  if ((JOB_STATES as ReadonlyArray<string>).includes(value)) {
+    return [value as JobState];
+  }
+  return [];
+}
+
+/** The select value of a filter. */
+export function filterValue(states: ReadonlyArray<JobState>): string {
+  if (states.length === 0) {
+    return 'all';
+  }
+  if (states.length === 1) {
+    return states[0];
+  }
+  const set = new Set(states);
+  if (
+    ACTIVE_STATES.every(s => set.has(s)) &&
+    set.size === ACTIVE_STATES.length
+  ) {
+    return 'active';
+  }
+  if (
+    [...TERMINAL_STATES].every(s => set.has(s)) &&
+    set.size === TERMINAL_STATES.size
+  ) {
+    return 'finished';
+  }
+  return 'all';
+}
+
+interface IViewProps {
+  model: IJobsModel;
+  commands: CommandRegistry;
+  trans: TranslationBundle;
+}
+
+/** The panel's body. */
+export function JobsView(props: IViewProps): JSX.Element {
+  const { model } = props;
+  return (
+    <UseSignal signal={model.changed}>
+      {() => <JobsViewBody {...props} />}
+    </UseSignal>
+  );
+}
+
+function JobsViewBody(props: IViewProps): JSX.Element {
+  const { model, commands, trans } = props;
+  const labels: { [id: string]: string } = {};
+  for (const backend of model.config?.backends ?? []) {
+    labels[backend.id] = backend.label;
+  }
+  if (model.serverStatus === 'missing') {
+    return (
+      <div className="jp-AWSJobs-missing" role="alert">
+        <p>
+          <strong>
+            {trans.__('The awsjobs server extension is not running.')}
+          </strong>
+        </p>
+        <p>
+          {trans.__(
+            'Jobs cannot be listed or launched. Install the awsjobs-lab Python package in the environment that runs Jupyter Server, enable it and restart JupyterLab:'
+          )}
+        </p>
+        <pre>{ENABLE_COMMAND}</pre>
+      </div>
+    );
+  }
+  const selected = model.selectedId ? model.get(model.selectedId) : undefined;
+  const jobs = model.jobs;
+  return (
+    <div className="jp-AWSJobs-view">
+      {model.error && (
+        <div className="jp-AWSJobs-errorBar" role="alert">
+          <span className="jp-AWSJobs-errorMessage">{model.error}</span>
+          <button
+            className="jp-AWSJobs-linkButton"
+            onClick={() => model.clearError()}
+            aria-label={trans.__('Dismiss')}
+          >
+            {trans.__('Dismiss')}
+          </button>
+        </div>
+      )}
+      <div className="jp-AWSJobs-filterBar">
+        <label>
+          {trans.__('Show')}{' '}
+          <select
+            className="jp-AWSJobs-filter"
+            value={filterValue(model.stateFilter)}
+            onChange={event =>
+              model.setStateFilter(filterStates(event.target.value))
+            }
+          >
+            <option value="all">{trans.__('All jobs')}</option>
+            <option value="active">{trans.__('Active')}</option>
+            <option value="finished">{trans.__('Finished')}</option>
+            {JOB_STATES.map(state => (
+              <option key={state} value={state}>
+                {stateLabel(state, trans)}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+      <ul className="jp-AWSJobs-list" role="listbox">
+        {jobs.length === 0 && (
+          <li className="jp-AWSJobs-empty">
+            {model.serverStatus === 'unknown'
+              ? trans.__('Loading jobs…')
+              : trans.__(
+                  'No jobs. Right-click a notebook or script and choose "Run as Job…".'
+                )}
+          </li>
+        )}
+        {jobs.map(job => (
+          <JobRow
+            key={job.id}
+            job={job}
+            model={model}
+            commands={commands}
+            trans={trans}
+            selected={job.id === model.selectedId}
+            backendLabels={labels}
+          />
+        ))}
+        {model.hasMore && (
+          <li className="jp-AWSJobs-more">
+            <button
+              className="jp-mod-styled jp-AWSJobs-loadMore"
+              onClick={() => void model.loadMore()}
+            >
+              {trans.__('Load more')}
+            </button>
+          </li>
+        )}
+      </ul>
+      {model.selectedId &&
+        (selected ? (
+          <JobDetails
+            key={selected.id}
+            job={selected}
+            model={model}
+            commands={commands}
+            trans={trans}
+            backendLabels={labels}
+          />
+        ) : (
+          <div className="jp-AWSJobs-details jp-AWSJobs-empty">
+            {trans.__('Loading job…')}
+          </div>
+        ))}
+    </div>
+  );
+}
+
+export namespace JobsPanel {
+  export interface IOptions {
+    model: IJobsModel;
+    commands: CommandRegistry;
+    trans: TranslationBundle;
+    translator: ITranslator;
+  }
+}
+
+/** The Jobs side panel. */
+export class JobsPanel extends SidePanel {
+  constructor(options: JobsPanel.IOptions) {
+    super({ translator: options.translator });
+    const { model, commands, trans } = options;
+    this._model = model;
+    this.id = 'awsjobs-panel';
+    this.addClass('jp-AWSJobs-panel');
+    this.title.icon = jobsIcon;
+    this.title.caption = trans.__('Jobs');
+    const heading = ReactWidget.create(
+      <h2 className="jp-AWSJobs-title">{trans.__('Jobs')}</h2>
+    );
+    heading.addClass('jp-AWSJobs-heading');
+    this.header.addWidget(heading);
+    this.toolbar.addItem(
+      'refresh',
+      new ToolbarButton({
+        icon: refreshIcon,
+        tooltip: trans.__('Refresh the job list'),
+        onClick: () => {
+          void commands.execute(CommandIDs.refresh);
+        }
+      })
+    );
+    const body = ReactWidget.create(
+      <JobsView model={model} commands={commands} trans={trans} />
+    );
+    body.addClass('jp-AWSJobs-body');
+    this.addWidget(body);
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this._model.setVisible(true);
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this._model.setVisible(false);
+  }
+
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    this._model.setVisible(this.isVisible);
+  }
+
+  protected onBeforeDetach(msg: Message): void {
+    this._model.setVisible(false);
+    super.onBeforeDetach(msg);
+  }
+
+  private _model: IJobsModel;
+}

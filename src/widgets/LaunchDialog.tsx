@@ -1,0 +1,433 @@
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import type { TranslationBundle } from '@jupyterlab/translation';
+import { ReactWidget } from '@jupyterlab/ui-components';
+import { Debouncer } from '@lumino/polling';
+import type { Message } from '@lumino/messaging';
+import * as React from 'react';
+
+import { defaultLogPathHint, formatPrice } from '../format';
+import type {
+  IBackendInfo,
+  IInstanceChoice,
+  IJobsModel,
+  ILaunchRequest
+} from '../tokens';
+import {
+  ILaunchContext,
+  ILaunchForm,
+  LaunchErrors,
+  LaunchField,
+  validateLaunch
+} from '../validation';
+
+/** The preview of the EC2 instance the server would choose. */
+export interface IPreview {
+  loading: boolean;
+  choice: IInstanceChoice | null;
+  error: string | null;
+}
+
+export namespace LaunchDialogBody {
+  export interface IOptions {
+    form: ILaunchForm;
+    context: ILaunchContext;
+    backends: ReadonlyArray<IBackendInfo>;
+    model: IJobsModel;
+    trans: TranslationBundle;
+    /** Show every field's error at once (after a refused submit). */
+    showAllErrors?: boolean;
+    /** An error answered by the server for the last submit. */
+    serverError?: string | null;
+  }
+}
+
+/** The launch dialog's body: a form whose `getValue()` is the raw form. */
+export class LaunchDialogBody extends ReactWidget {
+  constructor(options: LaunchDialogBody.IOptions) {
+    super();
+    this.addClass('jp-AWSJobs-launch');
+    this._options = options;
+    this._form = { ...options.form };
+    this._showAll = !!options.showAllErrors;
+    this._previewDebouncer = new Debouncer(() => this._loadPreview(), 400);
+    this._schedulePreview();
+  }
+
+  getValue(): ILaunchForm {
+    return { ...this._form };
+  }
+
+  /** The current validation errors. */
+  get errors(): LaunchErrors {
+    return validateLaunch(
+      this._form,
+      this._options.context,
+      this._options.trans
+    ).errors;
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._previewDebouncer.dispose();
+    super.dispose();
+  }
+
+  protected onUpdateRequest(msg: Message): void {
+    super.onUpdateRequest(msg);
+    this._syncAcceptButton();
+  }
+
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    this._syncAcceptButton();
+  }
+
+  render(): JSX.Element {
+    const { trans, context, backends } = this._options;
+    const form = this._form;
+    const errors = this.errors;
+    const isEC2 = form.backend === 'ec2';
+    const shown = (field: LaunchField): string | undefined =>
+      this._showAll || this._touched.has(field) ? errors[field] : undefined;
+    const set =
+      (field: LaunchField) =>
+      (
+        event: React.ChangeEvent<
+          HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement
+        >
+      ) => {
+        const target = event.target;
+        const value =
+          target instanceof HTMLInputElement && target.type === 'checkbox'
+            ? target.checked
+            : target.value;
+        this._form = { ...this._form, [field]: value };
+        this._touched.add(field);
+        this._schedulePreview();
+        this.update();
+      };
+    const fieldError = (field: LaunchField) => {
+      const message = shown(field);
+      return message ? (
+        <div className="jp-AWSJobs-fieldError" data-field={field} role="alert">
+          {message}
+        </div>
+      ) : null;
+    };
+    const invalid = (field: LaunchField) =>
+      shown(field) ? 'jp-mod-styled jp-AWSJobs-invalid' : 'jp-mod-styled';
+    return (
+      <form
+        className="jp-AWSJobs-launchForm"
+        onSubmit={event => event.preventDefault()}
+      >
+        {this._options.serverError && (
+          <div className="jp-AWSJobs-serverError" role="alert">
+            {this._options.serverError}
+          </div>
+        )}
+        <div className="jp-AWSJobs-launchPath" title={context.path}>
+          {context.path}
+        </div>
+        <label className="jp-AWSJobs-field">
+          <span>{trans.__('Backend')}</span>
+          <select
+            name="backend"
+            className={invalid('backend')}
+            value={form.backend}
+            onChange={set('backend')}
+          >
+            {backends.map(b => (
+              <option key={b.id} value={b.id}>
+                {b.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        {fieldError('backend')}
+        <div className="jp-AWSJobs-fieldRow">
+          <label className="jp-AWSJobs-field">
+            <span>{trans.__('Memory (GiB)')}</span>
+            <input
+              name="memoryGib"
+              type="number"
+              min="0"
+              step="any"
+              className={invalid('memoryGib')}
+              value={form.memoryGib}
+              onChange={set('memoryGib')}
+            />
+          </label>
+          <label className="jp-AWSJobs-field">
+            <span>{trans.__('CPUs')}</span>
+            <input
+              name="cpus"
+              type="number"
+              min="1"
+              step="1"
+              className={invalid('cpus')}
+              value={form.cpus}
+              onChange={set('cpus')}
+            />
+          </label>
+          <label className="jp-AWSJobs-field">
+            <span>{trans.__('Max lifetime (min)')}</span>
+            <input
+              name="maxLifetimeMinutes"
+              type="number"
+              min="1"
+              step="1"
+              className={invalid('maxLifetimeMinutes')}
+              value={form.maxLifetimeMinutes}
+              onChange={set('maxLifetimeMinutes')}
+            />
+          </label>
+        </div>
+        {fieldError('memoryGib')}
+        {fieldError('cpus')}
+        {fieldError('maxLifetimeMinutes')}
+        {isEC2 && (
+          <>
+            <div className="jp-AWSJobs-fieldRow">
+              <label className="jp-AWSJobs-field jp-AWSJobs-checkbox">
+                <input
+                  name="spot"
+                  type="checkbox"
+                  checked={form.spot}
+                  onChange={set('spot')}
+                />
+                <span>{trans.__('Spot instance')}</span>
+              </label>
+              <label className="jp-AWSJobs-field">
+                <span>{trans.__('Instance type (optional)')}</span>
+                <input
+                  name="instanceType"
+                  type="text"
+                  className={invalid('instanceType')}
+                  placeholder={trans.__('cheapest that fits')}
+                  value={form.instanceType}
+                  onChange={set('instanceType')}
+                />
+              </label>
+            </div>
+            {fieldError('instanceType')}
+            {this._renderPreview()}
+          </>
+        )}
+        <label className="jp-AWSJobs-field">
+          <span>{trans.__('Log file')}</span>
+          <input
+            name="logPath"
+            type="text"
+            className={invalid('logPath')}
+            placeholder={defaultLogPathHint(context.path)}
+            value={form.logPath}
+            onChange={set('logPath')}
+          />
+        </label>
+        {fieldError('logPath')}
+        {context.isNotebook && (
+          <>
+            <label className="jp-AWSJobs-field">
+              <span>{trans.__('Notebook parameters (JSON object)')}</span>
+              <textarea
+                name="parameters"
+                rows={3}
+                className={invalid('parameters')}
+                placeholder={trans.__('{"alpha": 0.5}')}
+                value={form.parameters}
+                onChange={set('parameters')}
+              />
+            </label>
+            {fieldError('parameters')}
+          </>
+        )}
+        <label className="jp-AWSJobs-field">
+          <span>{trans.__('Environment variables (NAME=value per line)')}</span>
+          <textarea
+            name="env"
+            rows={2}
+            className={invalid('env')}
+            placeholder={trans.__('SEED=42')}
+            value={form.env}
+            onChange={set('env')}
+          />
+        </label>
+        {fieldError('env')}
+      </form>
+    );
+  }
+
+  private _renderPreview(): JSX.Element {
+    const { trans } = this._options;
+    const preview = this._preview;
+    let content: React.ReactNode;
+    if (preview.error) {
+      content = <span className="jp-AWSJobs-errorText">{preview.error}</span>;
+    } else if (preview.choice) {
+      const c = preview.choice;
+      content = (
+        <>
+          {trans.__('Will launch')}{' '}
+          <strong data-field="instance_type">{c.instance_type}</strong>{' '}
+          {trans.__('(%1 vCPU, %2 GiB)', c.vcpus, c.memory_gib)}{' '}
+          {c.hourly_price !== null && (
+            <strong data-field="hourly_price">
+              {formatPrice(c.hourly_price)}
+            </strong>
+          )}{' '}
+          {c.spot ? trans.__('spot') : trans.__('on-demand')}
+          {c.availability_zone ? ` · ${c.availability_zone}` : ''}
+        </>
+      );
+    } else if (preview.loading) {
+      content = trans.__('Finding the cheapest instance…');
+    } else {
+      content = trans.__('Enter valid memory and CPUs to see the price.');
+    }
+    return (
+      <div
+        className="jp-AWSJobs-preview"
+        data-loading={preview.loading ? 'true' : 'false'}
+      >
+        {content}
+      </div>
+    );
+  }
+
+  private _schedulePreview(): void {
+    if (this._form.backend !== 'ec2') {
+      return;
+    }
+    void this._previewDebouncer.invoke();
+  }
+
+  private async _loadPreview(): Promise<void> {
+    const form = this._form;
+    const errors = this.errors;
+    if (
+      form.backend !== 'ec2' ||
+      errors.memoryGib ||
+      errors.cpus ||
+      errors.instanceType
+    ) {
+      this._preview = { loading: false, choice: null, error: null };
+      this.update();
+      return;
+    }
+    const serial = ++this._previewSerial;
+    this._preview = { ...this._preview, loading: true };
+    this.update();
+    try {
+      const answer = await this._options.model.instanceTypes({
+        memory_gib: Number(form.memoryGib),
+        cpus: Number(form.cpus),
+        spot: form.spot,
+        instance_type: form.instanceType.trim() || undefined
+      });
+      if (serial !== this._previewSerial || this.isDisposed) {
+        return;
+      }
+      this._preview = { loading: false, choice: answer.choice, error: null };
+    } catch (reason) {
+      if (serial !== this._previewSerial || this.isDisposed) {
+        return;
+      }
+      this._preview = {
+        loading: false,
+        choice: null,
+        error: reason instanceof Error ? reason.message : String(reason)
+      };
+    }
+    this.update();
+  }
+
+  /** Disable the dialog's Launch button while the form is invalid. */
+  private _syncAcceptButton(): void {
+    const dialog = this.node.closest('.jp-Dialog-content');
+    const button = dialog?.querySelector<HTMLButtonElement>(
+      'button.jp-mod-accept'
+    );
+    if (button) {
+      button.disabled = Object.keys(this.errors).length > 0;
+    }
+  }
+
+  private _options: LaunchDialogBody.IOptions;
+  private _form: ILaunchForm;
+  private _touched = new Set<LaunchField>();
+  private _showAll: boolean;
+  private _preview: IPreview = { loading: false, choice: null, error: null };
+  private _previewSerial = 0;
+  private _previewDebouncer: Debouncer<void>;
+}
+
+export namespace LaunchDialog {
+  export interface IOptions {
+    path: string;
+    isNotebook: boolean;
+    form: ILaunchForm;
+    backends: ReadonlyArray<IBackendInfo>;
+    maxAllowedLifetimeMinutes: number;
+    model: IJobsModel;
+    trans: TranslationBundle;
+    title?: string;
+    serverError?: string | null;
+  }
+
+  export interface IResult {
+    form: ILaunchForm;
+    request: ILaunchRequest;
+  }
+}
+
+/**
+ * Show the launch dialog until the user cancels or the form is valid.
+ * Resolves with the request to submit, or null when cancelled.
+ */
+export async function showLaunchDialog(
+  options: LaunchDialog.IOptions
+): Promise<LaunchDialog.IResult | null> {
+  const { trans } = options;
+  const context: ILaunchContext = {
+    path: options.path,
+    isNotebook: options.isNotebook,
+    backends: options.backends.map(b => b.id),
+    maxAllowedLifetimeMinutes: options.maxAllowedLifetimeMinutes
+  };
+  let form = options.form;
+  let showAllErrors = false;
+  let serverError = options.serverError ?? null;
+  for (;;) {
+    const body = new LaunchDialogBody({
+      form,
+      context,
+      backends: options.backends,
+      model: options.model,
+      trans,
+      showAllErrors,
+      serverError
+    });
+    const result = await showDialog<ILaunchForm>({
+      title: options.title ?? trans.__('Run as Job'),
+      body,
+      buttons: [
+        Dialog.cancelButton({ label: trans.__('Cancel') }),
+        Dialog.okButton({ label: trans.__('Launch') })
+      ],
+      focusNodeSelector: 'input[name="memoryGib"]'
+    });
+    if (!result.button.accept || !result.value) {
+      return null;
+    }
+    form = result.value;
+    const validation = validateLaunch(form, context, trans);
+    if (validation.request) {
+      return { form, request: validation.request };
+    }
+    showAllErrors = true;
+    serverError = null;
+  }
+}
