@@ -1,8 +1,8 @@
 """The contract every backend fulfils. The job service drives all backends the same way:
 
-    handle = await backend.launch(job, record)   # returns once the work has started
-    outcome = await backend.wait(job)            # returns when the work ended on its own
-    await backend.stop(job)                      # idempotent; returns once the work is confirmed gone
+    handle = await backend.launch(job, record)  # returns once the work has started
+    outcome = await backend.wait(job)           # returns when the work ended on its own
+    await backend.stop(job)                     # idempotent; returns once the work is gone
 
 `launch` calls `record(...)` as soon as it learns anything that Stop would need (a pid, an
 instance id), so that a Stop that arrives mid-launch, or a server restart, can always find the
@@ -46,6 +46,14 @@ class Backend(LoggingConfigurable):
         """Whether jobs can be launched on this backend now."""
         return True
 
+    def configuration_problem(self) -> str | None:
+        """None when configured, else a sentence saying what to set (shown to users as is),
+        e.g. "The EC2 backend is not configured: set c.EC2Backend.subnet_ids"."""
+        if self.is_configured():
+            return None
+        name = type(self).__name__
+        return f"The {self.label or self.id} backend is not configured: set its c.{name}.* options"
+
     def describe(self) -> dict[str, Any]:
         """Facts for `GET /awsjobs/api/config` (never secrets)."""
         return {"id": self.id, "label": self.label, "configured": self.is_configured()}
@@ -57,7 +65,8 @@ class Backend(LoggingConfigurable):
         """Called once when the server stops (cancel loops, close clients). Never stops jobs."""
 
     def validate(self, job: Job) -> None:
-        """Raise `InvalidRequest`/`BackendNotConfigured` with a clear message if this backend cannot run `job`."""
+        """Raise `InvalidRequest`/`BackendNotConfigured` with a clear message if this backend
+        cannot run `job`."""
 
     async def launch(self, job: Job, record: RecordHandle) -> None:
         """Start the work. Call `record` with the handle as soon as it is known."""
