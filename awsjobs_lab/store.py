@@ -1,0 +1,314 @@
+"""The job store: SQLite (stdlib) in WAL mode, used from one dedicated thread.
+
+Every call runs in a single-thread executor that owns the connection, so the event loop never
+blocks on disk and calls are serialised: a read-check-write (a state transition) is one SQL
+transaction in one executor call, atomic against every other call of this process; the
+`BEGIN IMMEDIATE` and the busy timeout cover a second process on the same file.
+
+The schema evolves by `PRAGMA user_version` and the ordered `MIGRATIONS` list: migration `i`
+brings the file from version `i` to `i + 1`. Never edit a released migration; append one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import Conflict, InvalidRequest, JobNotFound
+from .models import ALLOWED_TRANSITIONS, InvalidTransition, Job, JobState, Transition, now
+
+T = TypeVar("T")
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+MIGRATIONS: list[str] = [
+    # 0 → 1: one row per job, the record as JSON, the columns we filter and sort on indexed.
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX jobs_by_created ON jobs (created_at DESC, id DESC);
+    CREATE INDEX jobs_by_state ON jobs (state, created_at DESC, id DESC);
+    CREATE INDEX jobs_by_backend ON jobs (backend);
+    """,
+]
+
+# Fields a caller may set through `update`/`transition`; the rest belong to the store.
+_OWN_FIELDS = frozenset({"id", "state", "history", "created_at", "updated_at"})
+_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job))
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at, job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidRequest("cursor: not a cursor returned by this server") from None
+    if (
+        not isinstance(created_at, (int, float))
+        or isinstance(created_at, bool)
+        or not isinstance(job_id, str)
+    ):
+        raise InvalidRequest("cursor: not a cursor returned by this server")
+    return float(created_at), job_id
+
+
+class JobStore:
+    """Async façade over one SQLite file. `open()` before use, `close()` at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise RuntimeError("the job store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        assert self._conn is not None, "the job store is not open"
+        return self._conn
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="awsjobs-store")
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn = conn
+        self._migrate()
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path} has schema version {version}, newer than this awsjobs_lab "
+                    f"({len(MIGRATIONS)}); upgrade awsjobs_lab"
+                )
+            for index in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[index].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {index + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _write(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in one IMMEDIATE transaction (in the store thread)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn()
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    def _load(self, job_id: str) -> Job:
+        row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job {job_id}")
+        return Job.from_record(json.loads(row[0]))
+
+    def _save(self, job: Job) -> None:
+        self._db.execute(
+            "UPDATE jobs SET state = ?, backend = ?, updated_at = ?, record = ? WHERE id = ?",
+            (job.state.value, job.backend, job.updated_at, json.dumps(job.to_record()), job.id),
+        )
+
+    @staticmethod
+    def _apply(job: Job, fields: Mapping[str, Any], handle: Mapping[str, Any] | None) -> None:
+        bad = set(fields) - (_JOB_FIELDS - _OWN_FIELDS)
+        if bad:
+            raise ValueError(f"cannot set job field(s): {', '.join(sorted(bad))}")
+        for name, value in fields.items():
+            setattr(job, name, value)
+        if handle:
+            job.handle = {**job.handle, **handle}
+
+    # -- API ---------------------------------------------------------------------------------
+
+    async def insert(self, job: Job) -> Job:
+        def insert() -> Job:
+            self._db.execute(
+                "INSERT INTO jobs (id, state, backend, created_at, updated_at, record)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.state.value,
+                    job.backend,
+                    job.created_at,
+                    job.updated_at,
+                    json.dumps(job.to_record()),
+                ),
+            )
+            return job
+
+        return await self._run(self._write, insert)
+
+    async def get(self, job_id: str) -> Job:
+        return await self._run(self._load, job_id)
+
+    async def list_jobs(
+        self,
+        states: Collection[JobState] | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+        backend: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Newest first. Returns the page and the cursor of the next page (None at the end)."""
+        limit = max(1, min(limit, MAX_PAGE))
+        where: list[str] = []
+        args: list[Any] = []
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(s.value for s in states)
+        if backend is not None:
+            where.append("backend = ?")
+            args.append(backend)
+        if cursor:
+            created_at, job_id = _decode_cursor(cursor)
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args.extend([created_at, created_at, job_id])
+        sql = "SELECT record FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(limit + 1)
+
+        def query() -> list[Job]:
+            rows = self._db.execute(sql, args).fetchall()
+            return [Job.from_record(json.loads(r[0])) for r in rows]
+
+        jobs = await self._run(query)
+        if len(jobs) > limit:
+            jobs = jobs[:limit]
+            return jobs, _encode_cursor(jobs[-1])
+        return jobs, None
+
+    async def list_active(self) -> list[Job]:
+        """Every active job, oldest first (no paging: reconciliation needs them all)."""
+        active = [s.value for s in JobState if s.is_active]
+
+        def query() -> list[Job]:
+            rows = self._db.execute(
+                f"SELECT record FROM jobs WHERE state IN ({', '.join('?' * len(active))})"
+                " ORDER BY created_at, id",
+                active,
+            ).fetchall()
+            return [Job.from_record(json.loads(r[0])) for r in rows]
+
+        return await self._run(query)
+
+    async def update(
+        self, job_id: str, handle: Mapping[str, Any] | None = None, **fields: Any
+    ) -> Job:
+        """Set fields (and merge `handle` into the job's handle) without changing its state."""
+
+        def update() -> Job:
+            job = self._load(job_id)
+            self._apply(job, fields, handle)
+            job.updated_at = now()
+            self._save(job)
+            return job
+
+        return await self._run(self._write, update)
+
+    async def transition(
+        self,
+        job_id: str,
+        target: JobState,
+        reason: str | None = None,
+        *,
+        expected: Iterable[JobState] | None = None,
+        handle: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Job:
+        """Move a job to `target` along `ALLOWED_TRANSITIONS`, atomically, with `fields`.
+
+        `expected` narrows the states it may come from. Raises `InvalidTransition` (and
+        changes nothing) if the move is not allowed from the job's current state. Entering a
+        terminal state sets `finished_at` unless given."""
+        allowed_from = frozenset(expected) if expected is not None else None
+
+        def transition() -> Job:
+            job = self._load(job_id)
+            if target not in ALLOWED_TRANSITIONS[job.state] or (
+                allowed_from is not None and job.state not in allowed_from
+            ):
+                raise InvalidTransition(job_id, job.state, target)
+            self._apply(job, fields, handle)
+            at = now()
+            job.state = target
+            job.updated_at = at
+            if target.is_terminal and job.finished_at is None:
+                job.finished_at = at
+            job.history.append(Transition(target, at, reason))
+            self._save(job)
+            return job
+
+        return await self._run(self._write, transition)
+
+    async def delete(self, job_id: str) -> None:
+        """Delete a finished job; `Conflict` while it is active."""
+
+        def delete() -> None:
+            job = self._load(job_id)
+            if job.is_active:
+                raise Conflict(f"job {job_id} is {job.state.value}: stop it before deleting it")
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+        await self._run(self._write, delete)
+
+    async def count(self) -> int:
+        def count() -> int:
+            return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+
+        return await self._run(count)
