@@ -1,0 +1,209 @@
+"""Validation of a launch request (the body of `POST /awsjobs/api/jobs`) into a pending Job.
+
+Everything a user sends is checked here, before anything is stored or run; every error is an
+`InvalidRequest` (HTTP 400) whose message starts with the field it is about.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import InvalidRequest
+from .models import Job, JobState, Transition, new_job_id, now
+from .runners import notebook_output_name, runner_for, supported_extensions
+
+MAX_MEMORY_GIB = 24576  # the largest EC2 instance (u7in-32tb has 32 TiB; keep a sane cap)
+MAX_CPUS = 448
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+PARAMETER_NAME = ENV_NAME  # papermill writes `name = value` lines: names must be identifiers
+INSTANCE_TYPE = re.compile(r"[a-z0-9-]+\.[a-z0-9-]+\Z")
+INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}\Z")
+
+FIELDS = frozenset(
+    {
+        "path",
+        "backend",
+        "memory_gib",
+        "cpus",
+        "spot",
+        "max_lifetime_minutes",
+        "log_path",
+        "env",
+        "parameters",
+        "instance_type",
+    }
+)
+
+
+@dataclass(frozen=True)
+class LaunchDefaults:
+    """What a request gets for the fields it leaves out (from `c.AWSJobs.*`)."""
+
+    backend: str = "local"
+    memory_gib: float = 4.0
+    cpus: int = 1
+    spot: bool = False
+    max_lifetime_minutes: int = 240
+    max_allowed_lifetime_minutes: int = 10080
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def resolve_inside(root: Path, value: Any, field: str) -> Path:
+    """`value`, a path relative to `root`, resolved (symlinks too) and checked to stay inside
+    `root` (itself resolved)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(f"{field}: must be a non-empty string (a path relative to the root)")
+    if "\x00" in value:
+        raise InvalidRequest(f"{field}: must not contain a NUL character")
+    relative = PurePosixPath(value)
+    if relative.is_absolute():
+        raise InvalidRequest(
+            f"{field}: must be relative to the server root, not an absolute path: {value!r}"
+        )
+    try:
+        full = (root / relative).resolve()
+    except (OSError, RuntimeError) as err:  # a symlink loop, a name too long
+        raise InvalidRequest(f"{field}: cannot be resolved: {err}") from None
+    if not full.is_relative_to(root):
+        raise InvalidRequest(f"{field}: {value!r} is outside the server root")
+    return full
+
+
+def parse_launch_request(
+    body: Any, *, root_dir: Path, backends: Collection[str], defaults: LaunchDefaults
+) -> Job:
+    """Validate `body` (decoded JSON) into a new pending Job, or raise `InvalidRequest`.
+
+    `root_dir` is the server root (resolved here), `backends` the ids of enabled backends."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(FIELDS))}"
+        )
+    root = root_dir.resolve()
+    job_id = new_job_id()
+
+    if "path" not in body:
+        raise InvalidRequest("path: required (the file to run, relative to the server root)")
+    script = resolve_inside(root, body["path"], "path")
+    runner = runner_for(script.name)
+    if runner is None:
+        raise InvalidRequest(
+            f"path: cannot run {script.suffix or 'a file without an extension'!r} files; "
+            f"supported: {', '.join(supported_extensions())}"
+        )
+    if script.is_dir():
+        raise InvalidRequest(f"path: {body['path']!r} is a directory, not a file")
+    if not script.is_file():
+        raise InvalidRequest(f"path: {body['path']!r} does not exist")
+    path = script.relative_to(root).as_posix()
+    folder = PurePosixPath(path).parent
+
+    backend = body.get("backend", defaults.backend)
+    if not isinstance(backend, str) or backend not in backends:
+        raise InvalidRequest(
+            f"backend: {backend!r} is not an enabled backend; enabled: {', '.join(backends)}"
+        )
+
+    memory_gib = body.get("memory_gib", defaults.memory_gib)
+    if not _is_number(memory_gib) or not 0 < memory_gib <= MAX_MEMORY_GIB:
+        raise InvalidRequest(
+            f"memory_gib: must be a number of GiB above 0 and at most {MAX_MEMORY_GIB}"
+        )
+
+    cpus = body.get("cpus", defaults.cpus)
+    if not _is_int(cpus) or not 1 <= cpus <= MAX_CPUS:
+        raise InvalidRequest(f"cpus: must be a whole number from 1 to {MAX_CPUS}")
+
+    spot = body.get("spot", defaults.spot)
+    if not isinstance(spot, bool):
+        raise InvalidRequest("spot: must be true or false")
+
+    most = defaults.max_allowed_lifetime_minutes
+    lifetime = body.get("max_lifetime_minutes", min(defaults.max_lifetime_minutes, most))
+    if not _is_int(lifetime) or not 1 <= lifetime <= most:
+        raise InvalidRequest(f"max_lifetime_minutes: must be a whole number from 1 to {most}")
+
+    log_value = body.get("log_path")
+    if log_value is None:
+        log_path = (folder / f"{script.stem}.{job_id}.log").as_posix()
+    else:
+        log_file = resolve_inside(root, log_value, "log_path")
+        if log_file == root or log_file.is_dir():
+            raise InvalidRequest(f"log_path: {log_value!r} is a directory, not a file")
+        if log_file == script:
+            raise InvalidRequest("log_path: must not be the file being run")
+        if not log_file.parent.is_dir():
+            raise InvalidRequest(f"log_path: the folder of {log_value!r} does not exist")
+        log_path = log_file.relative_to(root).as_posix()
+
+    env = body.get("env", {})
+    if env is None:
+        env = {}
+    if not isinstance(env, dict):
+        raise InvalidRequest("env: must be an object of NAME: value strings")
+    for name, value in env.items():
+        if not ENV_NAME.match(name):
+            raise InvalidRequest(
+                f"env: {name!r} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            )
+        if not isinstance(value, str):
+            raise InvalidRequest(f"env: the value of {name} must be a string")
+        if "\x00" in value:
+            raise InvalidRequest(f"env: the value of {name} must not contain a NUL character")
+
+    parameters = body.get("parameters", {})
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, dict):
+        raise InvalidRequest("parameters: must be an object of name: value")
+    if parameters and not runner.takes_parameters:
+        raise InvalidRequest("parameters: only notebooks (.ipynb) take parameters")
+    for name in parameters:
+        if not PARAMETER_NAME.match(name):
+            raise InvalidRequest(f"parameters: {name!r} is not a valid Python identifier")
+
+    instance_type = body.get("instance_type")
+    if instance_type is not None and (
+        not isinstance(instance_type, str) or not INSTANCE_TYPE.match(instance_type)
+    ):
+        raise InvalidRequest("instance_type: must look like an EC2 instance type, e.g. m7i.large")
+
+    output_path = None
+    if runner.takes_parameters:
+        output_path = (folder / notebook_output_name(script.name, job_id)).as_posix()
+
+    at = now()
+    return Job(
+        id=job_id,
+        path=path,
+        backend=backend,
+        state=JobState.PENDING,
+        created_at=at,
+        updated_at=at,
+        memory_gib=float(memory_gib),
+        cpus=cpus,
+        spot=spot,
+        max_lifetime_minutes=lifetime,
+        log_path=log_path,
+        env=dict(env),
+        parameters=dict(parameters),
+        instance_type=instance_type,
+        requested_instance_type=instance_type,
+        output_path=output_path,
+        history=[Transition(JobState.PENDING, at, "created")],
+    )
