@@ -1,0 +1,294 @@
+"""The local backend: each job is a detached process group on this machine.
+
+The job's argv runs under a tiny wrapper (`python -I -S -c WRAPPER <exit_code file> argv...`,
+a constant program, nothing built from user input) that waits for the job and writes its exit
+code to `job_state_dir(job)/exit_code`, so the outcome is known even when the server restarted
+and the process is no longer our child. The wrapper leads its own session and process group
+(`start_new_session`), so the job survives a server stop, and Stop signals the whole group.
+
+The handle persisted on the job: `pid` (the wrapper), `pgid`, `start_time` (from
+/proc/<pid>/stat, to tell our process from a later one that reuses the pid).
+
+Waiting costs nothing while jobs run: our own children are awaited through asyncio; after a
+restart a `pidfd` becomes readable when the process ends (a slow poll where pidfds are missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from traitlets import Float
+
+from ..errors import BackendError
+from ..models import Job, JobState, Outcome
+from ..runners import build_command
+from .base import Backend, RecordHandle
+
+EXIT_CODE_FILE = "exit_code"
+
+# Runs the job, waits for it, writes its exit code (negative: killed by that signal) atomically.
+WRAPPER = """\
+import os, subprocess, sys
+path, argv = sys.argv[1], sys.argv[2:]
+try:
+    code = subprocess.call(argv)
+except OSError as err:
+    print(f"awsjobs: cannot run {argv[0]!r}: {err.strerror}", file=sys.stderr, flush=True)
+    code = 127
+with open(path + ".tmp", "w") as f:
+    f.write(f"{code}\\n")
+os.replace(path + ".tmp", path)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state letter, process group, start time in clock ticks) of `pid`, or None if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:  # gone (or not ours to read)
+        return None
+    # The command name (field 2) may hold spaces and ')': fields start after the last ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[2]), int(fields[19])
+
+
+def start_time(pid: int) -> int | None:
+    stat = _proc_stat(pid)
+    return stat[2] if stat else None
+
+
+def is_alive(pid: int, started: int | None) -> bool:
+    """Whether `pid` is still the process we started (not a zombie, not a reused pid)."""
+    stat = _proc_stat(pid)
+    if stat is None:
+        if Path("/proc/self/stat").exists():
+            return False
+        try:  # no /proc: signal 0 says whether the pid exists at all
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    state, _, ticks = stat
+    return state not in ("Z", "X") and (started is None or ticks == started)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group `pgid`."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat and stat[1] == pgid and stat[0] not in ("Z", "X"):
+                members.append(int(entry.name))
+    return members
+
+
+def outcome_from_code(code: int) -> Outcome:
+    """The outcome of an exit code as the wrapper records it (negative: killed by a signal)."""
+    if code == 0:
+        return Outcome(JobState.SUCCEEDED, exit_code=0)
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return Outcome(JobState.FAILED, exit_code=code, error=f"killed by {name}")
+    return Outcome(JobState.FAILED, exit_code=code, error=f"exited with code {code}")
+
+
+class LocalBackend(Backend):
+    id = "local"
+    label = "This machine"
+
+    stop_grace_seconds = Float(
+        10.0,
+        help="Seconds between SIGTERM and SIGKILL when a local job is stopped.",
+        config=True,
+    )
+    poll_seconds = Float(
+        5.0,
+        help="How often to check a re-attached job's process when pidfds are unavailable.",
+        config=True,
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Our own children, by job id: awaited through asyncio (no polling, no zombies).
+        self._children: dict[str, asyncio.subprocess.Process] = {}
+
+    def exit_code_path(self, job: Job) -> Path:
+        return self.job_state_dir(job) / EXIT_CODE_FILE
+
+    def read_exit_code(self, job: Job) -> int | None:
+        try:
+            return int(self.exit_code_path(job).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    async def launch(self, job: Job, record: RecordHandle) -> None:
+        root = Path(self.root_dir)
+        argv = build_command(job, sys.executable)
+        exit_code = self.exit_code_path(job)
+        log = root / job.log_path
+        env = {**os.environ, **job.env, "AWSJOBS_JOB_ID": job.id}
+
+        def prepare() -> int:
+            exit_code.parent.mkdir(parents=True, exist_ok=True)
+            exit_code.unlink(missing_ok=True)
+            return os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+        try:
+            log_fd = await asyncio.to_thread(prepare)
+        except OSError as err:
+            raise BackendError(f"cannot open the log {job.log_path}: {err.strerror}") from err
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                WRAPPER,
+                str(exit_code),
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=(root / job.path).parent,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as err:
+            raise BackendError(f"cannot start the job: {err}") from err
+        finally:
+            os.close(log_fd)
+        self._children[job.id] = proc
+        handle = {"pid": proc.pid, "pgid": proc.pid, "start_time": start_time(proc.pid)}
+        job.handle.update(handle)
+        job.command = argv
+        await record(handle, command=argv)
+
+    async def wait(self, job: Job) -> Outcome:
+        proc = self._children.get(job.id)
+        if proc is not None:
+            try:
+                returncode = await proc.wait()
+            finally:
+                if proc.returncode is not None:
+                    self._children.pop(job.id, None)
+            code = await asyncio.to_thread(self.read_exit_code, job)
+            if code is None:
+                return Outcome(
+                    JobState.FAILED,
+                    error=f"the job's wrapper ended without an exit code ({returncode})",
+                )
+            return outcome_from_code(code)
+        pid = job.handle.get("pid")
+        if not isinstance(pid, int):
+            return Outcome(JobState.FAILED, error="no process was recorded for this job")
+        await self._wait_gone(pid, job.handle.get("start_time"))
+        return await self._ended(job, "the process ended without writing an exit code")
+
+    async def _wait_gone(self, pid: int, started: int | None) -> None:
+        """Return once `pid` (not our child) has ended: a pidfd, else a slow poll."""
+        if not is_alive(pid, started):
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            fd = -1
+        if fd >= 0:
+            loop = asyncio.get_running_loop()
+            ended: asyncio.Future[None] = loop.create_future()
+
+            def on_exit() -> None:
+                if not ended.done():
+                    ended.set_result(None)
+
+            loop.add_reader(fd, on_exit)
+            try:
+                # The pid may have ended and been reused between the check and pidfd_open.
+                if is_alive(pid, started):
+                    await ended
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+            return
+        while True:  # no pidfd (old kernel, not Linux): a slow poll
+            await asyncio.sleep(self.poll_seconds)
+            if not is_alive(pid, started):
+                return
+
+    async def _ended(self, job: Job, missing: str) -> Outcome:
+        code = await asyncio.to_thread(self.read_exit_code, job)
+        if code is None:
+            return Outcome(JobState.FAILED, error=missing)
+        return outcome_from_code(code)
+
+    async def reattach(self, job: Job) -> Outcome | None:
+        pid = job.handle.get("pid")
+        if not isinstance(pid, int):
+            return Outcome(
+                JobState.FAILED, error="the server stopped before the job's process was started"
+            )
+        if job.id in self._children or is_alive(pid, job.handle.get("start_time")):
+            return None
+        return await self._ended(
+            job, "the process ended while the server was down, without an exit code"
+        )
+
+    async def stop(self, job: Job) -> None:
+        pgid = job.handle.get("pgid")
+        if not isinstance(pgid, int):
+            return  # never started: nothing to stop
+        leader = job.handle.get("pid")
+        started = job.handle.get("start_time")
+        # If the leader's pid now belongs to another process, the group is not ours.
+        stat = _proc_stat(leader) if isinstance(leader, int) else None
+        if stat is not None and started is not None and stat[2] != started:
+            return
+        gone = await self._signal_group(pgid, signal.SIGTERM, self.stop_grace_seconds)
+        if not gone and not await self._signal_group(pgid, signal.SIGKILL, 10.0):
+            raise BackendError(f"process group {pgid} is still alive after SIGKILL")
+        proc = self._children.get(job.id)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                await proc.wait()  # reap our child; returns at once, the group is gone
+
+    async def _signal_group(self, pgid: int, sig: signal.Signals, grace: float) -> bool:
+        """Send `sig` to the group; True once no process of it is left within `grace` s."""
+        members = await asyncio.to_thread(group_members, pgid)
+        if not members:
+            return True
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return True
+        except PermissionError as err:
+            raise BackendError(f"not allowed to signal process group {pgid}") from err
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        delay = 0.05
+        while loop.time() < deadline:
+            await asyncio.sleep(delay)
+            if not await asyncio.to_thread(group_members, pgid):
+                return True
+            delay = min(delay * 2, 0.5)
+        return not await asyncio.to_thread(group_members, pgid)
