@@ -1,0 +1,155 @@
+"""The AWSJobs server extension: configuration (`c.AWSJobs.*`), handlers, start and stop."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int, List, Unicode, default, validate
+
+from .backends.base import Backend
+from .handlers import handler_table
+from .logs import DEFAULT_CHUNK_BYTES
+from .requests import MAX_CPUS, MAX_MEMORY_GIB, LaunchDefaults
+from .service import JobService, ServiceOptions
+from .store import JobStore
+
+# Backend id → "module.Class", imported only when enabled.
+BACKEND_CLASSES: dict[str, str] = {
+    "local": "awsjobs_lab.backends.local.LocalBackend",
+    "ec2": "awsjobs_lab.backends.ec2.EC2Backend",
+}
+
+
+class AWSJobs(ExtensionApp):
+    """Run notebooks and scripts as jobs, on this machine or on EC2."""
+
+    name = "awsjobs_lab"
+    load_other_extensions = True
+
+    data_path = Unicode(
+        help="Folder of the extension's own state (the job database `jobs.sqlite`). "
+        "Default: <jupyter data dir>/awsjobs_lab.",
+    ).tag(config=True)
+
+    @default("data_path")
+    def _default_data_path(self) -> str:
+        return str(Path(jupyter_data_dir()) / "awsjobs_lab")
+
+    backends = List(
+        Unicode(),
+        default_value=["local", "ec2"],
+        help="Ids of the backends to enable, among: " + ", ".join(BACKEND_CLASSES),
+    ).tag(config=True)
+
+    default_backend = Unicode("local", help="Backend of a job that names none.").tag(config=True)
+    default_memory_gib = Float(4.0, help="Memory (GiB) of a job that asks for none.").tag(
+        config=True
+    )
+    default_cpus = Int(1, help="CPUs of a job that asks for none.").tag(config=True)
+    default_spot = Bool(False, help="Whether EC2 jobs use spot instances by default.").tag(
+        config=True
+    )
+    max_lifetime_minutes = Int(
+        240, help="Max lifetime (minutes) of a job that asks for none; then it is stopped."
+    ).tag(config=True)
+    max_allowed_lifetime_minutes = Int(
+        10080, help="The longest max lifetime (minutes) a job may ask for."
+    ).tag(config=True)
+    log_chunk_bytes = Int(
+        DEFAULT_CHUNK_BYTES, help="Most bytes of log returned by one GET jobs/{id}/log."
+    ).tag(config=True)
+    lifetime_unit_seconds = Float(
+        60.0,
+        help="Seconds in one minute of max_lifetime_minutes. Only tests change it.",
+    ).tag(config=True)
+    stop_retry_seconds = Float(
+        2.0, help="First delay before retrying a stop the backend could not confirm (doubled)."
+    ).tag(config=True)
+
+    @validate("default_memory_gib")
+    def _check_memory(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 0 < value <= MAX_MEMORY_GIB:
+            raise ValueError(f"default_memory_gib must be above 0 and at most {MAX_MEMORY_GIB}")
+        return value
+
+    @validate("default_cpus")
+    def _check_cpus(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if not 1 <= value <= MAX_CPUS:
+            raise ValueError(f"default_cpus must be from 1 to {MAX_CPUS}")
+        return value
+
+    @validate("max_lifetime_minutes", "max_allowed_lifetime_minutes", "log_chunk_bytes")
+    def _check_positive(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value < 1:
+            raise ValueError(f"{proposal['trait'].name} must be at least 1")
+        return value
+
+    service: JobService | None = None
+
+    def _load_backends(self, root_dir: str) -> dict[str, Backend]:
+        loaded: dict[str, Backend] = {}
+        for backend_id in self.backends:
+            target = BACKEND_CLASSES.get(backend_id)
+            if target is None:
+                self.log.error("awsjobs: unknown backend %r in c.AWSJobs.backends", backend_id)
+                continue
+            module_name, class_name = target.rsplit(".", 1)
+            try:
+                cls = getattr(importlib.import_module(module_name), class_name)
+                backend: Backend = cls(parent=self)
+            except Exception:
+                self.log.exception("awsjobs: the %s backend cannot be loaded; skipped", backend_id)
+                continue
+            backend.root_dir = root_dir
+            loaded[backend_id] = backend
+        return loaded
+
+    def initialize_settings(self) -> None:
+        assert self.serverapp is not None
+        root_dir = str(Path(self.serverapp.root_dir).expanduser().resolve())
+        backends = self._load_backends(root_dir)
+        default_backend = self.default_backend
+        if default_backend not in backends and backends:
+            fallback = next(iter(backends))
+            self.log.warning(
+                "awsjobs: default backend %r is not enabled; using %r", default_backend, fallback
+            )
+            default_backend = fallback
+        options = ServiceOptions(
+            defaults=LaunchDefaults(
+                backend=default_backend,
+                memory_gib=self.default_memory_gib,
+                cpus=self.default_cpus,
+                spot=self.default_spot,
+                max_lifetime_minutes=min(
+                    self.max_lifetime_minutes, self.max_allowed_lifetime_minutes
+                ),
+                max_allowed_lifetime_minutes=self.max_allowed_lifetime_minutes,
+            ),
+            log_chunk_bytes=self.log_chunk_bytes,
+            lifetime_unit_seconds=self.lifetime_unit_seconds,
+            retry_seconds=self.stop_retry_seconds,
+        )
+        store = JobStore(Path(self.data_path) / "jobs.sqlite")
+        # Objects only: nothing starts here (no loop work in initialize_settings).
+        self.service = JobService(store, backends, Path(root_dir), options, log=self.log)
+        self.settings["awsjobs_service"] = self.service
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(handler_table())
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.service is not None:
+            await self.service.start()
+
+    async def stop_extension(self) -> None:
+        # Jobs are never stopped here: they outlive the server and are re-attached at start.
+        if self.service is not None:
+            await self.service.close()
