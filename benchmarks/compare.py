@@ -1,0 +1,208 @@
+"""Side by side with jupyter-scheduler 2.12.1: end-to-end, create latency, list latency.
+
+Both servers run at once, each in its own temp root; workloads alternate between them so that
+drift in the machine's load hits both alike, and only one workload is active at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .report import Report
+from .servers import HELLO_NOTEBOOK, Server, log
+from .util import Client, ms, p50
+
+SECTION = "vs jupyter-scheduler"
+NOTEBOOK = "hello.ipynb"
+POLL = 0.02  # seconds between status reads while waiting for a job (same for both)
+
+
+class JobAPI(Protocol):
+    name: str
+
+    def create(self, client: Client) -> tuple[str, float]:
+        """POST one job for the hello notebook; (job id, seconds the POST took)."""
+
+    def status(self, client: Client, job_id: str) -> str:
+        """'finished', 'failed' or 'waiting'."""
+
+    def list_first_page(self, client: Client, page: int) -> float:
+        """GET the first page of the job list, newest first; seconds it took."""
+
+
+def write_notebook(root: Path) -> None:
+    (root / NOTEBOOK).write_text(json.dumps(HELLO_NOTEBOOK))
+
+
+@dataclass
+class Ours:
+    name: str = "ours"
+
+    def create(self, client: Client) -> tuple[str, float]:
+        resp = client.post("/awsjobs/api/jobs", {"path": NOTEBOOK})
+        return str(resp.json()["id"]), resp.seconds
+
+    def status(self, client: Client, job_id: str) -> str:
+        state = client.get(f"/awsjobs/api/jobs/{job_id}").json()["state"]
+        if state == "succeeded":
+            return "finished"
+        if state in ("failed", "stopped", "timed_out", "interrupted"):
+            return "failed"
+        return "waiting"
+
+    def list_first_page(self, client: Client, page: int) -> float:
+        resp = client.get(f"/awsjobs/api/jobs?limit={page}")
+        return resp.seconds
+
+
+@dataclass
+class Peer:
+    """jupyter-scheduler's REST API, as its own UI calls it."""
+
+    environment: str = "python"
+    name: str = "peer"
+
+    def setup(self, client: Client) -> None:
+        envs = client.get("/scheduler/runtime_environments").json()
+        if envs:
+            self.environment = str(envs[0]["name"])
+
+    def create(self, client: Client) -> tuple[str, float]:
+        body = {
+            "input_uri": NOTEBOOK,
+            "runtime_environment_name": self.environment,
+            "name": "hello",
+            "output_formats": ["ipynb"],
+        }
+        resp = client.post("/scheduler/jobs", body)
+        return str(resp.json()["job_id"]), resp.seconds
+
+    def status(self, client: Client, job_id: str) -> str:
+        # A new job reads STOPPED (the ORM default) until its spawned process starts: that is
+        # not "finished". Only COMPLETED is.
+        state = client.get(f"/scheduler/jobs/{job_id}").json()["status"]
+        if state == "COMPLETED":
+            return "finished"
+        if state == "FAILED":
+            return "failed"
+        return "waiting"
+
+    def list_first_page(self, client: Client, page: int) -> float:
+        resp = client.get(f"/scheduler/jobs?max_items={page}&sort_by=desc(create_time)")
+        return resp.seconds
+
+
+def _p50_ms(values: list[float]) -> float | None:
+    return ms(p50(values)) if values else None
+
+
+def end_to_end(api: JobAPI, client: Client, timeout: float = 180.0) -> float:
+    """POST → the job reads finished; seconds."""
+    start = time.perf_counter()
+    job_id, _ = api.create(client)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = api.status(client, job_id)
+        if state == "finished":
+            return time.perf_counter() - start
+        if state == "failed":
+            raise RuntimeError(f"{api.name}: hello job {job_id} failed")
+        time.sleep(POLL)
+    raise TimeoutError(f"{api.name}: hello job {job_id} not finished in {timeout:.0f} s")
+
+
+def wait_all(api: JobAPI, client: Client, job_ids: list[str], timeout: float) -> int:
+    """Wait (bounded) until every job has ended; returns how many finished well."""
+    pending = set(job_ids)
+    good = 0
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for job_id in list(pending):
+            state = api.status(client, job_id)
+            if state != "waiting":
+                pending.discard(job_id)
+                good += state == "finished"
+        if pending:
+            time.sleep(0.5)
+    if pending:
+        log(f"{api.name}: {len(pending)} jobs still running after {timeout:.0f} s")
+    return good
+
+
+def run(
+    report: Report, ours: Server | None, peer: Server, reps: int, creates: int, lists: int
+) -> None:
+    """`ours` is None while our server cannot start yet: the peer's figures are still taken."""
+    pairs: list[tuple[JobAPI, Client]] = []
+    peer_api = Peer()
+    peer_client = peer.client()
+    peer_api.setup(peer_client)
+    pairs.append((peer_api, peer_client))
+    write_notebook(peer.root)
+    if ours is not None:
+        pairs.append((Ours(), ours.client()))
+        write_notebook(ours.root)
+
+    # Warm-up: one job each (first imports, first kernel spec lookup), not counted.
+    for api, client in pairs:
+        try:
+            end_to_end(api, client)
+        except (RuntimeError, TimeoutError) as exc:
+            log(f"warm-up: {exc}")
+
+    # End-to-end, alternating.
+    e2e: dict[str, list[float]] = {"ours": [], "peer": []}
+    for rep in range(reps):
+        for api, client in pairs:
+            seconds = end_to_end(api, client)
+            e2e[api.name].append(seconds)
+            log(f"end-to-end {api.name} #{rep + 1}: {seconds:.2f} s")
+    report.ratio_row(
+        SECTION,
+        f"end-to-end, one-cell notebook (median of {reps})",
+        _p50_ms(e2e["ours"]),
+        _p50_ms(e2e["peer"]),
+        0.35,
+        note="POST → job reads finished (peer: COMPLETED)",
+    )
+
+    # Create latency: `creates` sequential POSTs each; then wait for the jobs to end before the
+    # other side's turn, so one side's running jobs do not load the other's measurement.
+    created: dict[str, list[float]] = {"ours": [], "peer": []}
+    for api, client in pairs:
+        ids = []
+        for _ in range(creates):
+            job_id, seconds = api.create(client)
+            ids.append(job_id)
+            created[api.name].append(seconds)
+        log(f"create {api.name}: p50 {ms(p50(created[api.name])):.1f} ms; waiting for the jobs")
+        good = wait_all(api, client, ids, timeout=300.0)
+        log(f"create {api.name}: {good}/{creates} finished well")
+    report.ratio_row(
+        SECTION,
+        f"create latency p50 ({creates} POSTs, job accepted)",
+        _p50_ms(created["ours"]),
+        _p50_ms(created["peer"]),
+        0.2,
+    )
+
+    # List latency: both hold the same number of jobs now (warm-up + e2e + creates).
+    stored = 1 + reps + creates
+    page = 25  # jupyter-scheduler's UI page size; the same page for both
+    listed: dict[str, list[float]] = {"ours": [], "peer": []}
+    for _ in range(lists):
+        for api, client in pairs:
+            listed[api.name].append(api.list_first_page(client, page))
+    report.ratio_row(
+        SECTION,
+        f"list latency p50 (first page of {page}, {stored} stored jobs, {lists} GETs)",
+        _p50_ms(listed["ours"]),
+        _p50_ms(listed["peer"]),
+        0.2,
+    )
+    for _, client in pairs:
+        client.close()
