@@ -20,6 +20,7 @@ whose root directory contains the script (or the current directory), and that an
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
@@ -127,7 +128,9 @@ _ERRORS_BY_STATUS: dict[int, type[AWSJobsAPIError]] = {
 }
 
 
-def _api_error(status: int, body: bytes) -> AWSJobsAPIError:
+def _api_error(status: int, body: bytes, not_found: str | None = None) -> AWSJobsAPIError:
+    """The exception for an error answer. A body that is not the API's JSON (e.g. tornado's
+    HTML page for a URL no route matches) gives a plain message, never HTML."""
     message = ""
     reason: str | None = None
     try:
@@ -138,7 +141,10 @@ def _api_error(status: int, body: bytes) -> AWSJobsAPIError:
         message = str(data.get("message") or "")
         reason = str(data["reason"]) if data.get("reason") else None
     if not message:
-        message = reason or body.decode("utf-8", "replace").strip()[:500] or "request failed"
+        if status == 404 and not_found:
+            message = not_found
+        else:
+            message = reason or http.client.responses.get(status, "request failed")
     return _ERRORS_BY_STATUS.get(status, AWSJobsAPIError)(status, message, reason)
 
 
@@ -181,6 +187,7 @@ class Client:
         *,
         query: Mapping[str, Any] | None = None,
         body: Any = None,
+        not_found: str | None = None,
     ) -> Any:
         """One JSON request to `<base_url>/awsjobs/api/<path>`. Returns the decoded body (None
         for an empty one); raises an `AWSJobsAPIError` subclass for an error answer."""
@@ -203,7 +210,7 @@ class Client:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as err:
-            raise _api_error(err.code, err.read()) from None
+            raise _api_error(err.code, err.read(), not_found) from None
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise ServerNotFound(
@@ -258,10 +265,19 @@ class Client:
             body["env"] = {str(k): str(v) for k, v in env.items()}
         if instance_type is not None:
             body["instance_type"] = instance_type
-        return Job(self, self.request("POST", "jobs", body=body))
+        try:
+            return Job(self, self.request("POST", "jobs", body=body))
+        except InvalidRequest as err:
+            if self.server.root_dir is None and err.message.startswith(("path:", "log_path:")):
+                err.message += (
+                    " (paths are taken relative to the server root, which is unknown here: "
+                    "set JUPYTER_SERVER_ROOT to give paths relative to the current directory)"
+                )
+                err.args = (f"{err.message} (HTTP {err.status})",)
+            raise
 
     def get_job(self, job_id: str) -> Job:
-        return Job(self, self.request("GET", f"jobs/{_quote(job_id)}"))
+        return Job(self, self.request("GET", f"jobs/{_quote(job_id)}", not_found=_no_job(job_id)))
 
     def list_jobs(
         self, state: str | Iterable[str] | None = None, limit: int | None = None
@@ -286,12 +302,17 @@ class Client:
                 return jobs[:limit] if limit is not None else jobs
 
     def stop_job(self, job_id: str) -> Job:
-        return Job(self, self.request("POST", f"jobs/{_quote(job_id)}/stop"))
+        return Job(
+            self, self.request("POST", f"jobs/{_quote(job_id)}/stop", not_found=_no_job(job_id))
+        )
 
     def read_log(self, job_id: str, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
         """One `GET jobs/{id}/log` answer: content, offset, next_offset, size, eof, complete."""
         result = self.request(
-            "GET", f"jobs/{_quote(job_id)}/log", query={"offset": offset, "limit": limit}
+            "GET",
+            f"jobs/{_quote(job_id)}/log",
+            query={"offset": offset, "limit": limit},
+            not_found=_no_job(job_id),
         )
         return result if isinstance(result, dict) else {}
 
@@ -380,13 +401,13 @@ class Job:
 
     def refresh(self) -> Job:
         """Re-read the job from the server; returns itself."""
-        self.data = dict(self.client.request("GET", f"jobs/{_quote(self.id)}"))
+        self.data = dict(self.client.get_job(self.id).data)
         return self
 
     def stop(self) -> Job:
         """Ask the server to stop the job (idempotent); returns itself, usually `stopping`.
         Use `wait()` to see it reach `stopped`."""
-        self.data = dict(self.client.request("POST", f"jobs/{_quote(self.id)}/stop"))
+        self.data = dict(self.client.stop_job(self.id).data)
         return self
 
     def wait(self, timeout: float | None = None, poll: float = 2.0) -> str:
@@ -435,6 +456,10 @@ class Job:
 # --------------------------------------------------------------------------------------------
 # Finding the server
 # --------------------------------------------------------------------------------------------
+
+
+def _no_job(job_id: str) -> str:
+    return f"no job {job_id!r}"
 
 
 def _quote(value: str) -> str:
