@@ -1,0 +1,52 @@
+"""Helpers of the server tests: polling without timed assertions, jobs built in memory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from awsjobs_lab.models import Job, JobState, Transition, new_job_id, now
+
+# Generous: a loaded 2-core CI machine can take many seconds to start Python or papermill.
+WAIT_SECONDS = 120.0
+
+
+async def poll(
+    check: Callable[[], Awaitable[Any]], what: str, timeout: float = WAIT_SECONDS
+) -> Any:
+    """Call `check` until it returns something truthy; fail with `what` after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.02
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def make_job(path: str = "script.py", backend: str = "local", **fields: Any) -> Job:
+    at = fields.pop("created_at", None) or now()
+    job_id = fields.pop("id", None) or new_job_id()
+    values: dict[str, Any] = {
+        "id": job_id,
+        "path": path,
+        "backend": backend,
+        "state": JobState.PENDING,
+        "created_at": at,
+        "updated_at": at,
+        "memory_gib": 4.0,
+        "cpus": 1,
+        "spot": False,
+        "max_lifetime_minutes": 240,
+        "log_path": f"{path.rsplit('.', 1)[0]}.{job_id}.log",
+        "history": [Transition(JobState.PENDING, at, "created")],
+    }
+    values.update(fields)
+    return Job(**values)
