@@ -271,18 +271,24 @@ def cmd_stop(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 INSTANCE_COLUMNS = [
     ("instance_id", "INSTANCE ID"),
     ("job_id", "JOB"),
+    ("name", "NAME"),
     ("instance_type", "TYPE"),
+    ("spot", "SPOT"),
     ("state", "STATE"),
-    ("lifecycle", "LIFECYCLE"),
     ("availability_zone", "ZONE"),
     ("launch_time", "LAUNCHED"),
+    ("cost_so_far", "COST"),
 ]
 
 
-def _instance_cell(value: Any) -> str:
+def _instance_cell(key: str, value: Any) -> str:
     if value is None or value == "":
         return "-"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key == "cost_so_far":
+        return _cost(value)
+    if key == "launch_time":
         return _when(value)
     return str(value)
 
@@ -299,7 +305,7 @@ def cmd_instances(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not keys:  # an unknown shape: show every key
         names = sorted({k for i in instances for k in i})
         keys = [(k, k.upper()) for k in names]
-    rows = [[_instance_cell(i.get(k)) for k, _ in keys] for i in instances]
+    rows = [[_instance_cell(k, i.get(k)) for k, _ in keys] for i in instances]
     _table(rows, [h for _, h in keys], out)
     return EXIT_OK
 

@@ -15,6 +15,7 @@ Talks to AWS through aiobotocore only (the EC2 backend's `AWSClients`), never bo
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import re
 import time
@@ -140,6 +141,13 @@ def _tag_value(value: str) -> str:
     return TAG_VALUE_RE.sub("_", value)[:256] or "none"
 
 
+def _user_name() -> str:
+    try:
+        return TAG_VALUE_RE.sub("_", getpass.getuser())[:255]
+    except Exception:
+        return "unknown"
+
+
 def _lab_version() -> str:
     try:
         from importlib.metadata import version
@@ -262,6 +270,8 @@ async def _launch_builder(ec2: Any, options: BuildOptions, base_ami: str, build_
             "awsjobs:managed": "true",
             "awsjobs:role": "image-builder",
             "awsjobs:build-id": build_id,
+            # So `awsjobs instances` lists a builder, and `awsjobs stop-instances` may end it.
+            "awsjobs:owner": _user_name(),
         }
     )
     # A deadline on the box itself, in case this process dies without cleaning up: it shuts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import getpass
 import json
 import shutil
 import subprocess
@@ -225,6 +226,7 @@ async def test_build_image_success(
     tags = _tags(builder)
     assert tags["awsjobs:managed"] == "true"
     assert tags["awsjobs:role"] == "image-builder"
+    assert tags["awsjobs:owner"] == getpass.getuser()  # so `awsjobs instances` lists it
     attr = await ec2.describe_instance_attribute(
         InstanceId=builder["InstanceId"], Attribute="instanceInitiatedShutdownBehavior"
     )
