@@ -32,6 +32,18 @@ THROTTLING_CODES = frozenset(
 PRICING_REGION = "us-east-1"
 
 
+_SESSION: AioSession | None = None
+
+
+def shared_session() -> AioSession:
+    """The process's one AioSession (it caches parsed service models: creating clients from a
+    fresh session costs hundreds of milliseconds each)."""
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = get_session()
+    return _SESSION
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a ClientError ('' for anything else)."""
     if isinstance(exc, ClientError):
@@ -78,7 +90,7 @@ class AWSClients:
         self.endpoint_url = endpoint_url
         self.pricing_endpoint_url = pricing_endpoint_url
         self.max_attempts = max_attempts
-        self._session = session or get_session()
+        self._session = session or shared_session()
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[str, Any] = {}
         self._lock = asyncio.Lock()

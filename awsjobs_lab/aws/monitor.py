@@ -1,0 +1,526 @@
+"""One monitor loop for every EC2 job of this server.
+
+Each cycle makes a bounded number of AWS calls, whatever the number of jobs:
+- `DescribeInstances` of all our instances by tag (`awsjobs:managed=true` and our owner),
+  paginated at 1000 per page; plus at most one call by `instance-id` for watched instances the
+  tag query did not return (e.g. a changed owner setting);
+- at most `command_checks_per_cycle` `GetCommandInvocation` calls, round-robin, for jobs whose
+  exit code has not appeared (a command that failed before the script ran writes none);
+- at most one `TerminateInstances` for all jobs that ended in this cycle.
+Exit codes come from the `exit_code` files the workers write on the shared file system.
+On throttling (after botocore's own retries) the loop backs off exponentially, with jitter.
+
+Ruling on each job (`classify`):
+- an exit code file: 0 → succeeded, else failed ("exited with code N"), whatever the instance;
+- instance gone with state reason `Server.SpotInstanceTermination` → interrupted;
+- `Client.InstanceInitiatedShutdown` (the worker halted itself) without an exit code, at or
+  after the lifetime deadline → timed_out; before it → failed;
+- terminated from outside, or missing, without an exit code → failed, with AWS's reason;
+- still running long after the deadline (its own `shutdown` failed) → timed_out, terminated.
+When a job ends, its instance is terminated and the termination confirmed before the outcome
+is handed back (the worker also halts itself: belt and braces).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..models import JobState, Outcome
+from .clients import AWSClients, backoff_delay, error_code, error_message, is_throttling
+
+log = logging.getLogger(__name__)
+
+ALIVE = frozenset({"pending", "running"})
+HALTED = frozenset({"stopping", "stopped"})
+GONE = frozenset({"shutting-down", "terminated"})
+COMMAND_DONE = frozenset(
+    {
+        "Success",
+        "Failed",
+        "TimedOut",
+        "Cancelled",
+        "Cancelling",
+        "Undeliverable",
+        "DeliveryTimedOut",
+        "ExecutionTimedOut",
+        "Terminated",
+        "InvalidPlatform",
+        "AccessDenied",
+    }
+)
+SPOT_INTERRUPTION = "Server.SpotInstanceTermination"
+SELF_SHUTDOWN = "Client.InstanceInitiatedShutdown"
+# A self-shutdown this close to the deadline counts as the deadline (boot takes a while).
+DEADLINE_SLACK_SECONDS = 120.0
+MAX_FILTER_VALUES = 200
+TERMINATE_CHUNK = 1000
+
+
+def managed_filters(owner: str) -> list[dict[str, Any]]:
+    """DescribeInstances filters for the instances this tool launched (for this owner)."""
+    filters: list[dict[str, Any]] = [{"Name": "tag:awsjobs:managed", "Values": ["true"]}]
+    if owner:
+        filters.append({"Name": "tag:awsjobs:owner", "Values": [owner]})
+    return filters
+
+
+def tags_of(instance: Mapping[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t.get("Value", "") for t in instance.get("Tags", []) or []}
+
+
+def state_of(instance: Mapping[str, Any] | None) -> str | None:
+    if instance is None:
+        return None
+    return str(instance.get("State", {}).get("Name", "")) or None
+
+
+def timestamp(value: Any) -> float | None:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return float(value.timestamp())
+    if isinstance(value, str) and value:
+        with contextlib.suppress(ValueError):
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+async def describe_instances(ec2: Any, filters: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every instance matching `filters`, by id (paginated, 1000 per page)."""
+    out: dict[str, dict[str, Any]] = {}
+    paginator = ec2.get_paginator("describe_instances")
+    async for page in paginator.paginate(Filters=filters, PaginationConfig={"PageSize": 1000}):
+        for reservation in page.get("Reservations", []):
+            for instance in reservation.get("Instances", []):
+                out[instance["InstanceId"]] = instance
+    return out
+
+
+async def describe_ids(ec2: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Instances by id; unknown ids are simply absent (a filter, not InstanceIds, which would
+    fail the whole call on one unknown id)."""
+    ids = sorted(set(ids))
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), MAX_FILTER_VALUES):
+        chunk = ids[start : start + MAX_FILTER_VALUES]
+        out.update(await describe_instances(ec2, [{"Name": "instance-id", "Values": chunk}]))
+    return out
+
+
+async def terminate(ec2: Any, ids: Iterable[str]) -> dict[str, str]:
+    """TerminateInstances; id → state after the call ('shutting-down', 'terminated', or
+    'missing' for an id EC2 no longer knows). Raises on other errors."""
+    ids = sorted(set(ids))
+    result: dict[str, str] = {}
+    for start in range(0, len(ids), TERMINATE_CHUNK):
+        chunk = ids[start : start + TERMINATE_CHUNK]
+        try:
+            resp = await ec2.terminate_instances(InstanceIds=chunk)
+        except ClientError as exc:
+            if error_code(exc) not in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+                raise
+            if len(chunk) == 1:
+                result[chunk[0]] = "missing"
+                continue
+            for one in chunk:  # one unknown id fails the batch: go one by one
+                result.update(await terminate(ec2, [one]))
+            continue
+        for row in resp.get("TerminatingInstances", []):
+            result[row["InstanceId"]] = str(row.get("CurrentState", {}).get("Name", ""))
+    return result
+
+
+def outcome_for_exit_code(code: int) -> Outcome:
+    if code == 0:
+        return Outcome(JobState.SUCCEEDED, exit_code=0)
+    return Outcome(JobState.FAILED, exit_code=code, error=f"exited with code {code}")
+
+
+def classify(
+    instance: Mapping[str, Any] | None,
+    exit_code: int | None,
+    *,
+    now: float,
+    deadline: float,
+    overdue_grace: float = 600.0,
+) -> Outcome | None:
+    """How a job ended, from its instance's description and its exit code file, or None while
+    it is still going. Pure; the caller decides about grace periods and termination."""
+    if exit_code is not None:
+        return outcome_for_exit_code(exit_code)
+    state = state_of(instance)
+    if instance is None or state is None:
+        return Outcome(
+            JobState.FAILED,
+            error="its instance no longer exists (terminated outside awsjobs?) and the job "
+            "wrote no exit code",
+        )
+    iid = instance.get("InstanceId", "")
+    if state in ALIVE:
+        if now > deadline + overdue_grace:
+            return Outcome(
+                JobState.TIMED_OUT,
+                error=f"reached its max lifetime; instance {iid} was still running and is "
+                "terminated",
+            )
+        return None
+    if state in HALTED:
+        return Outcome(
+            JobState.FAILED,
+            error=f"instance {iid} was stopped outside awsjobs before the job finished",
+        )
+    reason = instance.get("StateReason", {}) or {}
+    code = str(reason.get("Code", ""))
+    message = str(reason.get("Message", "")) or str(instance.get("StateTransitionReason", ""))
+    if code == SPOT_INTERRUPTION:
+        return Outcome(
+            JobState.INTERRUPTED, error=f"AWS reclaimed spot instance {iid} ({SPOT_INTERRUPTION})"
+        )
+    if code == SELF_SHUTDOWN:
+        if now >= deadline - DEADLINE_SLACK_SECONDS:
+            return Outcome(
+                JobState.TIMED_OUT,
+                error=f"reached its max lifetime: instance {iid} shut itself down",
+            )
+        return Outcome(
+            JobState.FAILED,
+            error=f"instance {iid} shut itself down before the job wrote an exit code",
+        )
+    return Outcome(
+        JobState.FAILED,
+        error=f"instance {iid} was {state} before the job finished: "
+        f"{message or code or 'no reason given by AWS'}",
+    )
+
+
+def outcome_for_command(invocation: Mapping[str, Any]) -> Outcome:
+    """A job whose command ended without writing an exit code."""
+    status = str(invocation.get("Status", ""))
+    detail = str(invocation.get("StatusDetails", "") or status)
+    rc = invocation.get("ResponseCode")
+    stderr = str(invocation.get("StandardErrorContent", "") or "").strip()
+    tail = f": {stderr[-500:]}" if stderr else ""
+    if status in ("TimedOut", "ExecutionTimedOut") or detail == "ExecutionTimedOut":
+        return Outcome(JobState.TIMED_OUT, error="the job's command reached its execution timeout")
+    if status in ("Cancelled", "Cancelling"):
+        return Outcome(JobState.FAILED, error="the job's command was cancelled outside awsjobs")
+    code = f", code {rc}" if isinstance(rc, int) and rc >= 0 else ""
+    return Outcome(
+        JobState.FAILED,
+        error=f"the job's command ended ({detail}{code}) without an exit code{tail}",
+    )
+
+
+def read_exit_code(path: Path) -> int | None:
+    """The integer in an exit_code file, or None if it isn't there (yet)."""
+    try:
+        text = path.read_text("utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        log.warning("awsjobs: cannot read %s: %s", path, exc)
+        return None
+    try:
+        return int(text.split()[0]) if text else None
+    except ValueError:
+        return None
+
+
+def _read_all(paths: Mapping[str, Path]) -> dict[str, int]:
+    out = {}
+    for key, path in paths.items():
+        code = read_exit_code(path)
+        if code is not None:
+            out[key] = code
+    return out
+
+
+@dataclass
+class Watch:
+    job_id: str
+    instance_id: str
+    command_id: str | None
+    exit_code_path: Path
+    lifetime_seconds: float
+    started_at: float
+    future: asyncio.Future[Outcome]
+    registered_at: float = field(default_factory=time.time)
+    launch_time: float | None = None
+    seen: bool = False
+    stopping: bool = False
+    gone_at: float | None = None  # first seen gone (or command done) without an exit code
+    last_command_check: float = field(default_factory=time.time)
+    invocation: dict[str, Any] | None = None  # the last finished command invocation seen
+    verdict: Outcome | None = None  # decided; resolved once the instance is confirmed gone
+
+    @property
+    def deadline(self) -> float:
+        return (self.launch_time or self.started_at) + self.lifetime_seconds
+
+
+@dataclass
+class MonitorStats:
+    cycles: int = 0
+    failed_cycles: int = 0
+    throttled_cycles: int = 0
+    delays: list[float] = field(default_factory=list)
+
+
+class Monitor:
+    """Watches every running EC2 job; `watch()` returns a future of the job's Outcome."""
+
+    def __init__(
+        self,
+        clients: AWSClients,
+        *,
+        owner: str,
+        interval: float = 15.0,
+        max_backoff: float = 300.0,
+        command_check_interval: float = 120.0,
+        command_checks_per_cycle: int = 5,
+        exit_grace: float = 90.0,
+        missing_grace: float = 120.0,
+        overdue_grace: float = 600.0,
+    ) -> None:
+        self.clients = clients
+        self.owner = owner
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.command_check_interval = command_check_interval
+        self.command_checks_per_cycle = command_checks_per_cycle
+        self.exit_grace = exit_grace
+        self.missing_grace = missing_grace
+        self.overdue_grace = overdue_grace
+        self.watches: dict[str, Watch] = {}
+        self.stats = MonitorStats()
+        self._cycle_lock = asyncio.Lock()
+        self._work = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._budget = 0
+        self.sleep = asyncio.sleep  # the loop's pause (tests record it)
+
+    # -- registration ------------------------------------------------------------------------
+
+    def watch(
+        self,
+        *,
+        job_id: str,
+        instance_id: str,
+        command_id: str | None,
+        exit_code_path: Path,
+        lifetime_seconds: float,
+        started_at: float,
+    ) -> asyncio.Future[Outcome]:
+        current = self.watches.get(job_id)
+        if current is not None and not current.future.done():
+            return current.future
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.watches[job_id] = Watch(
+            job_id=job_id,
+            instance_id=instance_id,
+            command_id=command_id,
+            exit_code_path=exit_code_path,
+            lifetime_seconds=lifetime_seconds,
+            started_at=started_at,
+            future=future,
+        )
+        self._work.set()
+        return future
+
+    def unwatch(self, job_id: str) -> None:
+        self.watches.pop(job_id, None)
+
+    def mark_stopping(self, job_id: str) -> None:
+        """A Stop is under way: never rule on this job from its instance's termination."""
+        w = self.watches.get(job_id)
+        if w is not None:
+            w.stopping = True
+
+    def resolve(self, job_id: str, outcome: Outcome) -> None:
+        w = self.watches.pop(job_id, None)
+        if w is not None and not w.future.done():
+            w.future.set_result(outcome)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._loop(), name="awsjobs-ec2-monitor"
+            )
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for w in list(self.watches.values()):
+            if not w.future.done():
+                w.future.cancel()
+        self.watches.clear()
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            if not self.watches:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            try:
+                ok = await self.run_cycle()
+            except Exception:
+                log.exception("awsjobs: the EC2 monitor cycle failed")
+                ok = False
+            if ok:
+                failures = 0
+                delay = self.interval
+            else:
+                failures += 1
+                delay = backoff_delay(failures, self.interval, self.max_backoff)
+            self.stats.delays.append(delay)
+            del self.stats.delays[:-100]
+            await self.sleep(delay)
+
+    async def run_cycle(self) -> bool:
+        """One pass over every watched job. False if AWS could not be read (throttled or
+        failing): the loop then backs off."""
+        async with self._cycle_lock:
+            if not self.watches:
+                return True
+            self.stats.cycles += 1
+            ec2 = await self.clients.ec2()
+            watches = [w for w in self.watches.values() if not w.future.done()]
+            try:
+                instances = await describe_instances(ec2, managed_filters(self.owner))
+                unexplained = [w.instance_id for w in watches if w.instance_id not in instances]
+                if unexplained:
+                    instances.update(await describe_ids(ec2, unexplained[:MAX_FILTER_VALUES]))
+            except (ClientError, BotoCoreError) as exc:
+                self.stats.failed_cycles += 1
+                if is_throttling(exc):
+                    self.stats.throttled_cycles += 1
+                    log.info("awsjobs: EC2 throttled the monitor; backing off")
+                else:
+                    log.warning("awsjobs: the monitor cannot describe instances: %s", exc)
+                return False
+            paths = {w.job_id: w.exit_code_path for w in watches}
+            exit_codes = await asyncio.to_thread(_read_all, paths)
+            now = time.time()
+            self._budget = self.command_checks_per_cycle
+            # Command checks go to the jobs checked longest ago first (round-robin).
+            watches.sort(key=lambda w: w.last_command_check)
+            ending: list[Watch] = []
+            for w in watches:
+                if w.stopping:
+                    continue
+                instance = instances.get(w.instance_id)
+                if w.verdict is None:
+                    w.verdict = await self._judge(w, instance, exit_codes.get(w.job_id), now)
+                if w.verdict is None:
+                    continue
+                if instance is not None and state_of(instance) not in GONE:
+                    ending.append(w)
+                else:
+                    self.resolve(w.job_id, w.verdict)
+            if ending:
+                await self._terminate_and_resolve(ec2, ending)
+            return True
+
+    async def _judge(
+        self, w: Watch, instance: dict[str, Any] | None, exit_code: int | None, now: float
+    ) -> Outcome | None:
+        if instance is not None:
+            w.seen = True
+            w.launch_time = timestamp(instance.get("LaunchTime")) or w.launch_time
+        if exit_code is not None:
+            return outcome_for_exit_code(exit_code)
+        state = state_of(instance)
+        if instance is None and not w.seen and now - w.registered_at < self.missing_grace:
+            return None  # EC2 is eventually consistent right after RunInstances
+        if state in ALIVE:
+            outcome = classify(
+                instance, None, now=now, deadline=w.deadline, overdue_grace=self.overdue_grace
+            )
+            if outcome is not None:
+                return outcome
+            return await self._check_command(w, now)
+        # Gone, missing or halted without an exit code. Give the file a grace period: the
+        # server's NFS client may cache the directory listing for a while.
+        if w.gone_at is None:
+            w.gone_at = now
+        if now - w.gone_at < self.exit_grace:
+            return None
+        outcome = classify(
+            instance, None, now=now, deadline=w.deadline, overdue_grace=self.overdue_grace
+        )
+        if (
+            outcome is not None
+            and outcome.state is JobState.FAILED
+            and w.command_id
+            and w.invocation is None
+        ):
+            # Why did it end? One GetCommandInvocation (within the per-cycle budget).
+            invocation = await self._get_invocation(w)
+            if invocation is not None and invocation.get("Status") in COMMAND_DONE:
+                detail = outcome_for_command(invocation).error or ""
+                outcome = Outcome(JobState.FAILED, error=f"{outcome.error}; {detail}")
+        return outcome
+
+    async def _check_command(self, w: Watch, now: float) -> Outcome | None:
+        if w.invocation is None:
+            if not w.command_id or now - w.last_command_check < self.command_check_interval:
+                return None
+            invocation = await self._get_invocation(w)
+            if invocation is None or invocation.get("Status") not in COMMAND_DONE:
+                return None
+            w.invocation = invocation
+            w.gone_at = now
+        # The command ended but no exit code yet: wait out the grace period, then rule.
+        if w.gone_at is not None and now - w.gone_at < self.exit_grace:
+            return None
+        return outcome_for_command(w.invocation)
+
+    async def _get_invocation(self, w: Watch) -> dict[str, Any] | None:
+        if self._budget <= 0 or not w.command_id:
+            return None
+        self._budget -= 1
+        w.last_command_check = time.time()
+        ssm = await self.clients.ssm()
+        try:
+            resp = await ssm.get_command_invocation(
+                CommandId=w.command_id, InstanceId=w.instance_id
+            )
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) not in ("InvocationDoesNotExist", "InvalidCommandId"):
+                log.info("awsjobs: command status of job %s: %s", w.job_id, error_message(exc))
+            return None
+        return dict(resp)
+
+    async def _terminate_and_resolve(self, ec2: Any, ending: list[Watch]) -> None:
+        try:
+            states = await terminate(ec2, [w.instance_id for w in ending])
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("awsjobs: cannot terminate finished jobs' instances yet: %s", exc)
+            return  # the verdicts stay; the next cycle tries again
+        for w in ending:
+            if states.get(w.instance_id) in ("shutting-down", "terminated", "missing"):
+                assert w.verdict is not None
+                self.resolve(w.job_id, w.verdict)
+            else:
+                log.warning(
+                    "awsjobs: instance %s of job %s is %s after TerminateInstances; retrying",
+                    w.instance_id,
+                    w.job_id,
+                    states.get(w.instance_id, "unknown"),
+                )

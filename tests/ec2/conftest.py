@@ -1,0 +1,229 @@
+"""Fixtures of the EC2 backend tests: moto in server mode on 127.0.0.1, in this process.
+
+Never real AWS: dummy credentials are set before any session exists, every EC2/SSM client
+points at moto, `AWS_ENDPOINT_URL` points at moto as a safety net, and the Pricing client
+points at a closed local port unless a test puts an `AioStubber` in front of it (moto has no
+pricing backend). See /work/shared/AWS-TESTING.md for what moto serves and lacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+from aiobotocore.session import get_session
+from botocore.config import Config
+from ec2_helpers import Faults, error_class
+from moto.core.responses import ActionResult, BaseResponse
+
+from awsjobs_lab.backends.ec2 import EC2Backend
+
+REGION = "us-east-1"
+# Families kept small on purpose: moto serialises ~3.5 ms per instance type.
+TEST_FAMILIES = ["m7i", "c7i", "c7a", "r7i"]
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens: a pricing call fails at once
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A clean moto for this test, with the shims of AWS-TESTING.md §5 that we need."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    # Reset EC2 and IAM only: re-initialising moto's SSM backend (its public parameters)
+    # costs ~0.3 s per test, and SSM state is only ever read by command id here.
+    from moto.ec2.models import ec2_backends
+    from moto.iam.models import iam_backends
+
+    ec2_backends.reset()
+    iam_backends.reset()
+
+    # moto bug: SendCommand without Targets fans out to every instance in the region. With
+    # this shim a command reaches only the InstanceIds we pass, so targeting mistakes show.
+    from moto.ssm import models as ssm_models
+
+    original = ssm_models.Command._get_instance_ids_from_targets
+    monkeypatch.setattr(
+        ssm_models.Command,
+        "_get_instance_ids_from_targets",
+        lambda self: original(self) if self.targets else [],
+    )
+    return moto_server
+
+
+@pytest.fixture
+def moto_backend(moto: str) -> Callable[[str], Any]:
+    """In-process access to moto's models (call it each time: a reset replaces them)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+    from moto.ssm.models import ssm_backends
+
+    tables: dict[str, Any] = {"ec2": ec2_backends, "ssm": ssm_backends}
+    return lambda service: tables[service][DEFAULT_ACCOUNT_ID][REGION]
+
+
+@pytest.fixture
+async def aws(moto: str) -> AsyncIterator[Callable[[str], Awaitable[Any]]]:
+    """Test-side clients (`ec2 = await aws("ec2")`), one attempt each, closed at teardown."""
+    session = get_session()
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(service: str) -> Any:
+            return await stack.enter_async_context(
+                session.create_client(
+                    service,
+                    region_name=REGION,
+                    endpoint_url=moto,
+                    config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+                )
+            )
+
+        yield make
+
+
+@pytest.fixture
+async def subnets(aws: Callable[[str], Awaitable[Any]]) -> dict[str, str]:
+    """Availability zone → moto's default subnet in it."""
+    ec2 = await aws("ec2")
+    resp = await ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
+    return {s["AvailabilityZone"]: s["SubnetId"] for s in resp["Subnets"]}
+
+
+@pytest.fixture
+async def instance_profile(aws: Callable[[str], Awaitable[Any]]) -> str:
+    """The workers' instance profile (moto checks that it exists)."""
+    iam = await aws("iam")
+    await iam.create_instance_profile(InstanceProfileName="awsjobs-worker")
+    return "awsjobs-worker"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The server root, on 'EFS' (a temp dir standing for the shared file system)."""
+    path = tmp_path / "efs" / "home"
+    (path / "work").mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
+async def make_backend(
+    moto: str, root: Path, tmp_path: Path, subnets: dict[str, str], instance_profile: str
+) -> AsyncIterator[Callable[..., EC2Backend]]:
+    """Backends wired to moto, configured like a real site, with test-speed timings."""
+    made: list[EC2Backend] = []
+
+    def make(**traits: Any) -> EC2Backend:
+        settings: dict[str, Any] = {
+            "endpoint_url": moto,
+            "pricing_endpoint_url": CLOSED_PORT_URL,
+            "region": REGION,
+            "image_id": "ami-12c6146b",
+            "subnet_ids": [subnets["us-east-1a"], subnets["us-east-1b"]],
+            "security_group_ids": [],
+            "efs_file_system_id": "fs-0123456789abcdef0",
+            "instance_profile_name": instance_profile,
+            "owner": "tester",
+            "allowed_families": TEST_FAMILIES,
+            "cache_dir": str(tmp_path / "cache"),
+            "monitor_interval_seconds": 3600.0,  # tests drive cycles with run_cycle()
+            "command_check_interval_seconds": 3600.0,
+            "exit_code_grace_seconds": 0.0,
+            "launch_timeout_seconds": 5.0,
+            "ssm_retry_seconds": 0.01,
+            "ssm_retry_max_seconds": 0.05,
+            "stop_confirm_delay_seconds": 0.0,
+        }
+        settings.update(traits)
+        backend = EC2Backend(**settings)
+        backend.root_dir = str(root)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.close()
+
+
+# -- fault injection at moto's dispatcher (AWS-TESTING.md §6.3) ------------------------------
+@pytest.fixture
+def faults(moto: str, monkeypatch: pytest.MonkeyPatch) -> Faults:
+    state = Faults()
+    original = BaseResponse.call_action
+
+    def call_action(self: BaseResponse) -> Any:
+        key = (self.service_name, self._get_action())
+        state.calls[key] = state.calls.get(key, 0) + 1
+        pending = state.plan.get(key)
+        if pending:
+            code = pending.pop(0)
+            return self.serialized(ActionResult(error_class(code)()))
+        return original(self)
+
+    monkeypatch.setattr(BaseResponse, "call_action", call_action)
+    return state
+
+
+@pytest.fixture
+def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's standard-mode retry delays set to 0 (aiobotocore reuses the class)."""
+    import botocore.retries.standard
+
+    monkeypatch.setattr(
+        botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0
+    )
+
+
+@pytest.fixture
+def seed_spot(moto: str, monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], str]:
+    """Spot prices moto will answer ((type, zone) → price); moto's own are all 0.00001.
+    AWS-TESTING.md §4.4: the price is a constant in moto's response layer, so patch that."""
+    from moto.ec2.responses.spot_instances import SpotInstances
+
+    seed: dict[tuple[str, str], str] = {}
+
+    def seeded(self: Any) -> Any:
+        types = self._get_param("InstanceTypes", [])
+        f = self._filters_from_querystring()
+        rows = [
+            {
+                "InstanceType": t,
+                "AvailabilityZone": az,
+                "SpotPrice": p,
+                "ProductDescription": "Linux/UNIX",
+                "Timestamp": "2026-11-25T00:00:00.000Z",
+            }
+            for (t, az), p in seed.items()
+            if (not types or t in types)
+            and (not f.get("availability-zone") or az in f["availability-zone"])
+            and (not f.get("instance-type") or t in f["instance-type"])
+        ]
+        return ActionResult({"SpotPriceHistory": rows})
+
+    monkeypatch.setattr(SpotInstances, "describe_spot_price_history", seeded)
+    return seed

@@ -1,0 +1,89 @@
+"""Helpers of the EC2 backend tests (imported by the tests and conftest)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from moto.core.exceptions import ServiceException
+
+from awsjobs_lab.models import Job, JobState, new_job_id, now
+
+
+def make_job(root: Path, name: str = "hello.py", body: str | None = None, **fields: Any) -> Job:
+    """A job for `work/<name>` (the file is written unless body is None and it exists)."""
+    job_id = new_job_id()
+    script = root / "work" / name
+    if body is not None or not script.exists():
+        script.write_text(body if body is not None else "print('hello from the worker')\n")
+    values: dict[str, Any] = {
+        "id": job_id,
+        "path": f"work/{name}",
+        "backend": "ec2",
+        "state": JobState.LAUNCHING,
+        "created_at": now(),
+        "updated_at": now(),
+        "memory_gib": 4.0,
+        "cpus": 2,
+        "spot": False,
+        "max_lifetime_minutes": 60,
+        "log_path": f"work/{Path(name).stem}.{job_id}.log",
+    }
+    values.update(fields)
+    return Job(**values)
+
+
+class Recorder:
+    """A `record` callback that applies what it is given to the job, like the store does."""
+
+    def __init__(self, job: Job, hold: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.job = job
+        self.calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.hold = hold
+
+    async def __call__(self, handle: dict[str, Any] | None = None, **fields: Any) -> None:
+        self.calls.append((dict(handle or {}), dict(fields)))
+        self.job.handle.update(handle or {})
+        for key, value in fields.items():
+            setattr(self.job, key, value)
+        if self.hold is not None and "instance_id" in (handle or {}):
+            await self.hold()
+
+
+# The exception classes must live outside the moto package: moto finds the error model by the
+# exception's module.
+ERRORS: dict[str, type[ServiceException]] = {}
+
+
+def error_class(code: str) -> type[ServiceException]:
+    if code not in ERRORS:
+        ERRORS[code] = type(
+            code.replace(".", "_"),
+            (ServiceException,),
+            {"code": code, "message": f"injected {code}", "__module__": __name__},
+        )
+    return ERRORS[code]
+
+
+class Faults:
+    """`faults.add("ssm", "SendCommand", "InvalidInstanceId", times=3)`: the next 3 calls fail."""
+
+    def __init__(self) -> None:
+        self.plan: dict[tuple[str, str], list[str]] = {}
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def add(self, service: str, action: str, code: str, times: int = 1) -> None:
+        self.plan.setdefault((service, action), []).extend([code] * times)
+
+    def always(self, service: str, action: str, code: str) -> None:
+        self.add(service, action, code, times=10**6)
+
+
+def set_state(moto_backend: Callable[[str], Any], instance_id: str, reason_code: str) -> None:
+    """Terminate an instance in moto with a given StateReason (AWS-TESTING.md §4.2)."""
+    from moto.ec2.models.instances import StateReason
+
+    inst = moto_backend("ec2").get_instance(instance_id)
+    inst.terminate()
+    inst.state_reason = StateReason(f"{reason_code}: injected", reason_code)

@@ -1,0 +1,275 @@
+"""Launch: RunInstances parameters read back from moto, the boot script, SendCommand retries,
+the launch timeout and capacity fallbacks."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ec2_helpers import Recorder, make_job
+
+from awsjobs_lab.aws.userdata import MAX_USER_DATA_BYTES
+from awsjobs_lab.errors import BackendError, InvalidRequest
+
+
+async def _instance(ec2: Any, iid: str) -> dict[str, Any]:
+    resp = await ec2.describe_instances(InstanceIds=[iid])
+    return dict(resp["Reservations"][0]["Instances"][0])
+
+
+def _tags(obj: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in obj.get("Tags", [])}
+
+
+async def test_on_demand_launch_parameters(make_backend, root, aws, subnets):
+    backend = make_backend(security_group_ids=[], key_name="")
+    job = make_job(root, "hello.py")
+    rec = Recorder(job)
+    await backend.launch(job, rec)
+
+    # The instance id is recorded first, alone with the choice, before SendCommand.
+    first, fields = rec.calls[0]
+    iid = first["instance_id"]
+    assert first["availability_zone"] == "us-east-1a"
+    assert first["subnet_id"] == subnets["us-east-1a"]
+    assert fields["instance_type"] == job.instance_type
+    assert fields["command"] == ["python3", "hello.py"]
+    assert fields["started_at"] > 0
+    assert "command_id" in rec.calls[1][0]
+
+    ec2 = await aws("ec2")
+    inst = await _instance(ec2, iid)
+    assert inst["ImageId"] == "ami-12c6146b"
+    assert inst["SubnetId"] == subnets["us-east-1a"]
+    assert "InstanceLifecycle" not in inst  # on-demand
+    assert inst["MetadataOptions"]["HttpTokens"] == "required"
+    assert inst["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+    tags = _tags(inst)
+    assert tags["awsjobs:job-id"] == job.id
+    assert tags["awsjobs:owner"] == "tester"
+    assert tags["awsjobs:managed"] == "true"
+    assert tags["Name"] == f"awsjobs-hello.py-{job.id}"
+
+    attr = await ec2.describe_instance_attribute(
+        InstanceId=iid, Attribute="instanceInitiatedShutdownBehavior"
+    )
+    assert attr["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+
+    vols = await ec2.describe_volumes(Filters=[{"Name": "tag:awsjobs:job-id", "Values": [job.id]}])
+    assert len(vols["Volumes"]) == 1
+    vol = vols["Volumes"][0]
+    assert vol["Size"] == 30 and vol["VolumeType"] == "gp3"
+    assert _tags(vol)["awsjobs:managed"] == "true"
+
+    raw = await ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
+    user_data = base64.b64decode(raw["UserData"]["Value"]).decode()
+    assert user_data.startswith("#!/bin/bash\n")
+    assert "shutdown -h +60 " in user_data
+    assert user_data.index("shutdown -h +60") < user_data.index("mount -t efs")
+    assert "FS_ID=fs-0123456789abcdef0" in user_data
+    assert f"MOUNT_PATH={root}" in user_data
+    assert "mount -t nfs4" in user_data
+    check = subprocess.run(["bash", "-n"], input=user_data, text=True, capture_output=True)
+    assert check.returncode == 0, check.stderr
+
+
+async def test_spot_launch_in_cheapest_zone(make_backend, root, aws, subnets, seed_spot):
+    # R awsjobs found the cheapest zone but did not launch there: we must.
+    seed_spot[("c7i.large", "us-east-1a")] = "0.0400"
+    seed_spot[("c7i.large", "us-east-1b")] = "0.0210"
+    seed_spot[("c7a.large", "us-east-1a")] = "0.0300"
+    backend = make_backend()
+    job = make_job(root, spot=True, memory_gib=4, cpus=2)
+    rec = Recorder(job)
+    await backend.launch(job, rec)
+    iid = job.handle["instance_id"]
+    assert job.instance_type == "c7i.large"
+    assert job.hourly_price == pytest.approx(0.021)
+    ec2 = await aws("ec2")
+    inst = await _instance(ec2, iid)
+    assert inst["InstanceLifecycle"] == "spot"
+    assert inst["SubnetId"] == subnets["us-east-1b"]
+    assert inst["Placement"]["AvailabilityZone"] == "us-east-1b"
+    assert _tags(inst)["awsjobs:hourly-price"] == "0.021000"
+
+
+async def test_user_data_cap_is_enforced_before_launching(make_backend, root, aws):
+    backend = make_backend(extra_user_data="echo " + "x" * MAX_USER_DATA_BYTES)
+    job = make_job(root)
+    with pytest.raises(InvalidRequest, match="16384"):
+        await backend.launch(job, Recorder(job))
+    ec2 = await aws("ec2")
+    assert (await ec2.describe_instances())["Reservations"] == []
+
+
+async def test_send_command_retried_until_ssm_knows_the_instance(make_backend, root, faults):
+    # Real SSM answers InvalidInstanceId until the agent registers.
+    faults.add("ssm", "SendCommand", "InvalidInstanceId", times=3)
+    backend = make_backend()
+    job = make_job(root)
+    await backend.launch(job, Recorder(job))
+    assert job.handle["command_id"]
+    assert faults.calls[("ssm", "SendCommand")] == 4
+
+
+async def test_launch_timeout_fails_clearly_and_terminates(make_backend, root, faults, aws):
+    faults.always("ssm", "SendCommand", "InvalidInstanceId")
+    backend = make_backend(launch_timeout_seconds=0.2)
+    job = make_job(root)
+    with pytest.raises(BackendError, match="SSM") as err:
+        await backend.launch(job, Recorder(job))
+    assert "terminated" in str(err.value)
+    iid = job.handle["instance_id"]
+    inst = await _instance(await aws("ec2"), iid)
+    assert inst["State"]["Name"] in ("shutting-down", "terminated")
+
+
+async def test_capacity_error_falls_back_to_the_next_zone(make_backend, root, faults, subnets):
+    faults.add("ec2", "RunInstances", "InsufficientInstanceCapacity")
+    backend = make_backend()
+    job = make_job(root)
+    await backend.launch(job, Recorder(job))
+    assert job.handle["availability_zone"] == "us-east-1b"
+    assert job.handle["subnet_id"] == subnets["us-east-1b"]
+
+
+async def test_capacity_errors_exhausted_fail_with_a_clear_message(make_backend, root, faults, aws):
+    faults.always("ec2", "RunInstances", "InsufficientInstanceCapacity")
+    backend = make_backend(max_launch_attempts=2)
+    job = make_job(root)
+    with pytest.raises(BackendError, match="no capacity"):
+        await backend.launch(job, Recorder(job))
+    assert faults.calls[("ec2", "RunInstances")] == 2
+    assert (await (await aws("ec2")).describe_instances())["Reservations"] == []
+
+
+async def test_not_configured_names_the_settings(make_backend, root):
+    backend = make_backend(image_id="", subnet_ids=[], instance_profile_name="")
+    assert not backend.is_configured()
+    job = make_job(root)
+    with pytest.raises(Exception, match=r"c\.EC2Backend\.image_id.*subnet_ids") as err:
+        backend.validate(job)
+    assert err.value.status == 400
+    info = backend.describe()
+    assert "c.EC2Backend.instance_profile_name" in info["missing_settings"]
+    assert info["configured"] is False
+
+
+async def test_root_outside_the_efs_mount_is_refused(make_backend, root):
+    backend = make_backend(efs_mount_path="/mnt/elsewhere")
+    assert not backend.is_configured()
+    assert "not inside" in backend.describe()["problem"]
+
+
+# -- the SSM command: read back from moto, then really run by bash ------------------------------
+
+
+async def _command_lines(aws: Any, job: Any) -> list[str]:
+    ssm = await aws("ssm")
+    resp = await ssm.list_commands(CommandId=job.handle["command_id"])
+    (cmd,) = resp["Commands"]
+    # Only our instance: with the fan-out shim a targeting mistake would show here.
+    assert cmd["InstanceIds"] == [job.handle["instance_id"]]
+    assert cmd["DocumentName"] == "AWS-RunShellScript"
+    timeout = int(cmd["Parameters"]["executionTimeout"][0])
+    assert 3500 <= timeout <= 3600  # the remaining lifetime
+    return list(cmd["Parameters"]["commands"])
+
+
+def _run_on_fake_worker(
+    lines: list[str], tmp: Path, shell: str = "bash"
+) -> subprocess.CompletedProcess[str]:
+    """Run the command text like the SSM agent would, with /run/awsjobs and `shutdown` faked."""
+    markers = tmp / "run-awsjobs"
+    markers.mkdir(exist_ok=True)
+    (markers / "ready").touch()
+    fakebin = tmp / "fakebin"
+    fakebin.mkdir(exist_ok=True)
+    shutdown = fakebin / "shutdown"
+    shutdown.write_text(f'#!/bin/sh\necho "$@" >> {tmp}/shutdown-called\n')
+    shutdown.chmod(0o755)
+    home = tmp / "fakehome"
+    home.mkdir(exist_ok=True)
+    (home / "canary").write_text("still here")
+    script = "\n".join(lines).replace("/run/awsjobs", str(markers))
+    env = {"PATH": f"{fakebin}:/usr/bin:/bin", "HOME": str(home)}
+    return subprocess.run(
+        [shell, "-c", script], env=env, cwd=tmp, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["hello.py", "a;rm -rf ~.py", "$(touch pwned).py", 'it\'s a "test" `x`.py', "-dash.py"],
+)
+async def test_command_text_really_runs_the_script(make_backend, root, aws, tmp_path, name):
+    backend = make_backend()
+    body = "import os, sys\nprint('ran', os.environ['GREETING'])\nprint('to stderr', file=sys.stderr)\n"
+    job = make_job(root, name, body=body, env={"GREETING": "it's $HOME `id` $(id)"})
+    await backend.launch(job, Recorder(job))
+    lines = await _command_lines(aws, job)
+
+    result = _run_on_fake_worker(lines, tmp_path)
+    assert result.returncode == 0, result.stderr
+    log = (root / job.log_path).read_text()
+    assert "ran it's $HOME `id` $(id)" in log
+    assert "to stderr" in log
+    assert (backend.job_state_dir(job) / "exit_code").read_text() == "0\n"
+    assert "-h now" in (tmp_path / "shutdown-called").read_text()
+    # Nothing hostile happened.
+    assert (tmp_path / "fakehome" / "canary").read_text() == "still here"
+    assert not list(tmp_path.rglob("pwned")) and not list(root.rglob("pwned"))
+
+
+async def test_command_appends_and_records_a_failure(make_backend, root, aws, tmp_path):
+    backend = make_backend()
+    job = make_job(root, "fail.py", body="import sys\nprint('partial')\nsys.exit(3)\n")
+    log = root / job.log_path
+    log.write_text("earlier line\n")
+    await backend.launch(job, Recorder(job))
+    result = _run_on_fake_worker(await _command_lines(aws, job), tmp_path)
+    assert result.returncode == 3
+    text = log.read_text()
+    assert text.startswith("earlier line\n") and "partial" in text
+    assert (backend.job_state_dir(job) / "exit_code").read_text() == "3\n"
+
+
+@pytest.mark.skipif(shutil.which("dash") is None, reason="dash not installed")
+async def test_command_text_is_posix_sh(make_backend, root, aws, tmp_path):
+    # The SSM agent runs the commands with sh, which is dash on Debian/Ubuntu images.
+    backend = make_backend()
+    job = make_job(root, "x y.py")
+    await backend.launch(job, Recorder(job))
+    result = _run_on_fake_worker(await _command_lines(aws, job), tmp_path, shell="dash")
+    assert result.returncode == 0, result.stderr
+    assert (backend.job_state_dir(job) / "exit_code").read_text() == "0\n"
+
+
+async def test_command_waits_for_the_mount_and_fails_clearly(make_backend, root, aws, tmp_path):
+    backend = make_backend()
+    job = make_job(root)
+    await backend.launch(job, Recorder(job))
+    lines = await _command_lines(aws, job)
+    markers = tmp_path / "run-awsjobs"
+    markers.mkdir()
+    (markers / "mount-failed").write_text("could not mount EFS fs-0123 at /x\n")
+    script = [line for line in lines]
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir()
+    (fakebin / "shutdown").write_text(f"#!/bin/sh\ntouch {tmp_path}/halted\n")
+    (fakebin / "shutdown").chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-c", "\n".join(script).replace("/run/awsjobs", str(markers))],
+        env={"PATH": f"{fakebin}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 97
+    assert "could not mount EFS" in result.stderr
+    assert (tmp_path / "halted").exists()
+    assert not (backend.job_state_dir(job) / "exit_code").exists()
