@@ -26,7 +26,7 @@ from typing import Any, TypeVar, cast
 
 from . import logs
 from .backends.base import Backend
-from .errors import BackendError, BackendNotConfigured, InvalidRequest
+from .errors import AWSJobsError, BackendError, BackendNotConfigured, InvalidRequest
 from .models import ACTIVE_STATES, InvalidTransition, Job, JobState, Outcome, now
 from .requests import (
     INSTANCE_ID,
@@ -91,6 +91,8 @@ class JobService:
 
     async def start(self) -> None:
         """Open the store, start the backends, resume every active job. Idempotent."""
+        if self._started:
+            return
         async with self._start_lock:
             if self._started:
                 return
@@ -159,7 +161,8 @@ class JobService:
 
     async def create_job(self, body: Any) -> Job:
         """Validate, persist as pending, start driving it, and return at once."""
-        job = parse_launch_request(
+        job = await asyncio.to_thread(  # it stats files: off the loop (the root may be NFS)
+            parse_launch_request,
             body,
             root_dir=self.root_dir,
             backends=list(self.backends),
@@ -304,6 +307,9 @@ class JobService:
             await self._drive(job_id, resume)
         except asyncio.CancelledError:
             raise  # server stopping: the job stays as it is and is resumed on the next start
+        except AWSJobsError as err:  # a backend refusing: its message is for the user
+            self.log.warning("awsjobs: job %s failed: %s", job_id, err)
+            await self._fail(job_id, _describe(err))
         except Exception as err:
             self.log.exception("awsjobs: the driver of job %s failed", job_id)
             await self._fail(job_id, f"internal error: {_describe(err)}")
@@ -468,21 +474,35 @@ class JobService:
             )
 
     async def _watch(self, job: Job, backend: Backend) -> None:
-        """Race `backend.wait` against the lifetime deadline, then record how it ended."""
+        """Race `backend.wait` against the lifetime deadline, then record how it ended. A
+        `BackendError` from `wait` (AWS unreachable for a while) is retried with backoff."""
         start = job.started_at if job.started_at is not None else job.created_at
         deadline = start + job.max_lifetime_minutes * self.options.lifetime_unit_seconds
-        waiter = asyncio.ensure_future(backend.wait(job))
-        try:
-            done, _ = await asyncio.wait({waiter}, timeout=max(0.0, deadline - now()))
-        except asyncio.CancelledError:
-            waiter.cancel()
-            raise
-        if waiter in done:
-            await self._record_outcome(job.id, waiter.result())
+        delay = self.options.retry_seconds
+        while True:
+            waiter = asyncio.ensure_future(backend.wait(job))
+            try:
+                done, _ = await asyncio.wait({waiter}, timeout=max(0.0, deadline - now()))
+            except asyncio.CancelledError:
+                waiter.cancel()
+                raise
+            if waiter not in done:
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await waiter
+                break
+            try:
+                outcome = waiter.result()
+            except BackendError as err:
+                self.log.warning("awsjobs: waiting on job %s failed, retrying: %s", job.id, err)
+                await asyncio.sleep(min(delay, max(0.0, deadline - now())))
+                delay = min(delay * 2, self.options.retry_max_seconds)
+                job = await self.store.get(job.id)
+                if job.state is not JobState.RUNNING:
+                    return  # a Stop is under way: its stopper finishes the job
+                continue
+            await self._record_outcome(job.id, outcome)
             return
-        waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await waiter
         current = await self.store.get(job.id)
         if current.state is not JobState.RUNNING:
             return  # a Stop is under way: its stopper finishes the job

@@ -13,7 +13,7 @@ import pytest
 
 from awsjobs_lab.backends.base import Backend, RecordHandle
 from awsjobs_lab.backends.local import LocalBackend, group_members
-from awsjobs_lab.errors import BackendError, Conflict, InvalidRequest
+from awsjobs_lab.errors import BackendError, BackendNotConfigured, Conflict, InvalidRequest
 from awsjobs_lab.models import Job, JobState, Outcome
 from awsjobs_lab.requests import LaunchDefaults
 from awsjobs_lab.service import JobService, ServiceOptions
@@ -242,6 +242,31 @@ async def test_driver_exception_fails_the_job_and_stops_its_work(make_service: F
     failed = await state_of(service, job.id, S.FAILED)
     assert failed.error == "internal error: boom"
     assert ("stop", job.id) in fake.calls
+
+
+async def test_wait_errors_from_the_backend_are_retried(make_service: Factory) -> None:
+    service = await make_service()
+    fake: FakeBackend = service.backends["fake"]
+    fake.wait_error = BackendError("throttled")
+    job = await service.create_job({"path": "x.py"})
+
+    async def retried() -> bool:
+        return fake.calls.count(("wait", job.id)) >= 3
+
+    await poll(retried, "wait to be retried")
+    assert (await service.get_job(job.id)).state is S.RUNNING
+    fake.wait_error = None
+    fake.end(job.id, Outcome(S.SUCCEEDED, exit_code=0))
+    await state_of(service, job.id, S.SUCCEEDED)
+
+
+async def test_a_backend_refusal_is_reported_as_is(make_service: Factory) -> None:
+    service = await make_service()
+    fake: FakeBackend = service.backends["fake"]
+    fake.wait_error = BackendNotConfigured("The Fake backend is not configured any more")
+    job = await service.create_job({"path": "x.py"})
+    failed = await state_of(service, job.id, S.FAILED)
+    assert failed.error == "The Fake backend is not configured any more"
 
 
 async def test_lifetime_deadline_times_out(make_service: Factory) -> None:

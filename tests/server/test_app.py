@@ -1,0 +1,68 @@
+"""The extension app: entry points, configuration, backends loaded lazily and safely."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import awsjobs_lab
+from awsjobs_lab import app as app_module
+from awsjobs_lab.app import AWSJobs
+
+
+def test_entry_points() -> None:
+    assert awsjobs_lab._jupyter_server_extension_points() == [
+        {"module": "awsjobs_lab", "app": AWSJobs}
+    ]
+    assert awsjobs_lab._jupyter_labextension_paths() == [
+        {"src": "labextension", "dest": "awsjobs-lab"}
+    ]
+    assert AWSJobs.name == "awsjobs_lab"
+
+
+async def test_configured_objects(service: Any, jp_root_dir: Path, tmp_path: Path) -> None:
+    local = service.backends["local"]
+    assert local.stop_grace_seconds == 3.0  # from c.LocalBackend
+    assert local.root_dir == str(await asyncio.to_thread(jp_root_dir.resolve))
+    assert service.store.path == tmp_path / "awsjobs-data" / "jobs.sqlite"
+    assert service.store.path.exists()
+    assert list(service.backends) == ["local", "ec2"]
+
+
+async def test_ec2_job_while_ec2_is_not_configured(api: Any, jp_root_dir: Path) -> None:
+    (jp_root_dir / "x.py").write_text("pass\n")
+    code, reply = await api("POST", "jobs", body={"path": "x.py", "backend": "ec2"})
+    assert code == 400
+    assert reply["reason"] == "not_configured" and "EC2" in reply["message"]
+
+
+class TestBackendSelection:
+    @pytest.fixture
+    def awsjobs_config(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+        broken = "awsjobs_lab.backends.does_not_exist.Backend"
+        monkeypatch.setitem(app_module.BACKEND_CLASSES, "broken", broken)
+        return {
+            "backends": ["local", "unknown", "broken"],
+            "default_backend": "ec2",
+            "default_cpus": 2,
+            "max_lifetime_minutes": 30,
+        }
+
+    async def test_bad_backends_are_skipped(self, api: Any, jp_root_dir: Path) -> None:
+        code, config = await api("GET", "config")
+        assert code == 200
+        assert [b["id"] for b in config["backends"]] == ["local"]
+        assert config["default_backend"] == "local"  # ec2 is not enabled: fall back
+        assert config["defaults"]["cpus"] == 2
+        assert config["defaults"]["max_lifetime_minutes"] == 30
+        assert config["aws_configured"] is False
+        (jp_root_dir / "x.py").write_text("pass\n")
+        code, reply = await api("POST", "jobs", body={"path": "x.py", "backend": "ec2"})
+        assert code == 400 and "backend:" in reply["message"]
+        code, job = await api("POST", "jobs", body={"path": "x.py"})
+        assert code == 201 and job["backend"] == "local" and job["cpus"] == 2
+        code, reply = await api("GET", "instances")
+        assert code == 400 and "not enabled" in reply["message"]
