@@ -73,8 +73,12 @@ async def test_on_demand_launch_parameters(make_backend, root, aws, subnets):
     assert "FS_ID=fs-0123456789abcdef0" in user_data
     assert f"MOUNT_PATH={root}" in user_data
     assert "mount -t nfs4" in user_data
-    check = subprocess.run(["bash", "-n"], input=user_data, text=True, capture_output=True)
+    check = _bash_syntax_check(user_data)
     assert check.returncode == 0, check.stderr
+
+
+def _bash_syntax_check(text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
 
 
 async def test_spot_launch_in_cheapest_zone(make_backend, root, aws, subnets, seed_spot):
@@ -181,12 +185,13 @@ async def _command_lines(aws: Any, job: Any) -> list[str]:
 
 
 def _run_on_fake_worker(
-    lines: list[str], tmp: Path, shell: str = "bash"
+    lines: list[str], tmp: Path, shell: str = "bash", ready: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run the command text like the SSM agent would, with /run/awsjobs and `shutdown` faked."""
     markers = tmp / "run-awsjobs"
     markers.mkdir(exist_ok=True)
-    (markers / "ready").touch()
+    if ready:
+        (markers / "ready").touch()
     fakebin = tmp / "fakebin"
     fakebin.mkdir(exist_ok=True)
     shutdown = fakebin / "shutdown"
@@ -208,7 +213,11 @@ def _run_on_fake_worker(
 )
 async def test_command_text_really_runs_the_script(make_backend, root, aws, tmp_path, name):
     backend = make_backend()
-    body = "import os, sys\nprint('ran', os.environ['GREETING'])\nprint('to stderr', file=sys.stderr)\n"
+    body = (
+        "import os, sys\n"
+        "print('ran', os.environ['GREETING'])\n"
+        "print('to stderr', file=sys.stderr)\n"
+    )
     job = make_job(root, name, body=body, env={"GREETING": "it's $HOME `id` $(id)"})
     await backend.launch(job, Recorder(job))
     lines = await _command_lines(aws, job)
@@ -257,19 +266,10 @@ async def test_command_waits_for_the_mount_and_fails_clearly(make_backend, root,
     markers = tmp_path / "run-awsjobs"
     markers.mkdir()
     (markers / "mount-failed").write_text("could not mount EFS fs-0123 at /x\n")
-    script = [line for line in lines]
-    fakebin = tmp_path / "fakebin"
-    fakebin.mkdir()
-    (fakebin / "shutdown").write_text(f"#!/bin/sh\ntouch {tmp_path}/halted\n")
-    (fakebin / "shutdown").chmod(0o755)
-    result = subprocess.run(
-        ["bash", "-c", "\n".join(script).replace("/run/awsjobs", str(markers))],
-        env={"PATH": f"{fakebin}:/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    # No 'ready' marker: the boot script reported a failed mount.
+    result = _run_on_fake_worker(lines, tmp_path, ready=False)
     assert result.returncode == 97
     assert "could not mount EFS" in result.stderr
-    assert (tmp_path / "halted").exists()
+    assert "-h now" in (tmp_path / "shutdown-called").read_text()
     assert not (backend.job_state_dir(job) / "exit_code").exists()
+    assert not (root / job.log_path).exists()
