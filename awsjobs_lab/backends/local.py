@@ -203,7 +203,8 @@ class LocalBackend(Backend):
         pid = job.handle.get("pid")
         if not isinstance(pid, int):
             return Outcome(JobState.FAILED, error="no process was recorded for this job")
-        await self._wait_gone(pid, job.handle.get("start_time"))
+        if await asyncio.to_thread(self.read_exit_code, job) is None:
+            await self._wait_gone(pid, job.handle.get("start_time"))
         return await self._ended(job, "the process ended without writing an exit code")
 
     async def _wait_gone(self, pid: int, started: int | None) -> None:
@@ -248,7 +249,14 @@ class LocalBackend(Backend):
             return Outcome(
                 JobState.FAILED, error="the server stopped before the job's process was started"
             )
-        if job.id in self._children or is_alive(pid, job.handle.get("start_time")):
+        if job.id in self._children:
+            return None
+        # The exit code file is written last, just before the wrapper exits: if it is there,
+        # the job has ended, whatever process may now hold its pid.
+        code = await asyncio.to_thread(self.read_exit_code, job)
+        if code is not None:
+            return outcome_from_code(code)
+        if is_alive(pid, job.handle.get("start_time")):
             return None
         return await self._ended(
             job, "the process ended while the server was down, without an exit code"
