@@ -27,10 +27,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "AWSJobsAPIError",
@@ -43,6 +43,7 @@ __all__ = [
     "Job",
     "JobNotFound",
     "JobWaitTimeout",
+    "ServerInfo",
     "ServerNotFound",
     "connect",
     "get_job",
@@ -52,6 +53,8 @@ __all__ = [
     "stop_instances",
     "stop_job",
 ]
+
+T = TypeVar("T")
 
 API_PATH = "awsjobs/api/"
 TERMINAL_STATES = frozenset({"succeeded", "failed", "stopped", "timed_out", "interrupted"})
@@ -571,6 +574,21 @@ def connect(
     whose root contains `path` (default: the current directory) first, deepest root first.
     Raises `ServerNotFound`, or `ValueError` when servers run but none has `path` under its root.
     """
+    for found in _servers(path, url=url, token=token, runtime_dir=runtime_dir, timeout=timeout):
+        return found
+    raise ServerNotFound(NO_SERVER_MESSAGE)  # pragma: no cover - _servers raises first
+
+
+def _servers(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    runtime_dir: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Iterator[Client]:
+    """The answering servers, best first (see `connect`); raises `ServerNotFound` (or the
+    `ValueError` for a path under no server root) if there is none."""
     url = url or os.environ.get("JUPYTER_SERVER_URL") or None
     if url:
         if token is None:
@@ -591,7 +609,8 @@ def connect(
                 f"The Jupyter server at {url} does not have awsjobs-lab enabled "
                 "(GET awsjobs/api/config answered 404)"
             ) from None
-        return client
+        yield client
+        return
 
     target = os.path.abspath(os.path.expanduser(os.fspath(path))) if path else os.getcwd()
     servers = _running_server_files(runtime_dir)
@@ -610,7 +629,7 @@ def connect(
         # No file involved (list, stop, logs): any server will do, the cwd's first.
         ordered += [info for info in servers if info not in ordered]
 
-    roots: list[str] = []
+    answered = False
     for info in ordered:
         client = Client(
             ServerInfo(
@@ -622,17 +641,32 @@ def connect(
             client.ping()
         except (AWSJobsAPIError, ServerNotFound):
             continue
-        return client
+        answered = True
+        yield client
+    if answered:
+        return
 
     if path is not None and servers and not ordered:
-        for info in servers:
-            roots.append(str(info.get("root_dir")))
+        roots = [str(info.get("root_dir")) for info in servers]
         raise ValueError(
             f"{os.fspath(path)} ({target}) is not under the root of any running Jupyter server "
             f"(roots: {', '.join(roots)}); move it under a server root or start `jupyter lab` "
             "in a directory that contains it"
         )
     raise ServerNotFound(NO_SERVER_MESSAGE)
+
+
+def _on_the_jobs_server(job_id: str, call: Callable[[Client], T]) -> T:
+    """`call` on the server that knows `job_id`: with several servers running (and no
+    JUPYTER_SERVER_URL), each answering one is asked in turn until one has the job."""
+    not_found: JobNotFound | None = None
+    for found in _servers():
+        try:
+            return call(found)
+        except JobNotFound as err:
+            not_found = not_found or err
+    assert not_found is not None
+    raise not_found
 
 
 # --------------------------------------------------------------------------------------------
@@ -674,12 +708,12 @@ def run_job(
 
 
 def get_job(job_id: str) -> Job:
-    return connect().get_job(job_id)
+    return _on_the_jobs_server(job_id, lambda c: c.get_job(job_id))
 
 
 def stop_job(job_id: str) -> Job:
     """Stop a job (idempotent). Returns it, usually `stopping`; `.wait()` for `stopped`."""
-    return connect().stop_job(job_id)
+    return _on_the_jobs_server(job_id, lambda c: c.stop_job(job_id))
 
 
 def list_jobs(state: str | Iterable[str] | None = None, limit: int | None = None) -> list[Job]:

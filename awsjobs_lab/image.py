@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import re
 import time
 import uuid
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws.clients import AWSClients, error_code, error_message
 
@@ -175,7 +176,7 @@ def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
 
 
 async def _resolve_region(options: BuildOptions, session: AioSession) -> str:
-    region = options.region or session.get_config_variable("region")
+    region = options.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
     if not region:
         raise ImageBuildError("No AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION")
     return str(region)
@@ -228,6 +229,8 @@ async def build_image(
             )
         except ClientError as e:
             raise ImageBuildError(f"AWS refused: {error_message(e)}") from e
+        except BotoCoreError as e:  # no credentials, no network, ...
+            raise ImageBuildError(f"AWS: {e}") from e
         finally:
             # Runs on success, on failure and on cancellation (Ctrl-C under asyncio.run).
             await _uninterruptible(_terminate_builders(ec2, build_id, builder, options, say), say)
@@ -430,7 +433,7 @@ async def _terminate_builders(
         for reservation in resp.get("Reservations", []):
             for inst in reservation.get("Instances", []):
                 ids.add(str(inst["InstanceId"]))
-    except ClientError as e:
+    except (ClientError, BotoCoreError) as e:
         say(f"Warning: could not look for builder instances: {error_message(e)}")
     if not ids:
         return
@@ -448,7 +451,7 @@ async def _terminate_builders(
             if all(states.get(i, "terminated") in ("shutting-down", "terminated") for i in wanted):
                 say(f"Builder {', '.join(wanted)} terminated")
                 return
-        except ClientError as e:
+        except (ClientError, BotoCoreError) as e:
             if error_code(e) == "InvalidInstanceID.NotFound":
                 return
             say(f"Warning: terminating the builder failed: {error_message(e)}; retrying")

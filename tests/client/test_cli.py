@@ -234,3 +234,50 @@ def test_jupyter_awsjobs(server: ServerProc, sub: Path, tmp_path: Path) -> None:
         [str(shim), "--help"], env=env, capture_output=True, text=True, timeout=120
     )
     assert helped.stdout.startswith("usage: jupyter awsjobs")
+
+
+def test_ctrl_c_during_wait_leaves_the_job_running(server: ServerProc, sub: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "awsjobs_lab.cli", "run", "long.py", "--wait", "--poll", "0.1"],
+        env=server.env,
+        cwd=str(sub),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    job_id = ""
+    try:
+        assert proc.stderr is not None
+        started = proc.stderr.readline()  # "Started job <id> ...": it is now waiting
+        job_id = started.split("Started job ", 1)[1].split()[0]
+        wait_until(lambda: server.api("GET", f"jobs/{job_id}")["state"] == "running")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130
+        assert "Traceback" not in err
+        assert f"awsjobs stop {job_id}" in err
+        assert server.api("GET", f"jobs/{job_id}")["state"] == "running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if job_id:
+            server.api("POST", f"jobs/{job_id}/stop")
+
+
+def test_build_image_without_credentials_is_a_clear_error(tmp_path: Path) -> None:
+    env = {
+        k: v
+        for k, v in subprocess_env().items()
+        if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    }
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",  # never ask an instance metadata service
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        # Nothing listens there: even with credentials no request could reach AWS.
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    result = awsjobs("build-image", "--region", "us-east-1", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "awsjobs build-image: AWS:" in result.stderr
+    assert "credentials" in result.stderr.lower()

@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from client_support import REPO, ServerProc, free_port, wait_until, write_scripts
+from client_support import (
+    REPO,
+    ServerProc,
+    free_port,
+    start_server,
+    stop_server,
+    wait_until,
+    write_scripts,
+)
 
 from awsjobs_lab import client
 from awsjobs_lab.client import (
@@ -239,3 +247,36 @@ def test_instances_without_ec2(server: ServerProc) -> None:
     with pytest.raises(AWSJobsAPIError) as info:
         client.stop_instances(["not-an-id"])
     assert info.value.status == 400
+
+
+def test_two_servers_script_picks_its_root_and_job_ids_are_found(
+    server: ServerProc, sub: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two running servers (no JUPYTER_SERVER_URL): a script goes to the server whose root
+    holds it; a job id is looked up on each answering server until one has it."""
+    other = start_server(tmp_path / "other")
+    try:
+        write_scripts(other.root)
+        runtime = tmp_path / "runtime"
+        runtime.mkdir()
+        for source in (server.runtime_dir, other.runtime_dir):
+            for f in source.glob("jpserver-*.json"):
+                (runtime / f.name).write_text(f.read_text())
+        monkeypatch.delenv("JUPYTER_SERVER_URL")
+        monkeypatch.delenv("JUPYTER_TOKEN")
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+
+        here = client.run_job("hello.py")  # cwd: <first root>/sub
+        there = client.run_job(other.root / "hello.py")
+        assert here.client.server.url == server.url
+        assert there.client.server.url == other.url
+        assert there.path == "hello.py"
+
+        monkeypatch.chdir(tmp_path)  # under neither root
+        assert client.get_job(here.id).id == here.id
+        assert client.get_job(there.id).id == there.id
+        assert client.stop_job(there.id).id == there.id
+        with pytest.raises(JobNotFound):
+            client.get_job("0123456789abcdef")
+    finally:
+        stop_server(other)
