@@ -4,7 +4,8 @@ It measures from inside the server process, where only it can:
 
 - the event loop's lag: a periodic tick records how late each wake-up is;
 - AWS calls at the aiobotocore client boundary: every `_make_api_call`, with service,
-  operation and wall-clock time (so a client-side timestamp can be compared with it).
+  operation and wall-clock time (so a client-side timestamp can be compared with it);
+- the start and end of each EC2 monitor cycle (`Monitor.run_cycle`), to group calls by cycle.
 
 `GET /bench-probe/stats` returns the figures; `POST /bench-probe/reset` clears them (and starts the
 tick the first time). Both need the server's token like any other request.
@@ -26,12 +27,18 @@ TICK = 0.005  # seconds between ticks
 class _State:
     def __init__(self) -> None:
         self.lags: list[float] = []  # seconds each tick woke up late
+        # CPU seconds the event loop's thread used during each tick's interval: a late tick
+        # with little CPU means the loop was starved (other processes, the GIL), not busy.
+        self.busy: list[float] = []
         self.calls: list[tuple[float, str, str]] = []  # (time.time(), service, operation)
+        self.cycles: list[tuple[float, float]] = []  # EC2 monitor cycles: (start, end) times
         self.tick_task: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
         self.lags = []
+        self.busy = []
         self.calls = []
+        self.cycles = []
 
 
 STATE = _State()
@@ -41,10 +48,13 @@ async def _tick() -> None:
     loop = asyncio.get_running_loop()
     while True:
         before = loop.time()
+        cpu = time.thread_time()
         await asyncio.sleep(TICK)
         STATE.lags.append(max(0.0, loop.time() - before - TICK))
+        STATE.busy.append(time.thread_time() - cpu)
         if len(STATE.lags) > 200_000:  # bounded: about 17 minutes of ticks
             del STATE.lags[:100_000]
+            del STATE.busy[:100_000]
 
 
 def _count_aws_calls() -> None:
@@ -64,6 +74,28 @@ def _count_aws_calls() -> None:
     AioBaseClient._make_api_call = counted
 
 
+def _time_monitor_cycles() -> None:
+    """Record the start and end of each EC2 monitor cycle, so AWS calls can be assigned to
+    cycles. Best effort: if the monitor is not there (or renamed), cycles stay empty."""
+    try:
+        from awsjobs_lab.aws.monitor import Monitor
+    except ImportError:
+        return
+    original = getattr(Monitor, "run_cycle", None)
+    if original is None or getattr(original, "_bench_probe", False):
+        return
+
+    async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.time()
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            STATE.cycles.append((start, time.time()))
+
+    timed._bench_probe = True  # type: ignore[attr-defined]
+    Monitor.run_cycle = timed  # type: ignore[method-assign]
+
+
 class ResetHandler(JupyterHandler):
     @web.authenticated
     async def post(self) -> None:
@@ -77,7 +109,9 @@ class ResetHandler(JupyterHandler):
 class StatsHandler(JupyterHandler):
     @web.authenticated
     async def get(self) -> None:
+        since = float(self.get_query_argument("since", "0"))
         lags = sorted(STATE.lags)
+        worst = max(range(len(STATE.lags)), key=STATE.lags.__getitem__, default=None)
         self.set_header("Content-Type", "application/json")
         self.finish(
             json.dumps(
@@ -85,7 +119,11 @@ class StatsHandler(JupyterHandler):
                     "ticks": len(lags),
                     "max_lag": lags[-1] if lags else None,
                     "p99_lag": lags[int(0.99 * (len(lags) - 1))] if lags else None,
-                    "calls": STATE.calls,
+                    # the loop thread's CPU during the worst tick, and the most in any tick
+                    "worst_tick_cpu": STATE.busy[worst] if worst is not None else None,
+                    "max_tick_cpu": max(STATE.busy, default=None),
+                    "calls": [c for c in STATE.calls if c[0] >= since],
+                    "cycles": [c for c in STATE.cycles if c[0] >= since],
                 }
             )
         )
@@ -97,6 +135,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     _count_aws_calls()
+    _time_monitor_cycles()
     base = serverapp.web_app.settings.get("base_url", "/")
     serverapp.web_app.add_handlers(
         ".*$",

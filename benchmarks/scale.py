@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from .ours import data_path, start_ours
-from .report import Report
+from .report import Report, Row
 from .servers import Server, log
 from .util import Client, Processes, cpu_seconds, io_counters, ms, p50, percentile, wait_until
 
@@ -263,12 +263,26 @@ async def _event_loop_load(
     return {"created_s": created, "polls": polls, "bytes": got}
 
 
+async def _concurrent_gets(server: Server, path: str, n: int) -> None:
+    headers = {"Authorization": f"token {server.token}"}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+
+        async def one() -> None:
+            async with session.get(f"http://127.0.0.1:{server.port}{path}") as resp:
+                await resp.read()
+
+        await asyncio.gather(*(one() for _ in range(n)))
+
+
 def event_loop(report: Report, server: Server, client: Client, jobs: int, followers: int) -> None:
     script = server.root / "load" / "chatty.sh"
     script.parent.mkdir(parents=True, exist_ok=True)
-    # About 6 s of output, a line every 0.1 s; light on CPU so the machine is not the bottleneck.
+    # About 6 s of output, a line every 0.1 s, and no CPU: bash builtins only (`read -t` on a
+    # pipe nobody writes is a sleep without a fork), so the machine is not what is measured.
     script.write_text(
-        'for i in $(seq 1 60); do echo "line $i of a job that talks"; sleep 0.1; done\n'
+        "exec 3<> <(:)\n"
+        'for i in {1..60}; do echo "line $i of a job that talks"; read -t 0.1 -u 3 || true; done\n'
     )
     probe_reset(client)
     time.sleep(1.0)
@@ -286,8 +300,27 @@ def event_loop(report: Report, server: Server, client: Client, jobs: int, follow
         note=(
             f"p99 {ms(stats['p99_lag']):.1f} ms over {stats['ticks']} ticks of 5 ms; "
             f"{jobs} POSTs took {load['created_s']:.1f} s; {load['polls']:.0f} log polls; "
-            f"idle max before: {ms(quiet['max_lag'] or 0):.1f} ms"
+            f"idle max before: {ms(quiet['max_lag'] or 0):.1f} ms; loop thread CPU in the "
+            f"worst tick {ms(stats['worst_tick_cpu'] or 0):.1f} ms, most in any tick "
+            f"{ms(stats['max_tick_cpu'] or 0):.1f} ms"
         ),
+    )
+    # Control: the same number of concurrent requests that start nothing (GET one job). asyncio
+    # runs every ready callback of a loop iteration before the tick's timer, so a burst of
+    # simultaneous requests alone shows up as one stall; this separates that from launching.
+    probe_reset(client)
+    time.sleep(0.5)
+    job_id = client.get("/awsjobs/api/jobs?limit=1").json()["jobs"][0]["id"]
+    asyncio.run(_concurrent_gets(server, f"/awsjobs/api/jobs/{job_id}", jobs))
+    control = probe_stats(client)
+    report.add(
+        Row(
+            SECTION,
+            f"event loop, control: largest stall during {jobs} concurrent GETs of one job",
+            "ms",
+            ms(control["max_lag"] or 0),
+            note=f"loop thread CPU in the worst tick {ms(control['worst_tick_cpu'] or 0):.1f} ms",
+        )
     )
     # Let the chatty jobs end (bounded) so they do not load the idle measurement.
     deadline = time.monotonic() + 90
