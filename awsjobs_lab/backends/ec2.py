@@ -275,6 +275,7 @@ class EC2Backend(Backend):
         self._subnets: list[tuple[str, str]] | None = None
         self._image: tuple[str, str, str] | None = None  # (ami id, root device, architecture)
         self._setup_lock = asyncio.Lock()
+        self._started = False  # start() was called: the monitor loop runs
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -399,6 +400,7 @@ class EC2Backend(Backend):
 
     async def start(self) -> None:
         # No AWS call here: the server must start even without credentials or network.
+        self._started = True
         self.monitor.start()
 
     async def close(self) -> None:
@@ -963,7 +965,8 @@ class EC2Backend(Backend):
             lifetime_seconds=job.max_lifetime_minutes * 60.0,
             started_at=job.started_at or job.created_at,
         )
-        self.monitor.start()
+        if self._started:
+            self.monitor.start()  # (again, if it had ended)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:

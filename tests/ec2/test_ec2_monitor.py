@@ -1,0 +1,262 @@
+"""The monitor: one loop for every job, outcomes from exit code files and instance state,
+bounded AWS calls per cycle, backoff on throttling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from ec2_helpers import Recorder, make_job, set_state
+
+from awsjobs_lab.aws import clients as clients_mod
+from awsjobs_lab.models import JobState
+
+
+async def _launched(make_backend: Any, root: Any, **traits: Any) -> tuple[Any, Any]:
+    backend = make_backend(**traits)
+    job = make_job(root)
+    await backend.launch(job, Recorder(job))
+    return backend, job
+
+
+async def _state(aws: Any, iid: str) -> str:
+    ec2 = await aws("ec2")
+    resp = await ec2.describe_instances(InstanceIds=[iid])
+    return str(resp["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+
+def _exit(backend: Any, job: Any, code: int) -> None:
+    path = backend.job_state_dir(job) / "exit_code"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{code}\n")
+
+
+async def _waiting(backend: Any, job: Any) -> asyncio.Task[Any]:
+    """backend.wait(job) as a task, registered with the monitor when this returns."""
+    task = asyncio.ensure_future(backend.wait(job))
+    await asyncio.sleep(0)
+    assert job.id in backend.monitor.watches
+    return task
+
+
+async def _cycle_until_done(backend: Any, waiter: asyncio.Task[Any], cycles: int = 3) -> Any:
+    for _ in range(cycles):
+        await backend.monitor.run_cycle()
+        await asyncio.sleep(0)
+        if waiter.done():
+            return waiter.result()
+    raise AssertionError("the job did not end")
+
+
+@pytest.mark.parametrize(("code", "state"), [(0, JobState.SUCCEEDED), (3, JobState.FAILED)])
+async def test_exit_code_file_decides_and_instance_is_terminated(
+    make_backend, root, aws, code, state
+):
+    backend, job = await _launched(make_backend, root)
+    waiter = await _waiting(backend, job)
+    await backend.monitor.run_cycle()
+    assert not waiter.done()  # running, no exit code yet
+    _exit(backend, job, code)
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is state
+    assert outcome.exit_code == code
+    if code:
+        assert outcome.error == "exited with code 3"
+    # Terminated and confirmed before the outcome was handed back.
+    assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
+
+
+async def test_spot_interruption(make_backend, root, moto_backend):
+    backend, job = await _launched(make_backend, root)
+    waiter = await _waiting(backend, job)
+    set_state(moto_backend, job.handle["instance_id"], "Server.SpotInstanceTermination")
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is JobState.INTERRUPTED
+    assert "Server.SpotInstanceTermination" in outcome.error
+
+
+async def test_terminated_from_outside_fails_with_the_reason(make_backend, root, aws):
+    backend, job = await _launched(make_backend, root)
+    waiter = await _waiting(backend, job)
+    ec2 = await aws("ec2")
+    await ec2.terminate_instances(InstanceIds=[job.handle["instance_id"]])
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is JobState.FAILED
+    assert "Client.UserInitiatedShutdown" in outcome.error
+    assert outcome.exit_code is None
+
+
+async def test_self_shutdown_at_the_deadline_is_timed_out(make_backend, root, moto_backend):
+    backend = make_backend()
+    job = make_job(root, max_lifetime_minutes=1)  # deadline within the slack of "now"
+    await backend.launch(job, Recorder(job))
+    waiter = await _waiting(backend, job)
+    set_state(moto_backend, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is JobState.TIMED_OUT
+    assert "max lifetime" in outcome.error
+
+
+async def test_self_shutdown_long_before_the_deadline_is_a_failure(
+    make_backend, root, moto_backend
+):
+    backend, job = await _launched(make_backend, root)  # 60 minutes
+    waiter = await _waiting(backend, job)
+    set_state(moto_backend, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is JobState.FAILED
+    assert "shut itself down" in outcome.error
+
+
+async def test_exit_code_grace_lets_a_late_file_win(make_backend, root, moto_backend):
+    # The server's NFS client may see the exit file late: an ended instance waits for it.
+    backend, job = await _launched(make_backend, root, exit_code_grace_seconds=3600)
+    waiter = await _waiting(backend, job)
+    set_state(moto_backend, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
+    await backend.monitor.run_cycle()
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    _exit(backend, job, 0)
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is JobState.SUCCEEDED
+
+
+async def test_missing_instance_fails_after_its_grace(make_backend, root):
+    backend = make_backend()
+    job = make_job(root, state=JobState.RUNNING, started_at=1.0)
+    job.handle["instance_id"] = "i-0123456789abcdef0"  # never existed
+    backend.monitor.missing_grace = 0
+    waiter = await _waiting(backend, job)
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is JobState.FAILED
+    assert "no longer exists" in outcome.error
+
+
+async def test_command_failed_before_the_script_ran(make_backend, root, moto_backend, aws):
+    # No exit code file: the monitor asks SSM (GetCommandInvocation) and says why.
+    backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
+    waiter = await _waiting(backend, job)
+    cmd = moto_backend("ssm").get_command_by_id(job.handle["command_id"])
+    inv = next(i for i in cmd.invocations if i["InstanceId"] == job.handle["instance_id"])
+    inv.update(
+        Status="Failed",
+        StatusDetails="Failed",
+        ResponseCode=97,
+        StandardErrorContent="could not mount EFS fs-0123456789abcdef0 at /home",
+    )
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is JobState.FAILED
+    assert "could not mount EFS" in outcome.error and "code 97" in outcome.error
+    assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
+
+
+async def test_command_still_running_keeps_the_job_running(make_backend, root, moto_backend):
+    backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
+    waiter = await _waiting(backend, job)
+    cmd = moto_backend("ssm").get_command_by_id(job.handle["command_id"])
+    for inv in cmd.invocations:
+        inv.update(Status="InProgress", StatusDetails="InProgress", ResponseCode=-1)
+    for _ in range(2):
+        await backend.monitor.run_cycle()
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert job.id not in backend.monitor.watches  # a cancelled wait unregisters
+
+
+# -- bounded calls per cycle -------------------------------------------------------------------
+
+
+async def _watch_many(backend: Any, root: Any, aws: Any, n: int) -> list[Any]:
+    """n running jobs, launched in one RunInstances call (the monitor is what is tested)."""
+    ec2 = await aws("ec2")
+    jobs = [make_job(root, f"job{i}.py", state=JobState.RUNNING) for i in range(n)]
+    resp = await ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=n, MaxCount=n, InstanceType="m7i.large"
+    )
+    for job, inst in zip(jobs, resp["Instances"], strict=True):
+        await ec2.create_tags(
+            Resources=[inst["InstanceId"]],
+            Tags=[
+                {"Key": "awsjobs:managed", "Value": "true"},
+                {"Key": "awsjobs:owner", "Value": "tester"},
+                {"Key": "awsjobs:job-id", "Value": job.id},
+            ],
+        )
+        job.handle.update(instance_id=inst["InstanceId"], command_id=f"cmd-{job.id}")
+        job.started_at = inst["LaunchTime"].timestamp()
+    return jobs
+
+
+@pytest.mark.parametrize("n", [1, 50])
+async def test_aws_calls_per_cycle_do_not_grow_with_jobs(make_backend, root, aws, n):
+    backend = make_backend(command_check_interval_seconds=0, command_checks_per_cycle=5)
+    jobs = await _watch_many(backend, root, aws, n)
+    calls: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        calls[event_name.split(".", 1)[1]] += 1
+
+    for client in (await backend.clients.ec2(), await backend.clients.ssm()):
+        client.meta.events.register("before-call", count)
+    waiters = [asyncio.ensure_future(backend.wait(j)) for j in jobs]
+    await asyncio.sleep(0)  # each wait() registers with the monitor
+    assert len(backend.monitor.watches) == n
+    futures = [backend.monitor.watches[j.id].future for j in jobs]
+
+    await backend.monitor.run_cycle()  # all running: one DescribeInstances + <= 5 SSM checks
+    assert calls["ec2.DescribeInstances"] == 1
+    assert calls["ssm.GetCommandInvocation"] <= 5
+    assert sum(calls.values()) <= 6
+
+    calls.clear()
+    for job in jobs:
+        _exit(backend, job, 0)
+    await backend.monitor.run_cycle()  # all finished: one Describe + one batched Terminate
+    assert dict(calls) == {"ec2.DescribeInstances": 1, "ec2.TerminateInstances": 1}
+    assert all(future.done() for future in futures)  # resolved in that one cycle
+    outcomes = await asyncio.gather(*waiters)  # already resolved: returns at once
+    assert all(o.state is JobState.SUCCEEDED for o in outcomes)
+
+
+# -- throttling --------------------------------------------------------------------------------
+
+
+async def test_throttling_is_retried_by_botocore(make_backend, root, faults, no_retry_delay):
+    backend, job = await _launched(make_backend, root)
+    waiter = await _waiting(backend, job)
+    faults.add("ec2", "DescribeInstances", "RequestLimitExceeded", times=2)
+    before = faults.calls.get(("ec2", "DescribeInstances"), 0)
+    assert await backend.monitor.run_cycle() is True
+    assert faults.calls[("ec2", "DescribeInstances")] - before == 3
+    waiter.cancel()
+
+
+async def test_monitor_backs_off_exponentially_while_throttled(
+    make_backend, root, faults, no_retry_delay, monkeypatch
+):
+    backend, job = await _launched(make_backend, root)
+    monitor = backend.monitor
+    monitor.interval = 1.0
+    monitor.max_backoff = 6.0
+    # Jitter pinned to its upper bound so the delays are exact.
+    monkeypatch.setattr(clients_mod.random, "uniform", lambda lo, hi: hi)
+    # Four attempts per call (standard mode): 4 whole cycles throttled, then AWS answers.
+    faults.add("ec2", "DescribeInstances", "RequestLimitExceeded", times=4 * 4)
+    _exit(backend, job, 0)
+    delays: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        delays.append(seconds)
+        await asyncio.sleep(0)
+
+    monitor.sleep = fake_sleep
+    await backend.start()  # the loop
+    outcome = await backend.wait(job)  # resolves after the throttling
+    assert outcome.state is JobState.SUCCEEDED
+    assert monitor.stats.throttled_cycles == 4
+    assert delays[:4] == [2.0, 4.0, 6.0, 6.0]  # doubling, capped at max_backoff
