@@ -12,12 +12,14 @@
 #   - amazon-efs-utils (the worker mounts the shared EFS file system)
 #   - amazon-ssm-agent, enabled (jobs are started through SSM send-command)
 #
-# About R: Amazon Linux 2023 has no R in its own repositories on every release, and EPEL is not
-# meant for AL2023. So the script tries, in order: `dnf install R` (when the AL2023 repos have
-# it), then Posit's prebuilt R for RHEL 9 (https://docs.posit.co/resources/install-r/). If
-# neither works, R is skipped with a clear message and the image still builds (.R/.Rmd jobs
-# will then fail on it). AWSJOBS_REQUIRE_R=1 makes that a build failure; AWSJOBS_INSTALL_R=0
-# skips R on purpose.
+# About R: Amazon Linux 2023's own repositories do not reliably carry R, and EPEL is not meant
+# for AL2023 (it targets RHEL). So the script tries, in order: `dnf install R-core` / `R` (used
+# if the AL2023 repositories have it), then Posit's prebuilt R for RHEL 9, an RPM installed
+# under /opt/R/<version> (https://github.com/rstudio/r-builds; AL2023 is close to RHEL 9, but
+# not every dependency may resolve). If neither works, R is skipped with a clear warning and the
+# image still builds (.R/.Rmd jobs will then fail on it): install R your own way in
+# --extra-script (e.g. Posit's portable "manylinux" R builds, which support AL2023).
+# AWSJOBS_REQUIRE_R=1 makes a missing R a build failure; AWSJOBS_INSTALL_R=0 skips R.
 #
 # The last line of output is `AWSJOBS_VERSIONS {json}`: build-image tags the AMI with it.
 #
@@ -27,6 +29,7 @@
 #   AWSJOBS_R_VERSION     Posit R build, used if dnf has no R (default: 4.4.2)
 #   AWSJOBS_INSTALL_R     0 to skip R                         (default: 1)
 #   AWSJOBS_REQUIRE_R     1 to fail when R cannot be installed (default: 0)
+#   AWSJOBS_ROOT          prefix of every path written (default: none; tests use a scratch dir)
 set -euo pipefail
 
 PYTHON="${AWSJOBS_PYTHON:-python3}"
@@ -35,7 +38,10 @@ R_VERSION="${AWSJOBS_R_VERSION:-4.4.2}"
 INSTALL_R="${AWSJOBS_INSTALL_R:-1}"
 REQUIRE_R="${AWSJOBS_REQUIRE_R:-0}"
 CRAN="https://cloud.r-project.org"
-export PATH="/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+ROOT="${AWSJOBS_ROOT:-}"
+QUARTO_DIR="$ROOT/opt/quarto"
+BIN_DIR="$ROOT/usr/local/bin"
+export PATH="${PATH:-/usr/bin:/bin}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
 log() { printf '[awsjobs] %s\n' "$*"; }
 
@@ -54,15 +60,15 @@ quarto_url="https://github.com/quarto-dev/quarto-cli/releases/download/v${QUARTO
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 curl -fsSL --retry 5 -o "$tmp/quarto.tar.gz" "$quarto_url"
-rm -rf /opt/quarto
-mkdir -p /opt/quarto
-tar -xzf "$tmp/quarto.tar.gz" -C /opt/quarto --strip-components=1
-ln -sf /opt/quarto/bin/quarto /usr/local/bin/quarto
+rm -rf "$QUARTO_DIR"
+mkdir -p "$QUARTO_DIR" "$BIN_DIR"
+tar -xzf "$tmp/quarto.tar.gz" -C "$QUARTO_DIR" --strip-components=1
+ln -sf "$QUARTO_DIR/bin/quarto" "$BIN_DIR/quarto"
 # rmarkdown needs pandoc: use the one bundled with Quarto unless the system has one.
 if ! command -v pandoc >/dev/null 2>&1; then
-  quarto_pandoc="$(find /opt/quarto/bin -type f -name pandoc | head -n 1)"
+  quarto_pandoc="$(find "$QUARTO_DIR/bin" -type f -name pandoc | head -n 1)"
   if [ -n "$quarto_pandoc" ]; then
-    ln -sf "$quarto_pandoc" /usr/local/bin/pandoc
+    ln -sf "$quarto_pandoc" "$BIN_DIR/pandoc"
   fi
 fi
 
@@ -74,23 +80,29 @@ install_r() {
   log "no R in the Amazon Linux repositories; trying Posit's R ${R_VERSION} build for RHEL 9"
   local rpm_url="https://cdn.posit.co/r/rhel-9/pkgs/R-${R_VERSION}-1-1.x86_64.rpm"
   if curl -fsSL --retry 5 -o "$tmp/R.rpm" "$rpm_url" && dnf install -y "$tmp/R.rpm"; then
-    ln -sf "/opt/R/${R_VERSION}/bin/R" /usr/local/bin/R
-    ln -sf "/opt/R/${R_VERSION}/bin/Rscript" /usr/local/bin/Rscript
+    ln -sf "/opt/R/${R_VERSION}/bin/R" "$BIN_DIR/R"
+    ln -sf "/opt/R/${R_VERSION}/bin/Rscript" "$BIN_DIR/Rscript"
     return 0
   fi
   return 1
 }
 
+install_rmarkdown() {
+  # Compilers for the CRAN packages rmarkdown depends on (installed from source).
+  dnf install -y --setopt=install_weak_deps=False gcc gcc-c++ make
+  Rscript -e "install.packages('rmarkdown', repos = '${CRAN}', Ncpus = parallel::detectCores())" &&
+    Rscript -e "library(rmarkdown)" >/dev/null
+}
+
 if [ "$INSTALL_R" = "1" ]; then
   log "R and rmarkdown"
-  if install_r; then
-    Rscript -e "install.packages('rmarkdown', repos = '${CRAN}', Ncpus = parallel::detectCores())"
-    Rscript -e "library(rmarkdown)" >/dev/null
+  if install_r && install_rmarkdown; then
+    log "R and rmarkdown installed"
   elif [ "$REQUIRE_R" = "1" ]; then
-    log "ERROR: R could not be installed (AWSJOBS_REQUIRE_R=1)"
+    log "ERROR: R or rmarkdown could not be installed (AWSJOBS_REQUIRE_R=1)"
     exit 1
   else
-    log "WARNING: R could not be installed; .R and .Rmd jobs will fail on this image."
+    log "WARNING: R or rmarkdown could not be installed; .R and .Rmd jobs will fail on this image."
     log "WARNING: set AWSJOBS_REQUIRE_R=1 to make this an error, or install R in --extra-script."
   fi
 else
@@ -110,7 +122,7 @@ if command -v Rscript >/dev/null 2>&1; then
   r_version="$(version_of Rscript -e 'cat(as.character(getRversion()))')"
   rmarkdown_version="$(version_of Rscript -e 'cat(as.character(packageVersion("rmarkdown")))')"
 fi
-quarto_version="$(version_of quarto --version)"
+quarto_version="$(version_of "$BIN_DIR/quarto" --version)"
 efs_utils_version="$(version_of rpm -q --qf '%{VERSION}' amazon-efs-utils)"
 ssm_agent_version="$(version_of rpm -q --qf '%{VERSION}' amazon-ssm-agent)"
 
