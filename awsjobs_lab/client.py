@@ -29,6 +29,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +60,8 @@ T = TypeVar("T")
 API_PATH = "awsjobs/api/"
 TERMINAL_STATES = frozenset({"succeeded", "failed", "stopped", "timed_out", "interrupted"})
 DEFAULT_TIMEOUT = 30.0  # seconds for one HTTP request
+RECONNECT_SECONDS = 60.0  # how long wait()/log(follow) keep retrying a server that went away
+RECONNECT_PAUSE = 1.0
 
 NO_SERVER_MESSAGE = (
     "No running Jupyter server with awsjobs-lab was found: start `jupyter lab`, "
@@ -210,7 +213,7 @@ class Client:
             data = b""
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _opener(url).open(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as err:
             raise _api_error(err.code, err.read(), not_found) from None
@@ -413,12 +416,24 @@ class Job:
         self.data = dict(self.client.stop_job(self.id).data)
         return self
 
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """`call`, retried while the server does not answer (e.g. it is being restarted: jobs
+        survive that), for up to `RECONNECT_SECONDS`; then the `ServerNotFound` is raised."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            try:
+                return call()
+            except ServerNotFound:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(RECONNECT_PAUSE)
+
     def wait(self, timeout: float | None = None, poll: float = 2.0) -> str:
         """Block until the job has finished and return its final state. Raises
         `JobWaitTimeout` (a `TimeoutError`) after `timeout` seconds; the job keeps running."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self.refresh()
+            self._retrying(self.refresh)
             if self.is_finished:
                 return self.state
             if deadline is not None:
@@ -438,7 +453,7 @@ class Job:
         if offset is not None:
             self._log_offset = offset
         while True:
-            page = self.client.read_log(self.id, self._log_offset)
+            page = self._retrying(partial(self.client.read_log, self.id, self._log_offset))
             content = str(page.get("content") or "")
             next_offset = int(page.get("next_offset", self._log_offset))
             self._log_offset = max(self._log_offset, next_offset)
@@ -459,6 +474,19 @@ class Job:
 # --------------------------------------------------------------------------------------------
 # Finding the server
 # --------------------------------------------------------------------------------------------
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_DEFAULT = urllib.request.build_opener()
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """No HTTP proxy for a server on this machine (a proxy set for the internet would
+    otherwise be asked for 127.0.0.1 too)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return _DIRECT
+    return _DEFAULT
 
 
 def _no_job(job_id: str) -> str:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from client_support import (
@@ -280,3 +281,43 @@ def test_two_servers_script_picks_its_root_and_job_ids_are_found(
             client.get_job("0123456789abcdef")
     finally:
         stop_server(other)
+
+
+def test_wait_and_follow_ride_out_a_server_that_is_briefly_away(
+    server: ServerProc, sub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wait()/log(follow=True) retry while the server does not answer (a restart: jobs survive
+    it), instead of failing the caller's loop."""
+    job = client.run_job("lines.py")
+    real_request = client.Client.request
+    outages = {"left": 4}
+
+    def flaky(self: client.Client, method: str, path: str, **kw: Any) -> Any:
+        if outages["left"] > 0 and method == "GET" and path.startswith("jobs/"):
+            outages["left"] -= 1
+            raise ServerNotFound("The Jupyter server did not answer (test)")
+        return real_request(self, method, path, **kw)
+
+    monkeypatch.setattr(client, "RECONNECT_PAUSE", 0.01)
+    monkeypatch.setattr(client.Client, "request", flaky)
+    text = "".join(job.log(follow=True, poll=0.05))
+    assert text == "".join(f"line {i}\n" for i in range(1, 6))
+    outages["left"] = 2
+    assert job.wait(poll=0.05) == "succeeded"
+    assert outages["left"] == 0
+
+    monkeypatch.setattr(client, "RECONNECT_SECONDS", 0.0)
+    outages["left"] = 1
+    with pytest.raises(ServerNotFound):
+        job.wait(poll=0.05)
+
+
+def test_http_proxy_is_not_used_for_a_local_server(
+    server: ServerProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, dead_proxy)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert isinstance(client.list_jobs(), list)
