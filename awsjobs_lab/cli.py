@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -377,7 +378,25 @@ def cmd_build_image(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
+    """Keeps the examples' line breaks, but wraps the long lines of a description."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            if line.startswith(" ") or len(indent + line) <= width:
+                lines.append(indent + line)  # examples and short lines: as written
+            else:
+                lines.append(
+                    textwrap.fill(
+                        line,
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                        break_long_words=False,
+                        break_on_hyphens=False,
+                    )
+                )
+        return "\n".join(lines)
 
 
 def _prog() -> str:

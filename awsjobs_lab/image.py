@@ -200,6 +200,11 @@ async def build_image(
         ec2 = await clients.ec2()
         ssm = await clients.ssm()
         try:
+            if not options.instance_profile:
+                say(
+                    "Note: no --instance-profile; the builder's SSM agent can only register if "
+                    "the account has Default Host Management Configuration enabled"
+                )
             base_ami = options.base_ami or await _latest_al2023(ssm)
             say(f"Base image: {base_ami}")
             builder = await _launch_builder(ec2, options, base_ami, build_id)
