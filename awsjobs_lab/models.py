@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .errors import Conflict
+
 
 class JobState(str, Enum):
     PENDING = "pending"
@@ -83,7 +85,9 @@ def can_transition(current: JobState, target: JobState) -> bool:
     return target in ALLOWED_TRANSITIONS[current]
 
 
-class InvalidTransition(Exception):
+class InvalidTransition(Conflict):
+    """A move the state machine does not allow (HTTP 409 if it ever reaches a handler)."""
+
     def __init__(self, job_id: str, current: JobState, target: JobState) -> None:
         super().__init__(f"job {job_id} cannot go from {current.value} to {target.value}")
         self.current = current

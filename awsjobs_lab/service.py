@@ -26,7 +26,13 @@ from typing import Any, TypeVar, cast
 
 from . import logs
 from .backends.base import Backend
-from .errors import AWSJobsError, BackendError, BackendNotConfigured, InvalidRequest
+from .errors import (
+    AWSJobsError,
+    BackendError,
+    BackendNotConfigured,
+    Forbidden,
+    InvalidRequest,
+)
 from .models import ACTIVE_STATES, InvalidTransition, Job, JobState, Outcome, now
 from .requests import (
     INSTANCE_ID,
@@ -260,10 +266,18 @@ class JobService:
             raise InvalidRequest("limit: must be a whole number of at least 1")
         job = await self.store.get(job_id)
         final = job.state.is_terminal
-        chunk = await logs.read_log(
-            self.root_dir / job.log_path, offset, min(limit or cap, cap), final=final
-        )
+        path = await asyncio.to_thread(self._inside_root, job.log_path)
+        chunk = await logs.read_log(path, offset, min(limit or cap, cap), final=final)
         return {**chunk.to_dict(), "complete": final and chunk.eof}
+
+    def _inside_root(self, relative: str) -> Path:
+        """`relative` resolved under the root; `Forbidden` if it now leads outside (a file
+        replaced by a symlink after the job was validated)."""
+        root = self.root_dir.resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):
+            raise Forbidden(f"{relative} now resolves outside the server root")
+        return path
 
     async def stop_job(self, job_id: str) -> Job:
         """Ask a job to stop; returns at once with the job `stopping` (or as it is if it has

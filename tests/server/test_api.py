@@ -320,6 +320,18 @@ async def test_failing_script(api: Any, jp_root_dir: Path) -> None:
     assert (jp_root_dir / "fail.out").read_text() == "about to fail\n"
 
 
+async def test_log_replaced_by_a_symlink_out_of_root(api: Any, jp_root_dir: Path) -> None:
+    (jp_root_dir / "q.py").write_text("print('q')\n")
+    code, job = await api("POST", "jobs", body={"path": "q.py"})
+    done = await finished(api, job["id"])
+    log = jp_root_dir / done["log_path"]
+    log.unlink()
+    (jp_root_dir.parent / "private.txt").write_text("secret")
+    os.symlink(jp_root_dir.parent / "private.txt", log)
+    code, reply = await api("GET", "jobs", job["id"], "log")
+    assert_error(code, reply, 403, "outside the server root")
+
+
 async def test_hostile_name_runs_as_a_file(api: Any, jp_root_dir: Path) -> None:
     name = "a;rm -rf ~.py"
     (jp_root_dir / name).write_text("print('harmless')\n")
