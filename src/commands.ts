@@ -279,40 +279,31 @@ export function registerCommands(options: ICommandsOptions): void {
         return null;
       }
       void remember(form);
-      const submitted = model.submit(result.request);
-      const summary = submitted.then(job => ({
-        id: job.id,
-        backend: job.backend
-      }));
-      Notification.promise(summary, {
-        pending: {
-          message: trans.__('Launching %1…', basename(path)),
-          options: { autoClose: false }
-        },
-        success: {
-          message: (_: unknown, job?: { id: string; backend: string }) =>
-            trans.__(
-              'Job for %1 submitted (%2).',
-              basename(path),
-              job?.backend ?? ''
-            ),
-          options: { autoClose: 4000 }
-        },
-        error: {
-          message: (reason: unknown) =>
-            trans.__(
-              'Could not launch %1: %2',
-              basename(path),
-              reasonMessage(reason)
-            ),
-          options: { autoClose: 8000 }
-        }
-      });
+      // A toast while the server launches, replaced by the outcome.
+      const pending = Notification.emit(
+        trans.__('Launching %1…', basename(path)),
+        'in-progress',
+        { autoClose: false }
+      );
       try {
-        const job = await submitted;
+        const job = await model.submit(result.request);
+        Notification.dismiss(pending);
+        Notification.success(
+          trans.__('Job for %1 submitted.', basename(path)),
+          { autoClose: 4000 }
+        );
         openPanel(job.id);
         return job;
       } catch (reason) {
+        Notification.dismiss(pending);
+        Notification.error(
+          trans.__(
+            'Could not launch %1: %2',
+            basename(path),
+            reasonMessage(reason)
+          ),
+          { autoClose: 8000 }
+        );
         if (
           reason instanceof ApiError &&
           reason.status >= 400 &&

@@ -104,7 +104,8 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
       translator: translator ?? nullTranslator
     });
     panel.id = PANEL_ID;
-    app.shell.add(panel, 'left', { rank: 650 });
+    // The right area, so the file browser stays in view beside the jobs.
+    app.shell.add(panel, 'right', { rank: 50 });
     if (restorer) {
       restorer.add(panel, PANEL_ID);
     }

@@ -5,9 +5,11 @@ import {
   ReactWidget,
   refreshIcon,
   SidePanel,
+  Toolbar,
   ToolbarButton,
   UseSignal
 } from '@jupyterlab/ui-components';
+import { Panel } from '@lumino/widgets';
 import * as React from 'react';
 
 import { CommandIDs } from '../commandIds';
@@ -62,6 +64,35 @@ export function filterValue(states: ReadonlyArray<JobState>): string {
     return 'finished';
   }
   return 'all';
+}
+
+/** The state filter, in the panel's toolbar. */
+export function FilterSelect(props: {
+  model: IJobsModel;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { model, trans } = props;
+  return (
+    <label className="jp-AWSJobs-filterBar">
+      {trans.__('Show')}{' '}
+      <select
+        className="jp-AWSJobs-filter"
+        value={filterValue(model.stateFilter)}
+        onChange={event =>
+          model.setStateFilter(filterStates(event.target.value))
+        }
+      >
+        <option value="all">{trans.__('All jobs')}</option>
+        <option value="active">{trans.__('Active')}</option>
+        <option value="finished">{trans.__('Finished')}</option>
+        {JOB_STATES.map(state => (
+          <option key={state} value={state}>
+            {stateLabel(state, trans)}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
 }
 
 interface IViewProps {
@@ -119,27 +150,6 @@ function JobsViewBody(props: IViewProps): JSX.Element {
           </button>
         </div>
       )}
-      <div className="jp-AWSJobs-filterBar">
-        <label>
-          {trans.__('Show')}{' '}
-          <select
-            className="jp-AWSJobs-filter"
-            value={filterValue(model.stateFilter)}
-            onChange={event =>
-              model.setStateFilter(filterStates(event.target.value))
-            }
-          >
-            <option value="all">{trans.__('All jobs')}</option>
-            <option value="active">{trans.__('Active')}</option>
-            <option value="finished">{trans.__('Finished')}</option>
-            {JOB_STATES.map(state => (
-              <option key={state} value={state}>
-                {stateLabel(state, trans)}
-              </option>
-            ))}
-          </select>
-        </label>
-      </div>
       <ul className="jp-AWSJobs-list" role="listbox">
         {jobs.length === 0 && (
           <li className="jp-AWSJobs-empty">
@@ -203,7 +213,10 @@ export namespace JobsPanel {
 /** The Jobs side panel. */
 export class JobsPanel extends SidePanel {
   constructor(options: JobsPanel.IOptions) {
-    super({ translator: options.translator });
+    // A plain panel as content: one section, no accordion title.
+    const content = new Panel();
+    content.addClass('jp-AWSJobs-content');
+    super({ translator: options.translator, content });
     const { model, commands, trans } = options;
     this._model = model;
     this.id = 'awsjobs-panel';
@@ -215,6 +228,14 @@ export class JobsPanel extends SidePanel {
     );
     heading.addClass('jp-AWSJobs-heading');
     this.header.addWidget(heading);
+    const filter = ReactWidget.create(
+      <UseSignal signal={model.changed}>
+        {() => <FilterSelect model={model} trans={trans} />}
+      </UseSignal>
+    );
+    filter.addClass('jp-AWSJobs-filterItem');
+    this.toolbar.addItem('filter', filter);
+    this.toolbar.addItem('spacer', Toolbar.createSpacerItem());
     this.toolbar.addItem(
       'refresh',
       new ToolbarButton({
@@ -229,6 +250,7 @@ export class JobsPanel extends SidePanel {
       <JobsView model={model} commands={commands} trans={trans} />
     );
     body.addClass('jp-AWSJobs-body');
+    body.title.label = trans.__('Jobs');
     this.addWidget(body);
   }
 

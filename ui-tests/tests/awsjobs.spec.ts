@@ -1,0 +1,267 @@
+/**
+ * What a person does with awsjobs-lab, on the local backend, in Chromium:
+ * right-click → Run as job → watch it run and its log → Stop; the dialog's
+ * inline validation; a notebook job's output notebook.
+ */
+import { expect, galata, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import type { Locator } from '@playwright/test';
+
+const SCRIPT = `import time
+print("hello from awsjobs", flush=True)
+for i in range(4):
+    print(f"line {i}", flush=True)
+    time.sleep(1)
+print("done", flush=True)
+`;
+
+const LONG = `echo "long job started"
+sleep 600
+echo "never printed"
+`;
+
+const NOTEBOOK = JSON.stringify({
+  cells: [
+    {
+      cell_type: 'code',
+      id: 'parameters',
+      execution_count: null,
+      metadata: { tags: ['parameters'] },
+      outputs: [],
+      source: ['greeting = "hi"']
+    },
+    {
+      cell_type: 'code',
+      id: 'greet',
+      execution_count: null,
+      metadata: {},
+      outputs: [],
+      source: ['print(greeting + " from a notebook job")']
+    }
+  ],
+  metadata: {
+    kernelspec: { display_name: 'Python 3', language: 'python', name: 'python3' },
+    language_info: { name: 'python' }
+  },
+  nbformat: 4,
+  nbformat_minor: 5
+});
+
+// Poll fast so the short job is seen running; keep notifications out of screenshots.
+test.use({
+  mockSettings: {
+    ...galata.DEFAULT_SETTINGS,
+    'awsjobs-lab:plugin': { pollIntervalSeconds: 1, logPollIntervalSeconds: 0.5 }
+  }
+});
+
+async function upload(
+  page: IJupyterLabPageFixture,
+  tmpPath: string,
+  name: string,
+  content: string
+): Promise<void> {
+  await page.contents.uploadContent(content, 'text', `${tmpPath}/${name}`);
+  await page.filebrowser.refresh();
+}
+
+function fileItem(page: IJupyterLabPageFixture, name: string): Locator {
+  return page.locator('.jp-DirListing-content .jp-DirListing-item', {
+    has: page.getByText(name, { exact: true })
+  });
+}
+
+async function runCommand(
+  page: IJupyterLabPageFixture,
+  id: string,
+  args: Record<string, unknown> = {}
+): Promise<void> {
+  // Not awaited in the page: the command may wait for a dialog.
+  await page.evaluate(
+    ({ id, args }) => {
+      void window.jupyterapp.commands.execute(id, args as never);
+    },
+    { id, args }
+  );
+}
+
+async function launchDialog(page: IJupyterLabPageFixture): Promise<Locator> {
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog.locator('.jp-AWSJobs-launch')).toBeVisible();
+  return dialog;
+}
+
+/** The details pane of the job launched last (selected by the launch). */
+async function launchedJob(page: IJupyterLabPageFixture): Promise<string> {
+  const details = page.locator('.jp-AWSJobs-panel .jp-AWSJobs-details[data-job-id]');
+  await expect(details).toBeVisible({ timeout: 30000 });
+  const id = await details.getAttribute('data-job-id');
+  expect(id).toBeTruthy();
+  return id as string;
+}
+
+async function jobIds(page: IJupyterLabPageFixture): Promise<string[]> {
+  const response = await page.request.get('/awsjobs/api/jobs?limit=200');
+  expect(response.ok()).toBeTruthy();
+  const body = (await response.json()) as { jobs: { id: string; path: string }[] };
+  return body.jobs.map(j => j.path);
+}
+
+test.describe('awsjobs-lab', () => {
+  test('a script runs from the file browser, its log follows, it succeeds', async ({
+    page,
+    tmpPath
+  }) => {
+    await upload(page, tmpPath, 'hello.py', SCRIPT);
+
+    // The entry is offered on supported files only.
+    await upload(page, tmpPath, 'notes.txt', 'not runnable\n');
+    await fileItem(page, 'notes.txt').click({ button: 'right' });
+    await expect(page.locator('.lm-Menu')).toBeVisible();
+    await expect(
+      page
+        .locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' })
+        .filter({ visible: true })
+    ).toHaveCount(0);
+    await page.keyboard.press('Escape');
+
+    await fileItem(page, 'hello.py').click({ button: 'right' });
+    await page.locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' }).click();
+
+    const dialog = await launchDialog(page);
+    await expect(dialog.locator('select[name="backend"]')).toHaveValue('local');
+    await expect(dialog.locator('.jp-AWSJobs-launch')).toHaveScreenshot(
+      'launch-dialog.png',
+      {
+        mask: [
+          dialog.locator('.jp-AWSJobs-launchPath'),
+          dialog.locator('input[name="logPath"]')
+        ]
+      }
+    );
+    await dialog.locator('button.jp-mod-accept').click();
+
+    const id = await launchedJob(page);
+    const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
+    await expect(row).toBeVisible();
+    await expect(row.locator('.jp-AWSJobs-jobName')).toHaveText('hello.py');
+    await expect(row).toHaveAttribute('data-state', 'running', { timeout: 30000 });
+    const log = page.locator('.jp-AWSJobs-log');
+    await expect(log).toContainText('hello from awsjobs', { timeout: 30000 });
+    await expect(row).toHaveAttribute('data-state', 'succeeded', { timeout: 60000 });
+    await expect(log).toContainText('line 3');
+    await expect(log).toContainText('done');
+    await expect(page.locator('.jp-AWSJobs-logStatus')).toHaveAttribute(
+      'data-complete',
+      'true'
+    );
+    await expect(
+      page.locator('.jp-AWSJobs-details [data-field="exit_code"]')
+    ).toHaveText('0');
+
+    await expect(row).toHaveScreenshot('job-row-succeeded.png', {
+      mask: [row.locator('.jp-AWSJobs-elapsed')]
+    });
+
+    await page.locator('.jp-AWSJobs-details .jp-AWSJobs-history summary').click();
+    await expect(page.locator('.jp-AWSJobs-details')).toHaveScreenshot(
+      'job-details-succeeded.png',
+      {
+        mask: [
+          page.locator('.jp-AWSJobs-details [data-field="path"]'),
+          page.locator('.jp-AWSJobs-details [data-field="elapsed"]'),
+          page.locator('.jp-AWSJobs-details [data-field="command"]'),
+          page.locator('.jp-AWSJobs-details [data-field="log_path"]'),
+          page.locator('.jp-AWSJobs-details [data-field="id"]'),
+          page.locator('.jp-AWSJobs-details .jp-AWSJobs-historyTime'),
+          page.locator('.jp-AWSJobs-details .jp-AWSJobs-history li')
+        ]
+      }
+    );
+  });
+
+  test('a long job is stopped from the panel and ends stopped', async ({
+    page,
+    tmpPath
+  }) => {
+    await upload(page, tmpPath, 'long.sh', LONG);
+    await runCommand(page, 'awsjobs:run-file', { path: `${tmpPath}/long.sh` });
+    const dialog = await launchDialog(page);
+    await dialog.locator('button.jp-mod-accept').click();
+
+    const id = await launchedJob(page);
+    const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
+    await expect(row).toHaveAttribute('data-state', 'running', { timeout: 30000 });
+    await expect(page.locator('.jp-AWSJobs-log')).toContainText('long job started', {
+      timeout: 30000
+    });
+
+    await page.locator('.jp-AWSJobs-details .jp-AWSJobs-stopButton').click();
+    const confirm = page.locator('.jp-Dialog');
+    await expect(confirm).toContainText('Stop job?');
+    await confirm.locator('button.jp-mod-accept').click();
+
+    // `stopping` at once (or already stopped), then the confirmed final state.
+    await expect(row).toHaveAttribute('data-state', /stopping|stopped/, {
+      timeout: 5000
+    });
+    await expect(row).toHaveAttribute('data-state', 'stopped', { timeout: 60000 });
+    await expect(page.locator('.jp-AWSJobs-details .jp-AWSJobs-stopButton')).toHaveCount(0);
+  });
+
+  test('invalid dialog input shows an error and launches nothing', async ({
+    page,
+    tmpPath
+  }) => {
+    await upload(page, tmpPath, 'invalid.py', 'print("should not run")\n');
+    await runCommand(page, 'awsjobs:run-file', { path: `${tmpPath}/invalid.py` });
+    const dialog = await launchDialog(page);
+
+    const memory = dialog.locator('input[name="memoryGib"]');
+    await memory.fill('0');
+    const error = dialog.locator('.jp-AWSJobs-fieldError[data-field="memoryGib"]');
+    await expect(error).toBeVisible();
+    await expect(error).toContainText('above 0');
+    await expect(dialog.locator('button.jp-mod-accept')).toBeDisabled();
+
+    // Enter submits the form all the same: the dialog comes back with the error.
+    await memory.press('Enter');
+    await expect(
+      page.locator('.jp-Dialog .jp-AWSJobs-fieldError[data-field="memoryGib"]')
+    ).toBeVisible();
+
+    await page.locator('.jp-Dialog button.jp-mod-reject').click();
+    await expect(page.locator('.jp-Dialog')).toHaveCount(0);
+    const paths = await jobIds(page);
+    expect(paths.filter(p => p.endsWith('invalid.py'))).toHaveLength(0);
+  });
+
+  test('a notebook job produces its output notebook', async ({ page, tmpPath }) => {
+    await upload(page, tmpPath, 'analysis.ipynb', NOTEBOOK);
+    await fileItem(page, 'analysis.ipynb').click({ button: 'right' });
+    await page.locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' }).click();
+    const dialog = await launchDialog(page);
+    await dialog
+      .locator('textarea[name="parameters"]')
+      .fill('{"greeting": "hello"}');
+    await dialog.locator('button.jp-mod-accept').click();
+
+    const id = await launchedJob(page);
+    const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
+    await expect(row).toHaveAttribute('data-state', 'succeeded', { timeout: 90000 });
+    const output = page.locator('.jp-AWSJobs-details [data-field="output_path"]');
+    await expect(output).toBeVisible();
+    const outputPath = (await output.textContent()) ?? '';
+    const outputName = outputPath.split('/').pop() as string;
+    expect(outputName).toMatch(/\.ipynb$/);
+
+    await page.filebrowser.refresh();
+    await expect(fileItem(page, outputName)).toBeVisible();
+
+    // Open it from the panel: the parameter reached the notebook.
+    await page.locator('.jp-AWSJobs-details .jp-AWSJobs-openOutput').click();
+    await expect(page.locator('.jp-NotebookPanel')).toContainText(
+      'hello from a notebook job',
+      { timeout: 30000 }
+    );
+  });
+});
