@@ -3,7 +3,12 @@
  * right-click → Run as job → watch it run and its log → Stop; the dialog's
  * inline validation; a notebook job's output notebook.
  */
-import { expect, galata, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import {
+  expect,
+  galata,
+  IJupyterLabPageFixture,
+  test
+} from '@jupyterlab/galata';
 import type { Locator } from '@playwright/test';
 
 const SCRIPT = `import time
@@ -39,7 +44,11 @@ const NOTEBOOK = JSON.stringify({
     }
   ],
   metadata: {
-    kernelspec: { display_name: 'Python 3', language: 'python', name: 'python3' },
+    kernelspec: {
+      display_name: 'Python 3',
+      language: 'python',
+      name: 'python3'
+    },
     language_info: { name: 'python' }
   },
   nbformat: 4,
@@ -50,7 +59,10 @@ const NOTEBOOK = JSON.stringify({
 test.use({
   mockSettings: {
     ...galata.DEFAULT_SETTINGS,
-    'awsjobs-lab:plugin': { pollIntervalSeconds: 1, logPollIntervalSeconds: 0.5 }
+    'awsjobs-lab:plugin': {
+      pollIntervalSeconds: 1,
+      logPollIntervalSeconds: 0.5
+    }
   }
 });
 
@@ -92,7 +104,9 @@ async function launchDialog(page: IJupyterLabPageFixture): Promise<Locator> {
 
 /** The details pane of the job launched last (selected by the launch). */
 async function launchedJob(page: IJupyterLabPageFixture): Promise<string> {
-  const details = page.locator('.jp-AWSJobs-panel .jp-AWSJobs-details[data-job-id]');
+  const details = page.locator(
+    '.jp-AWSJobs-panel .jp-AWSJobs-details[data-job-id]'
+  );
   await expect(details).toBeVisible({ timeout: 30000 });
   const id = await details.getAttribute('data-job-id');
   expect(id).toBeTruthy();
@@ -102,7 +116,9 @@ async function launchedJob(page: IJupyterLabPageFixture): Promise<string> {
 async function jobIds(page: IJupyterLabPageFixture): Promise<string[]> {
   const response = await page.request.get('/awsjobs/api/jobs?limit=200');
   expect(response.ok()).toBeTruthy();
-  const body = (await response.json()) as { jobs: { id: string; path: string }[] };
+  const body = (await response.json()) as {
+    jobs: { id: string; path: string }[];
+  };
   return body.jobs.map(j => j.path);
 }
 
@@ -125,7 +141,9 @@ test.describe('awsjobs-lab', () => {
     await page.keyboard.press('Escape');
 
     await fileItem(page, 'hello.py').click({ button: 'right' });
-    await page.locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' }).click();
+    await page
+      .locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' })
+      .click();
 
     const dialog = await launchDialog(page);
     await expect(dialog.locator('select[name="backend"]')).toHaveValue('local');
@@ -144,10 +162,14 @@ test.describe('awsjobs-lab', () => {
     const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
     await expect(row).toBeVisible();
     await expect(row.locator('.jp-AWSJobs-jobName')).toHaveText('hello.py');
-    await expect(row).toHaveAttribute('data-state', 'running', { timeout: 30000 });
+    await expect(row).toHaveAttribute('data-state', 'running', {
+      timeout: 30000
+    });
     const log = page.locator('.jp-AWSJobs-log');
     await expect(log).toContainText('hello from awsjobs', { timeout: 30000 });
-    await expect(row).toHaveAttribute('data-state', 'succeeded', { timeout: 60000 });
+    await expect(row).toHaveAttribute('data-state', 'succeeded', {
+      timeout: 60000
+    });
     await expect(log).toContainText('line 3');
     await expect(log).toContainText('done');
     await expect(page.locator('.jp-AWSJobs-logStatus')).toHaveAttribute(
@@ -162,7 +184,9 @@ test.describe('awsjobs-lab', () => {
       mask: [row.locator('.jp-AWSJobs-elapsed')]
     });
 
-    await page.locator('.jp-AWSJobs-details .jp-AWSJobs-history summary').click();
+    await page
+      .locator('.jp-AWSJobs-details .jp-AWSJobs-history summary')
+      .click();
     await expect(page.locator('.jp-AWSJobs-details')).toHaveScreenshot(
       'job-details-succeeded.png',
       {
@@ -190,10 +214,15 @@ test.describe('awsjobs-lab', () => {
 
     const id = await launchedJob(page);
     const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
-    await expect(row).toHaveAttribute('data-state', 'running', { timeout: 30000 });
-    await expect(page.locator('.jp-AWSJobs-log')).toContainText('long job started', {
+    await expect(row).toHaveAttribute('data-state', 'running', {
       timeout: 30000
     });
+    await expect(page.locator('.jp-AWSJobs-log')).toContainText(
+      'long job started',
+      {
+        timeout: 30000
+      }
+    );
 
     await page.locator('.jp-AWSJobs-details .jp-AWSJobs-stopButton').click();
     const confirm = page.locator('.jp-Dialog');
@@ -204,8 +233,12 @@ test.describe('awsjobs-lab', () => {
     await expect(row).toHaveAttribute('data-state', /stopping|stopped/, {
       timeout: 5000
     });
-    await expect(row).toHaveAttribute('data-state', 'stopped', { timeout: 60000 });
-    await expect(page.locator('.jp-AWSJobs-details .jp-AWSJobs-stopButton')).toHaveCount(0);
+    await expect(row).toHaveAttribute('data-state', 'stopped', {
+      timeout: 60000
+    });
+    await expect(
+      page.locator('.jp-AWSJobs-details .jp-AWSJobs-stopButton')
+    ).toHaveCount(0);
   });
 
   test('invalid dialog input shows an error and launches nothing', async ({
@@ -213,12 +246,16 @@ test.describe('awsjobs-lab', () => {
     tmpPath
   }) => {
     await upload(page, tmpPath, 'invalid.py', 'print("should not run")\n');
-    await runCommand(page, 'awsjobs:run-file', { path: `${tmpPath}/invalid.py` });
+    await runCommand(page, 'awsjobs:run-file', {
+      path: `${tmpPath}/invalid.py`
+    });
     const dialog = await launchDialog(page);
 
     const memory = dialog.locator('input[name="memoryGib"]');
     await memory.fill('0');
-    const error = dialog.locator('.jp-AWSJobs-fieldError[data-field="memoryGib"]');
+    const error = dialog.locator(
+      '.jp-AWSJobs-fieldError[data-field="memoryGib"]'
+    );
     await expect(error).toBeVisible();
     await expect(error).toContainText('above 0');
     await expect(dialog.locator('button.jp-mod-accept')).toBeDisabled();
@@ -235,10 +272,15 @@ test.describe('awsjobs-lab', () => {
     expect(paths.filter(p => p.endsWith('invalid.py'))).toHaveLength(0);
   });
 
-  test('a notebook job produces its output notebook', async ({ page, tmpPath }) => {
+  test('a notebook job produces its output notebook', async ({
+    page,
+    tmpPath
+  }) => {
     await upload(page, tmpPath, 'analysis.ipynb', NOTEBOOK);
     await fileItem(page, 'analysis.ipynb').click({ button: 'right' });
-    await page.locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' }).click();
+    await page
+      .locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' })
+      .click();
     const dialog = await launchDialog(page);
     await dialog
       .locator('textarea[name="parameters"]')
@@ -247,8 +289,12 @@ test.describe('awsjobs-lab', () => {
 
     const id = await launchedJob(page);
     const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
-    await expect(row).toHaveAttribute('data-state', 'succeeded', { timeout: 90000 });
-    const output = page.locator('.jp-AWSJobs-details [data-field="output_path"]');
+    await expect(row).toHaveAttribute('data-state', 'succeeded', {
+      timeout: 90000
+    });
+    const output = page.locator(
+      '.jp-AWSJobs-details [data-field="output_path"]'
+    );
     await expect(output).toBeVisible();
     const outputPath = (await output.textContent()) ?? '';
     const outputName = outputPath.split('/').pop() as string;
