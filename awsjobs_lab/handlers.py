@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, cast
+from typing import Any, cast, overload
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
@@ -19,6 +19,7 @@ from jupyter_server.base.handlers import APIHandler
 
 from .errors import AWSJobsError, InvalidRequest
 from .service import JobService
+from .store import DEFAULT_PAGE
 
 JOB_ID = r"(?P<job_id>[0-9a-f]{16})"
 _INTEGER = re.compile(r"[+-]?\d{1,18}\Z")
@@ -73,6 +74,12 @@ class AWSJobsHandler(APIHandler):
         value = self.get_query_argument(name, None)
         return value if value else None
 
+    @overload
+    def int_query(self, name: str, default: int) -> int: ...
+
+    @overload
+    def int_query(self, name: str, default: None = None) -> int | None: ...
+
     def int_query(self, name: str, default: int | None = None) -> int | None:
         raw = self.query(name)
         if raw is None:
@@ -115,7 +122,7 @@ class JobsHandler(AWSJobsHandler):
         states_raw = self.query("state")
         states = [s.strip() for s in states_raw.split(",") if s.strip()] if states_raw else None
         jobs, cursor = await self.service.list_jobs(
-            states, self.int_query("limit", 50) or 0, self.query("cursor")
+            states, self.int_query("limit", DEFAULT_PAGE), self.query("cursor")
         )
         self.reply({"jobs": [j.to_dict() for j in jobs], "next_cursor": cursor})
 
@@ -153,7 +160,7 @@ class JobLogHandler(AWSJobsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        offset = self.int_query("offset", 0) or 0
+        offset = self.int_query("offset", 0)
         chunk = await self.service.read_log(job_id, offset, self.int_query("limit"))
         self.reply(chunk)
 
@@ -170,10 +177,9 @@ class InstanceTypesHandler(AWSJobsHandler):
     @authorized
     async def get(self) -> None:
         defaults = self.service.options.defaults
-        cpus = self.int_query("cpus", defaults.cpus)
         preview = await self.service.preview_instance(
             memory_gib=self.float_query("memory_gib", defaults.memory_gib),
-            cpus=defaults.cpus if cpus is None else cpus,
+            cpus=self.int_query("cpus", defaults.cpus),
             spot=self.bool_query("spot", defaults.spot),
             instance_type=self.query("instance_type"),
         )
