@@ -27,11 +27,11 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 
-from aiobotocore.session import get_session
 from botocore.config import Config
 from ec2_helpers import Faults, error_class
 from moto.core.responses import ActionResult, BaseResponse
 
+from awsjobs_lab.aws.clients import shared_session
 from awsjobs_lab.backends.ec2 import EC2Backend
 
 REGION = "us-east-1"
@@ -91,7 +91,7 @@ def moto_backend(moto: str) -> Callable[[str], Any]:
 @pytest.fixture
 async def aws(moto: str) -> AsyncIterator[Callable[[str], Awaitable[Any]]]:
     """Test-side clients (`ec2 = await aws("ec2")`), one attempt each, closed at teardown."""
-    session = get_session()
+    session = shared_session()  # one session: it caches the parsed service models
     async with contextlib.AsyncExitStack() as stack:
 
         async def make(service: str) -> Any:
@@ -189,9 +189,10 @@ def faults(moto: str, monkeypatch: pytest.MonkeyPatch) -> Faults:
     return state
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's standard-mode retry delays set to 0 (aiobotocore reuses the class)."""
+    """botocore's standard-mode retry delays set to 0 (aiobotocore reuses the class), for
+    every test: retried calls (e.g. the unreachable Price List API) cost no sleep."""
     import botocore.retries.standard
 
     monkeypatch.setattr(
