@@ -328,8 +328,8 @@ class JobService:
             self.log.exception("awsjobs: the driver of job %s failed", job_id)
             await self._fail(job_id, f"internal error: {_describe(err)}")
 
-    async def _fail(self, job_id: str, error: str) -> None:
-        """Mark a job failed after an unexpected error, stopping its work first (best effort)
+    async def _fail(self, job_id: str, error: str, reason: str | None = None) -> None:
+        """Mark a job failed after an error, stopping whatever work it has (best effort, once)
         so nothing keeps running unwatched. A stopping job is left to its stopper."""
         try:
             job = await self.store.get(job_id)
@@ -343,7 +343,7 @@ class JobService:
                     self.log.warning("awsjobs: could not stop failed job %s: %s", job_id, err)
                     error += f" (its work may still be running: {_describe(err)})"
             await self.store.transition(
-                job_id, JobState.FAILED, error, expected={job.state}, error=error
+                job_id, JobState.FAILED, reason or error, expected={job.state}, error=error
             )
         except InvalidTransition:
             pass
@@ -422,15 +422,9 @@ class JobService:
         else:
             error = ""
         if error:
-            # After a Stop, the stopper finishes the job (backend.stop is idempotent).
-            with contextlib.suppress(InvalidTransition):
-                await self.store.transition(
-                    job_id,
-                    JobState.FAILED,
-                    f"launch failed: {error}",
-                    expected={JobState.LAUNCHING},
-                    error=error,
-                )
+            # Whatever the launch had started is stopped (nothing leaks); after a Stop, the
+            # stopper finishes the job instead.
+            await self._fail(job_id, error, reason=f"launch failed: {error}")
             return None
         fresh = await self.store.get(job_id)
         try:

@@ -231,7 +231,10 @@ async def test_launch_failure(make_service: Factory) -> None:
     job = await service.create_job({"path": "x.py"})
     failed = await state_of(service, job.id, S.FAILED)
     assert failed.error == "InsufficientInstanceCapacity"
+    assert failed.history[-1].reason == "launch failed: InsufficientInstanceCapacity"
     assert states(failed) == ["pending", "launching", "failed"]
+    # What the launch had recorded before failing was stopped: nothing leaks.
+    assert fake.stopped_handles == [{"token": job.id}]
 
 
 async def test_driver_exception_fails_the_job_and_stops_its_work(make_service: Factory) -> None:
