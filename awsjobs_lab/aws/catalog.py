@@ -170,8 +170,9 @@ class Catalog:
 
     async def lookup(self, name: str) -> InstanceType | None:
         """One type by name, from the cache or from EC2; None if EC2 doesn't know it."""
-        for types in _TYPE_CACHE.values():
-            if name in types:
+        prefix = self._key("", ())[:3]  # same endpoint, region and architecture
+        for key, types in _TYPE_CACHE.items():
+            if key[:3] == prefix and name in types:
                 return types[name]
         ec2 = await self.clients.ec2()
         try:
