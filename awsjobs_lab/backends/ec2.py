@@ -329,14 +329,21 @@ class EC2Backend(Backend):
         )
         return data
 
-    def _require_configured(self) -> None:
+    def configuration_problem(self) -> str | None:
+        """None when jobs can run here, else what to set (shown to users as is)."""
         missing = self.missing_settings()
         if missing:
             names = ", ".join(f"c.EC2Backend.{m}" for m in missing)
-            raise BackendNotConfigured(f"The EC2 backend is not configured: set {names}.")
+            return f"The EC2 backend is not configured: set {names}."
         problem = self._mount_problem()
         if problem:
-            raise BackendNotConfigured(f"The EC2 backend is misconfigured: {problem}.")
+            return f"The EC2 backend is misconfigured: {problem}."
+        return None
+
+    def _require_configured(self) -> None:
+        problem = self.configuration_problem()
+        if problem:
+            raise BackendNotConfigured(problem)
 
     def validate(self, job: Job) -> None:
         self._require_configured()
