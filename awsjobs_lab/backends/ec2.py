@@ -50,6 +50,7 @@ from ..aws.select import Candidate, Policy, distinct_types, rank
 from ..aws.userdata import build_user_data
 from ..errors import BackendError, Forbidden, InvalidRequest
 from ..models import Job, JobState, Outcome
+from ..runners import build_command
 from .base import Backend, BackendNotConfigured, RecordHandle
 
 TAG_JOB = "awsjobs:job-id"
@@ -655,8 +656,6 @@ class EC2Backend(Backend):
 
     async def launch(self, job: Job, record: RecordHandle) -> None:
         self.validate(job)
-        from ..runners import build_command
-
         argv = build_command(job, python=self.worker_python)
         cwd, log_path, exit_path = self._paths(job)
         commands = build_commands(

@@ -77,6 +77,16 @@ async def test_on_demand_launch_parameters(make_backend, root, aws, subnets):
     assert check.returncode == 0, check.stderr
 
 
+async def _capture(backend: Any, operation: str) -> list[dict[str, Any]]:
+    """The parameters of every `operation` call the backend's EC2 client makes."""
+    sent: list[dict[str, Any]] = []
+    ec2 = await backend.clients.ec2()
+    ec2.meta.events.register(
+        f"provide-client-params.ec2.{operation}", lambda params, **_: sent.append(dict(params))
+    )
+    return sent
+
+
 def _bash_syntax_check(text: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
 
@@ -87,9 +97,26 @@ async def test_spot_launch_in_cheapest_zone(make_backend, root, aws, subnets, se
     seed_spot[("c7i.large", "us-east-1b")] = "0.0210"
     seed_spot[("c7a.large", "us-east-1a")] = "0.0300"
     backend = make_backend()
+    sent = await _capture(backend, "RunInstances")
     job = make_job(root, spot=True, memory_gib=4, cpus=2)
     rec = Recorder(job)
     await backend.launch(job, rec)
+    # What we asked for (moto stores the lifecycle but does not echo the spot options).
+    (params,) = sent
+    assert params["InstanceMarketOptions"] == {
+        "MarketType": "spot",
+        "SpotOptions": {
+            "SpotInstanceType": "one-time",
+            "InstanceInterruptionBehavior": "terminate",
+        },
+    }
+    assert params["ClientToken"] == f"awsjobs-{job.id}-0"  # idempotent on real AWS, not moto
+    assert params["IamInstanceProfile"] == {"Name": "awsjobs-worker"}
+    assert params["BlockDeviceMappings"][0]["Ebs"] == {
+        "VolumeSize": 30,
+        "VolumeType": "gp3",
+        "DeleteOnTermination": True,
+    }
     iid = job.handle["instance_id"]
     assert job.instance_type == "c7i.large"
     assert job.hourly_price == pytest.approx(0.021)

@@ -1,5 +1,10 @@
 """The monitor: one loop for every job, outcomes from exit code files and instance state,
-bounded AWS calls per cycle, backoff on throttling."""
+bounded AWS calls per cycle, backoff on throttling.
+
+moto lacks ListCommandInvocations and DescribeInstanceInformation; the backend uses neither
+(command status comes from GetCommandInvocation, which moto serves and these tests edit
+in-process; the launch retries SendCommand on InvalidInstanceId instead of polling the agent).
+"""
 
 from __future__ import annotations
 
