@@ -15,7 +15,9 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +81,7 @@ class JobStore:
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._lock: int | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -93,18 +96,37 @@ class JobStore:
         return self._conn
 
     async def open(self) -> None:
+        """Open (creating or migrating) the file. `Conflict` if another server has it open:
+        two servers driving the same jobs would race each other's outcomes."""
         if self._executor is not None:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="awsjobs-store")
-        await self._run(self._open)
+        try:
+            await self._run(self._open)
+        except BaseException:
+            await self._run(self._close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            raise
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # An advisory lock held while open; the kernel drops it if the process dies.
+        lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise Conflict(
+                f"another Jupyter server is already using {self.path}: give this server its "
+                "own c.AWSJobs.data_path"
+            ) from None
+        self._lock = lock
         conn = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
+        self._conn = conn
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn = conn
         self._migrate()
 
     def _migrate(self) -> None:
@@ -138,6 +160,9 @@ class JobStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
 
     def _write(self, fn: Callable[[], T]) -> T:
         """Run `fn` in one IMMEDIATE transaction (in the store thread)."""

@@ -186,7 +186,7 @@ async def test_ec2_endpoints_when_not_configured(api: Any) -> None:
         ("POST", ("instances", "stop"), {"instance_ids": ["i-0123456789abcdef0"]}),
     ]:
         code, reply = await api(method, *parts, body=body)
-        assert_error(code, reply, 400, "The AWS EC2 backend is not configured")
+        assert_error(code, reply, 400, "EC2 backend is not configured")
         assert reply["reason"] == "not_configured"
 
 

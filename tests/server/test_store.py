@@ -59,6 +59,15 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     await store.close()
 
 
+async def test_one_server_per_file(store: JobStore) -> None:
+    other = JobStore(store.path)
+    with pytest.raises(Conflict, match="another Jupyter server"):
+        await other.open()
+    await store.close()
+    await other.open()  # free again once the first has closed
+    await other.close()
+
+
 async def test_insert_get_update_and_missing(store: JobStore) -> None:
     job = make_job(env={"A": "1"}, parameters={"p": [1, 2]})
     await store.insert(job)
