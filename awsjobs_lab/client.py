@@ -357,6 +357,14 @@ class Job:
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
+    def __getattr__(self, name: str) -> Any:
+        """Every other field of the server's Job JSON as an attribute (`job.memory_gib`,
+        `job.cost_so_far`, `job.history`, ...)."""
+        data = self.__dict__.get("data")
+        if data is not None and name in data:
+            return data[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     @property
     def id(self) -> str:
         return str(self.data["id"])

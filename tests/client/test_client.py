@@ -59,6 +59,9 @@ def test_run_wait_log_relative_path(sub: Path) -> None:
     assert job.log_path == "sub/hello.log"
     assert job.backend == "local"
     assert job.data["memory_gib"] == 2
+    assert job.memory_gib == 2 and job.cpus == 1 and job.spot is False  # server fields
+    with pytest.raises(AttributeError):
+        _ = job.no_such_field
     assert job.wait(poll=0.1) == "succeeded"
     assert job.exit_code == 0
     assert "".join(job.log()) == "hello from job\n"
