@@ -93,7 +93,7 @@ export class JobsModel implements IJobsModel {
   constructor(options: JobsModel.IOptions) {
     this._service = options.service;
     this._settings = { ...DEFAULT_SETTINGS, ...(options.settings ?? {}) };
-    this._pageSize = options.pageSize ?? 50;
+    this._pageSize = options.pageSize ?? 30;
     this._poll = this._createPoll();
     this._clock = new Poll({
       auto: false,

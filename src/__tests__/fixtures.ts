@@ -1,0 +1,116 @@
+/**
+ * Shared test helpers: a job factory and a request table that stands in for
+ * the server behind `ServerConnection.makeRequest`.
+ */
+import { ServerConnection } from '@jupyterlab/services';
+
+import type { IJob } from '../tokens';
+
+export function makeJob(overrides: Partial<IJob> = {}): IJob {
+  return {
+    id: '0123456789abcdef',
+    path: 'work/train.py',
+    backend: 'local',
+    state: 'running',
+    created_at: 1000,
+    updated_at: 1000,
+    memory_gib: 4,
+    cpus: 2,
+    spot: false,
+    max_lifetime_minutes: 60,
+    log_path: 'work/train.0123456789abcdef.log',
+    env: {},
+    parameters: {},
+    instance_type: null,
+    requested_instance_type: null,
+    hourly_price: null,
+    output_path: null,
+    command: ['python', 'train.py'],
+    exit_code: null,
+    error: null,
+    started_at: 1000,
+    finished_at: null,
+    stop_requested: false,
+    handle: {},
+    history: [{ state: 'pending', at: 1000, reason: null }],
+    instance_id: null,
+    elapsed_seconds: 0,
+    cost_so_far: null,
+    ...overrides
+  };
+}
+
+export interface IRecordedRequest {
+  method: string;
+  url: string;
+  path: string;
+  query: URLSearchParams;
+  body: unknown;
+}
+
+export interface IReply {
+  status: number;
+  body?: unknown;
+  /** A raw (non-JSON) body. */
+  text?: string;
+  statusText?: string;
+}
+
+export type Route = (request: IRecordedRequest) => IReply | Promise<IReply>;
+
+export const BASE_URL = 'http://localhost:8888/base/';
+
+export function settings(): ServerConnection.ISettings {
+  return ServerConnection.makeSettings({ baseUrl: BASE_URL });
+}
+
+/**
+ * Route `METHOD path` (path below /awsjobs/api/, without query) to a reply.
+ * Returns the recorded requests; unknown routes answer 404.
+ */
+export function mockServer(table: { [route: string]: IReply | Route }): {
+  requests: IRecordedRequest[];
+  restore: () => void;
+} {
+  const requests: IRecordedRequest[] = [];
+  const spy = jest
+    .spyOn(ServerConnection, 'makeRequest')
+    .mockImplementation(async (url: string, init: RequestInit) => {
+      const parsed = new URL(url);
+      const prefix = '/base/awsjobs/api/';
+      const path = parsed.pathname.startsWith(prefix)
+        ? parsed.pathname.slice(prefix.length)
+        : parsed.pathname;
+      const method = (init.method ?? 'GET').toUpperCase();
+      const request: IRecordedRequest = {
+        method,
+        url,
+        path,
+        query: parsed.searchParams,
+        body: typeof init.body === 'string' ? JSON.parse(init.body) : undefined
+      };
+      requests.push(request);
+      const route = table[`${method} ${path}`];
+      let reply: IReply;
+      if (route === undefined) {
+        reply = {
+          status: 404,
+          body: { message: 'Not found', reason: 'Not Found' }
+        };
+      } else if (typeof route === 'function') {
+        reply = await route(request);
+      } else {
+        reply = route;
+      }
+      const text =
+        reply.text ??
+        (reply.body === undefined ? '' : JSON.stringify(reply.body));
+      return {
+        ok: reply.status >= 200 && reply.status < 300,
+        status: reply.status,
+        statusText: reply.statusText ?? '',
+        text: async () => text
+      } as unknown as Response;
+    });
+  return { requests, restore: () => spy.mockRestore() };
+}

@@ -1,0 +1,173 @@
+import { nullTranslator } from '@jupyterlab/translation';
+
+import {
+  formatEnv,
+  formFromJob,
+  ILaunchContext,
+  ILaunchForm,
+  parseEnv,
+  parseParameters,
+  validateLaunch
+} from '../validation';
+import { makeJob } from './fixtures';
+
+const trans = nullTranslator.load('awsjobs_lab');
+
+const form = (overrides: Partial<ILaunchForm> = {}): ILaunchForm => ({
+  backend: 'local',
+  memoryGib: '4',
+  cpus: '2',
+  spot: true,
+  maxLifetimeMinutes: '60',
+  logPath: '',
+  parameters: '',
+  env: '',
+  instanceType: '',
+  ...overrides
+});
+
+const context = (overrides: Partial<ILaunchContext> = {}): ILaunchContext => ({
+  path: 'work/train.py',
+  isNotebook: false,
+  backends: ['local', 'ec2'],
+  maxAllowedLifetimeMinutes: 1440,
+  ...overrides
+});
+
+describe('validateLaunch', () => {
+  it('turns a valid form into a request', () => {
+    const { errors, request } = validateLaunch(
+      form({ env: 'SEED=1\n# comment\n\nNAME = x=y' }),
+      context(),
+      trans
+    );
+    expect(errors).toEqual({});
+    expect(request).toEqual({
+      path: 'work/train.py',
+      backend: 'local',
+      memory_gib: 4,
+      cpus: 2,
+      spot: true,
+      max_lifetime_minutes: 60,
+      env: { SEED: '1', NAME: ' x=y' }
+    });
+  });
+
+  it.each([
+    ['memoryGib', '0'],
+    ['memoryGib', '-1'],
+    ['memoryGib', 'lots'],
+    ['memoryGib', ''],
+    ['cpus', '0'],
+    ['cpus', '1.5'],
+    ['maxLifetimeMinutes', '0'],
+    ['maxLifetimeMinutes', '2000'],
+    ['logPath', '/etc/passwd'],
+    ['logPath', '../outside.log'],
+    ['logPath', 'logs/'],
+    ['env', 'NOT VALID'],
+    ['env', '1X=2'],
+    ['instanceType', 'not a type'],
+    ['backend', 'nowhere']
+  ])('refuses %s = %p', (field, value) => {
+    const { errors, request } = validateLaunch(
+      form({ [field]: value } as Partial<ILaunchForm>),
+      context(),
+      trans
+    );
+    expect(request).toBeNull();
+    expect(errors[field as keyof ILaunchForm]).toBeTruthy();
+  });
+
+  it('says why memory 0 is refused', () => {
+    const { errors } = validateLaunch(
+      form({ memoryGib: '0' }),
+      context(),
+      trans
+    );
+    expect(errors.memoryGib).toBe('Memory must be a number of GiB above 0');
+  });
+
+  it('takes parameters for notebooks only', () => {
+    const nb = context({ path: 'a.ipynb', isNotebook: true });
+    const ok = validateLaunch(
+      form({ parameters: '{"alpha": 0.5}' }),
+      nb,
+      trans
+    );
+    expect(ok.request?.parameters).toEqual({ alpha: 0.5 });
+    const bad = validateLaunch(form({ parameters: '[1, 2]' }), nb, trans);
+    expect(bad.errors.parameters).toContain('JSON object');
+    const broken = validateLaunch(form({ parameters: '{alpha' }), nb, trans);
+    expect(broken.errors.parameters).toContain('Not valid JSON');
+    const script = validateLaunch(
+      form({ parameters: '{alpha' }),
+      context(),
+      trans
+    );
+    expect(script.errors.parameters).toBeUndefined();
+    expect(script.request?.parameters).toBeUndefined();
+  });
+
+  it('sends the instance type and log path when given', () => {
+    const { request } = validateLaunch(
+      form({
+        backend: 'ec2',
+        instanceType: ' m6i.large ',
+        logPath: 'logs/run.log'
+      }),
+      context(),
+      trans
+    );
+    expect(request?.instance_type).toBe('m6i.large');
+    expect(request?.log_path).toBe('logs/run.log');
+    const local = validateLaunch(
+      form({ instanceType: 'm6i.large' }),
+      context(),
+      trans
+    );
+    expect(local.request?.instance_type).toBeUndefined();
+  });
+});
+
+describe('env and parameters', () => {
+  it('round-trips environment variables', () => {
+    const { env, error } = parseEnv('A=1\nB=two words', trans);
+    expect(error).toBeNull();
+    expect(formatEnv(env)).toBe('A=1\nB=two words');
+    expect(parseEnv('=x', trans).error).toContain('Line 1');
+  });
+
+  it('accepts empty parameters', () => {
+    expect(parseParameters('  ', trans)).toEqual({
+      parameters: {},
+      error: null
+    });
+  });
+});
+
+describe('formFromJob', () => {
+  it('prefills a re-run with the same settings and a fresh log', () => {
+    const job = makeJob({
+      backend: 'ec2',
+      memory_gib: 16,
+      cpus: 4,
+      spot: true,
+      max_lifetime_minutes: 90,
+      env: { SEED: '7' },
+      parameters: { alpha: 1 },
+      requested_instance_type: 'c6i.xlarge'
+    });
+    expect(formFromJob(job)).toEqual({
+      backend: 'ec2',
+      memoryGib: '16',
+      cpus: '4',
+      spot: true,
+      maxLifetimeMinutes: '90',
+      logPath: '',
+      parameters: JSON.stringify({ alpha: 1 }, null, 2),
+      env: 'SEED=7',
+      instanceType: 'c6i.xlarge'
+    });
+  });
+});
