@@ -457,7 +457,8 @@ class Job:
     ) -> Iterator[str]:
         """Yield the log's new text, chunk by chunk, from where the last call stopped (or from
         `offset`). With `follow=True` keep polling until the job has finished and its log is
-        complete; otherwise stop at the current end of the log."""
+        complete (then `.state` is refreshed: it is the final state); otherwise stop at the
+        current end of the log."""
         if offset is not None:
             self._log_offset = offset
         while True:
@@ -468,6 +469,8 @@ class Job:
             if content:
                 yield content
             if page.get("complete"):
+                if follow:
+                    self._retrying(self.refresh)  # so `.state` is the final state now
                 return
             if page.get("eof", True):
                 if not follow:

@@ -87,7 +87,7 @@ def test_follow_yields_every_line_and_ends(sub: Path) -> None:
     job = client.run_job("lines.py", env={"GREETING": "x"})
     chunks = list(job.log(follow=True, poll=0.05))
     assert "".join(chunks) == "".join(f"line {i}\n" for i in range(1, 6))
-    assert job.refresh().state == "succeeded"
+    assert job.state == "succeeded"  # refreshed at the end of the log
     # The offset is kept: nothing new after the end.
     assert list(job.log()) == []
     assert job.read_log().endswith("line 5\n")
