@@ -91,6 +91,13 @@ class AWSJobs(ExtensionApp):
             raise ValueError(f"{proposal['trait'].name} must be at least 1")
         return value
 
+    @validate("lifetime_unit_seconds", "stop_retry_seconds")
+    def _check_seconds(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not value > 0:
+            raise ValueError(f"{proposal['trait'].name} must be above 0")
+        return value
+
     service: JobService | None = None
 
     def _load_backends(self, root_dir: str) -> dict[str, Backend]:

@@ -158,7 +158,7 @@ class LocalBackend(Backend):
         try:
             log_fd = await asyncio.to_thread(prepare)
         except OSError as err:
-            raise BackendError(f"cannot open the log {job.log_path}: {err.strerror}") from err
+            raise BackendError(f"cannot create the job's log or state folder: {err}") from err
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
