@@ -33,6 +33,10 @@ class JobAPI(Protocol):
     def list_first_page(self, client: Client, page: int) -> float:
         """GET the first page of the job list, newest first; seconds it took."""
 
+    def phases(self, client: Client, job_id: str, posted: float) -> tuple[float, float]:
+        """(POST → work started, work started → work ended) in seconds, from the server's
+        own timestamps of a finished job (`posted` is the client's time.time() of the POST)."""
+
 
 def write_notebook(root: Path) -> None:
     (root / NOTEBOOK).write_text(json.dumps(HELLO_NOTEBOOK))
@@ -57,6 +61,10 @@ class Ours:
     def list_first_page(self, client: Client, page: int) -> float:
         resp = client.get(f"/awsjobs/api/jobs?limit={page}")
         return resp.seconds
+
+    def phases(self, client: Client, job_id: str, posted: float) -> tuple[float, float]:
+        job = client.get(f"/awsjobs/api/jobs/{job_id}").json()
+        return job["started_at"] - posted, job["finished_at"] - job["started_at"]
 
 
 @dataclass
@@ -95,20 +103,38 @@ class Peer:
         resp = client.get(f"/scheduler/jobs?max_items={page}&sort_by=desc(create_time)")
         return resp.seconds
 
+    def phases(self, client: Client, job_id: str, posted: float) -> tuple[float, float]:
+        job = client.get(f"/scheduler/jobs/{job_id}").json()
+        return job["start_time"] / 1000 - posted, (job["end_time"] - job["start_time"]) / 1000
+
 
 def _p50_ms(values: list[float]) -> float | None:
     return ms(p50(values)) if values else None
 
 
-def end_to_end(api: JobAPI, client: Client, timeout: float = 180.0) -> float:
-    """POST → the job reads finished; seconds."""
+@dataclass
+class EndToEnd:
+    seconds: float  # POST → the job reads finished
+    to_start: float  # POST → the work started (server's timestamp)
+    running: float  # the work's own run time (server's timestamps)
+
+    @property
+    def to_seen(self) -> float:
+        """The work ended → the client read it finished (poll every 20 ms included)."""
+        return self.seconds - self.to_start - self.running
+
+
+def end_to_end(api: JobAPI, client: Client, timeout: float = 180.0) -> EndToEnd:
+    """POST → the job reads finished."""
+    posted = time.time()
     start = time.perf_counter()
     job_id, _ = api.create(client)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = api.status(client, job_id)
         if state == "finished":
-            return time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            return EndToEnd(seconds, *api.phases(client, job_id, posted))
         if state == "failed":
             raise RuntimeError(f"{api.name}: hello job {job_id} failed")
         time.sleep(POLL)
@@ -155,19 +181,29 @@ def run(
             log(f"warm-up: {exc}")
 
     # End-to-end, alternating.
-    e2e: dict[str, list[float]] = {"ours": [], "peer": []}
+    e2e: dict[str, list[EndToEnd]] = {"ours": [], "peer": []}
     for rep in range(reps):
         for api, client in pairs:
-            seconds = end_to_end(api, client)
-            e2e[api.name].append(seconds)
-            log(f"end-to-end {api.name} #{rep + 1}: {seconds:.2f} s")
+            run = end_to_end(api, client)
+            e2e[api.name].append(run)
+            log(
+                f"end-to-end {api.name} #{rep + 1}: {run.seconds:.2f} s (to start "
+                f"{run.to_start:.2f} s, running {run.running:.2f} s, to seen {run.to_seen:.2f} s)"
+            )
+    phases = "; ".join(
+        f"{name}: to start {ms(p50([r.to_start for r in runs])):.0f}, "
+        f"running {ms(p50([r.running for r in runs])):.0f}, "
+        f"end→seen {ms(p50([r.to_seen for r in runs])):.0f} ms"
+        for name, runs in e2e.items()
+        if runs
+    )
     report.ratio_row(
         SECTION,
         f"end-to-end, one-cell notebook (median of {reps})",
-        _p50_ms(e2e["ours"]),
-        _p50_ms(e2e["peer"]),
+        _p50_ms([r.seconds for r in e2e["ours"]]),
+        _p50_ms([r.seconds for r in e2e["peer"]]),
         0.35,
-        note="POST → job reads finished (peer: COMPLETED)",
+        note=f"POST → job reads finished (peer: COMPLETED); medians: {phases}",
     )
 
     # Create latency: `creates` sequential POSTs each; then wait for the jobs to end before the
