@@ -30,6 +30,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: it would come back as Infinity, which is not JSON
+        raise ValueError(f"the number {text[:20]} is too large")
+    return value
+
+
 class AWSJobsHandler(APIHandler):
     """Base of every handler: auth resource, the service, JSON in and out, error mapping."""
 
@@ -66,7 +73,9 @@ class AWSJobsHandler(APIHandler):
         if not self.request.body:
             raise InvalidRequest("the request body must be a JSON object")
         try:
-            return json.loads(self.request.body, parse_constant=_reject_constant)
+            return json.loads(
+                self.request.body, parse_constant=_reject_constant, parse_float=_finite_float
+            )
         except (ValueError, RecursionError) as err:
             raise InvalidRequest(f"the request body is not valid JSON: {err}") from None
 

@@ -57,7 +57,28 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    # An int is finite (and may be too large for float: no math.isfinite on it).
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def check_memory_gib(value: Any) -> float:
+    if not _is_number(value) or not 0 < value <= MAX_MEMORY_GIB:
+        raise InvalidRequest(
+            f"memory_gib: must be a number of GiB above 0 and at most {MAX_MEMORY_GIB}"
+        )
+    return float(value)
+
+
+def check_cpus(value: Any) -> int:
+    if not _is_int(value) or not 1 <= value <= MAX_CPUS:
+        raise InvalidRequest(f"cpus: must be a whole number from 1 to {MAX_CPUS}")
+    return int(value)
+
+
+def check_instance_type(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not INSTANCE_TYPE.match(value)):
+        raise InvalidRequest("instance_type: must look like an EC2 instance type, e.g. m7i.large")
+    return value
 
 
 def resolve_inside(root: Path, value: Any, field: str) -> Path:
@@ -119,15 +140,8 @@ def parse_launch_request(
             f"backend: {backend!r} is not an enabled backend; enabled: {', '.join(backends)}"
         )
 
-    memory_gib = body.get("memory_gib", defaults.memory_gib)
-    if not _is_number(memory_gib) or not 0 < memory_gib <= MAX_MEMORY_GIB:
-        raise InvalidRequest(
-            f"memory_gib: must be a number of GiB above 0 and at most {MAX_MEMORY_GIB}"
-        )
-
-    cpus = body.get("cpus", defaults.cpus)
-    if not _is_int(cpus) or not 1 <= cpus <= MAX_CPUS:
-        raise InvalidRequest(f"cpus: must be a whole number from 1 to {MAX_CPUS}")
+    memory_gib = check_memory_gib(body.get("memory_gib", defaults.memory_gib))
+    cpus = check_cpus(body.get("cpus", defaults.cpus))
 
     spot = body.get("spot", defaults.spot)
     if not isinstance(spot, bool):
@@ -177,11 +191,7 @@ def parse_launch_request(
         if not PARAMETER_NAME.match(name):
             raise InvalidRequest(f"parameters: {name!r} is not a valid Python identifier")
 
-    instance_type = body.get("instance_type")
-    if instance_type is not None and (
-        not isinstance(instance_type, str) or not INSTANCE_TYPE.match(instance_type)
-    ):
-        raise InvalidRequest("instance_type: must look like an EC2 instance type, e.g. m7i.large")
+    instance_type = check_instance_type(body.get("instance_type"))
 
     output_path = None
     if runner.takes_parameters:
@@ -195,7 +205,7 @@ def parse_launch_request(
         state=JobState.PENDING,
         created_at=at,
         updated_at=at,
-        memory_gib=float(memory_gib),
+        memory_gib=memory_gib,
         cpus=cpus,
         spot=spot,
         max_lifetime_minutes=lifetime,

@@ -30,17 +30,19 @@ from .errors import (
     AWSJobsError,
     BackendError,
     BackendNotConfigured,
-    Forbidden,
     InvalidRequest,
 )
 from .models import ACTIVE_STATES, InvalidTransition, Job, JobState, Outcome, now
 from .requests import (
     INSTANCE_ID,
-    INSTANCE_TYPE,
     MAX_CPUS,
     MAX_MEMORY_GIB,
     LaunchDefaults,
+    check_cpus,
+    check_instance_type,
+    check_memory_gib,
     parse_launch_request,
+    resolve_inside,
 )
 from .runners import supported_extensions
 from .store import DEFAULT_PAGE, JobStore
@@ -199,16 +201,11 @@ class JobService:
         self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None
     ) -> dict[str, Any]:
         """The instance type a job would get, its price and the other candidates."""
-        if not 0 < memory_gib <= MAX_MEMORY_GIB:
-            raise InvalidRequest(f"memory_gib: must be above 0 and at most {MAX_MEMORY_GIB}")
-        if not 1 <= cpus <= MAX_CPUS:
-            raise InvalidRequest(f"cpus: must be a whole number from 1 to {MAX_CPUS}")
-        if instance_type is not None and not INSTANCE_TYPE.match(instance_type):
-            raise InvalidRequest(
-                "instance_type: must look like an EC2 instance type, e.g. m7i.large"
-            )
         result = await self._ec2().preview(
-            memory_gib=memory_gib, cpus=cpus, spot=spot, instance_type=instance_type
+            memory_gib=check_memory_gib(memory_gib),
+            cpus=check_cpus(cpus),
+            spot=spot,
+            instance_type=check_instance_type(instance_type),
         )
         return cast(dict[str, Any], result)
 
@@ -266,18 +263,12 @@ class JobService:
             raise InvalidRequest("limit: must be a whole number of at least 1")
         job = await self.store.get(job_id)
         final = job.state.is_terminal
-        path = await asyncio.to_thread(self._inside_root, job.log_path)
+        # The log may have been replaced by a symlink since the job was validated.
+        path = await asyncio.to_thread(
+            resolve_inside, self.root_dir.resolve(), job.log_path, "log_path"
+        )
         chunk = await logs.read_log(path, offset, min(limit or cap, cap), final=final)
         return {**chunk.to_dict(), "complete": final and chunk.eof}
-
-    def _inside_root(self, relative: str) -> Path:
-        """`relative` resolved under the root; `Forbidden` if it now leads outside (a file
-        replaced by a symlink after the job was validated)."""
-        root = self.root_dir.resolve()
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root):
-            raise Forbidden(f"{relative} now resolves outside the server root")
-        return path
 
     async def stop_job(self, job_id: str) -> Job:
         """Ask a job to stop; returns at once with the job `stopping` (or as it is if it has

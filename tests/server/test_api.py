@@ -119,6 +119,12 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"path": "ok.py", "memory_gib": -1}, "memory_gib:"),
     ({"path": "ok.py", "memory_gib": 0}, "memory_gib:"),
     ({"path": "ok.py", "memory_gib": 10**9}, "memory_gib:"),
+    ('{"path": "ok.py", "memory_gib": 1%s}' % ("0" * 400), "memory_gib:"),
+    ('{"path": "ok.py", "memory_gib": 1e999}', "is too large"),
+    ('{"path": "nb.ipynb", "parameters": {"x": -1e999}}', "is too large"),
+    ('{"path": "ok.py", "cpus": 1%s}' % ("0" * 400), "cpus:"),
+    ('{"path": "ok.py", "max_lifetime_minutes": 1%s}' % ("0" * 400), "max_lifetime_"),
+    ('{"path": "ok.py", "cpus": 1%s}' % ("0" * 5000), "not valid JSON"),
     ({"path": "ok.py", "cpus": True}, "cpus:"),
     ({"path": "ok.py", "cpus": "2"}, "cpus:"),
     ({"path": "ok.py", "max_lifetime_minutes": 0}, "max_lifetime_minutes:"),
@@ -329,7 +335,7 @@ async def test_log_replaced_by_a_symlink_out_of_root(api: Any, jp_root_dir: Path
     (jp_root_dir.parent / "private.txt").write_text("secret")
     os.symlink(jp_root_dir.parent / "private.txt", log)
     code, reply = await api("GET", "jobs", job["id"], "log")
-    assert_error(code, reply, 403, "outside the server root")
+    assert_error(code, reply, 400, "log_path:", "is outside the server root")
 
 
 async def test_hostile_name_runs_as_a_file(api: Any, jp_root_dir: Path) -> None:
