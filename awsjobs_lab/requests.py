@@ -6,6 +6,7 @@ Everything a user sends is checked here, before anything is stored or run; every
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Collection
@@ -17,12 +18,14 @@ from .errors import InvalidRequest
 from .models import Job, JobState, Transition, new_job_id, now
 from .runners import notebook_output_name, runner_for, supported_extensions
 
-MAX_MEMORY_GIB = 24576  # the largest EC2 instance (u7in-32tb has 32 TiB; keep a sane cap)
+MAX_MEMORY_GIB = 24576  # u-24tb1.112xlarge, the largest EC2 instance: 24 TiB, 448 vCPUs
 MAX_CPUS = 448
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PARAMETER_NAME = ENV_NAME  # papermill writes `name = value` lines: names must be identifiers
 INSTANCE_TYPE = re.compile(r"[a-z0-9-]+\.[a-z0-9-]+\Z")
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}\Z")
+MAX_PARAMETERS_BYTES = 64 * 1024
+MAX_ENV_BYTES = 64 * 1024
 
 FIELDS = frozenset(
     {
@@ -180,6 +183,9 @@ def parse_launch_request(
         if "\x00" in value:
             raise InvalidRequest(f"env: the value of {name} must not contain a NUL character")
 
+    if sum(len(k) + len(v) + 2 for k, v in env.items()) > MAX_ENV_BYTES:
+        raise InvalidRequest(f"env: at most {MAX_ENV_BYTES // 1024} KiB of names and values")
+
     parameters = body.get("parameters", {})
     if parameters is None:
         parameters = {}
@@ -190,6 +196,9 @@ def parse_launch_request(
     for name in parameters:
         if not PARAMETER_NAME.match(name):
             raise InvalidRequest(f"parameters: {name!r} is not a valid Python identifier")
+    if len(json.dumps(parameters)) > MAX_PARAMETERS_BYTES:
+        # They travel as one command-line argument, which Linux caps at 128 KiB.
+        raise InvalidRequest(f"parameters: at most {MAX_PARAMETERS_BYTES // 1024} KiB of JSON")
 
     instance_type = check_instance_type(body.get("instance_type"))
 

@@ -127,6 +127,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"path": "run.py", "parameters": {"n": 1}}, "parameters: only notebooks"),
     ({"path": "sub/nb.ipynb", "parameters": [1]}, "parameters:"),
     ({"path": "sub/nb.ipynb", "parameters": {"not valid": 1}}, "parameters: 'not valid'"),
+    ({"path": "sub/nb.ipynb", "parameters": {"big": "x" * 70000}}, "parameters: at most 64 KiB"),
+    ({"path": "run.py", "env": {f"V{i}": "x" * 1000 for i in range(70)}}, "env: at most 64 KiB"),
     ({"path": "run.py", "instance_type": "M7I.LARGE"}, "instance_type:"),
     ({"path": "run.py", "instance_type": "m7i"}, "instance_type:"),
     ({"path": "run.py", "instance_type": "m7i.large; rm"}, "instance_type:"),
