@@ -59,6 +59,7 @@ def start_moto() -> tuple[Any, str]:
         return invocation
 
     ssm_models.Command.invocation_response = in_progress  # type: ignore[method-assign]
+    _add_cancel_command()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per call
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -66,6 +67,30 @@ def start_moto() -> tuple[Any, str]:
     if host not in ("127.0.0.1", "localhost"):
         raise RuntimeError(f"moto is listening on {host}, not 127.0.0.1")
     return server, f"http://127.0.0.1:{port}"
+
+
+def _add_cancel_command() -> None:
+    """moto has no SSM CancelCommand (HTTP 500, retried by botocore): the shim of
+    AWS-TESTING.md §5, so a Stop costs what it costs on AWS."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.core.responses import ActionResult
+    from moto.ssm.models import ssm_backends
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    def cancel_command(self: Any) -> Any:
+        backend = ssm_backends[DEFAULT_ACCOUNT_ID][self.region]
+        command = backend.get_command_by_id(self._get_param("CommandId"))
+        ids = self._get_param("InstanceIds") or command.instance_ids
+        for invocation in command.invocations:
+            if invocation["InstanceId"] in ids and invocation["Status"] in (
+                "Pending",
+                "InProgress",
+                "Delayed",
+            ):
+                invocation.update(Status="Cancelled", StatusDetails="Cancelled")
+        return ActionResult({})
+
+    SimpleSystemManagerResponse.cancel_command = cancel_command  # type: ignore[attr-defined]
 
 
 async def _moto_setup(endpoint: str) -> dict[str, Any]:
@@ -189,12 +214,18 @@ def monitor_calls(report: Report, client: Client, counts: tuple[int, ...]) -> No
         wait_running(client, new, timeout=600)
         running += new
         log(f"{count} EC2 jobs running (launches took {time.monotonic() - started:.1f} s)")
-        # A window longer than the per-job command check interval, so checks are included.
+        # A window longer than the per-job command check interval, so checks are included,
+        # and holding at least 3 whole cycles (a cycle over 500 instances is slow on moto).
         since = time.time()
-        window = COMMAND_CHECK_INTERVAL * 1.5 + 2 * MONITOR_INTERVAL
-        time.sleep(window)
-        stats = probe_calls(client, since)
-        cycles = [tuple(c) for c in stats["cycles"] if c[1] <= time.time()]
+        time.sleep(COMMAND_CHECK_INTERVAL * 1.5 + 2 * MONITOR_INTERVAL)
+        deadline = time.monotonic() + 120
+        while True:
+            stats = probe_calls(client, since)
+            cycles = [(c[0], c[1]) for c in stats["cycles"]]
+            if len(cycles) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        durations = sorted(end - start for start, end in cycles)
         per_cycle: list[collections.Counter[str]] = []
         for start, end in cycles:
             ops = collections.Counter(c[2] for c in stats["calls"] if start <= c[0] <= end)
@@ -214,7 +245,7 @@ def monitor_calls(report: Report, client: Client, counts: tuple[int, ...]) -> No
         detail = ", ".join(f"{op} {n}" for op, n in sorted(worst.items()))
         note = (
             f"worst of {len(per_cycle)} cycles: {detail}; mean {mean:.1f}; "
-            f"{outside} calls outside cycles"
+            f"{outside} calls outside whole cycles; cycle p50 {p50(durations):.2f} s"
         )
         if count <= 50:
             report.limit_row(

@@ -30,6 +30,9 @@ class _State:
         # CPU seconds the event loop's thread used during each tick's interval: a late tick
         # with little CPU means the loop was starved (other processes, the GIL), not busy.
         self.busy: list[float] = []
+        # Seconds the loop's thread waited for a CPU (runnable, not running: other processes
+        # had the cores) during each tick, from /proc/thread-self/schedstat.
+        self.queued: list[float] = []
         self.calls: list[tuple[float, str, str]] = []  # (time.time(), service, operation)
         self.cycles: list[tuple[float, float]] = []  # EC2 monitor cycles: (start, end) times
         self.tick_task: asyncio.Task[None] | None = None
@@ -37,6 +40,7 @@ class _State:
     def reset(self) -> None:
         self.lags = []
         self.busy = []
+        self.queued = []
         self.calls = []
         self.cycles = []
 
@@ -44,17 +48,29 @@ class _State:
 STATE = _State()
 
 
+def _run_delay() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (0 if unknown)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 async def _tick() -> None:
     loop = asyncio.get_running_loop()
     while True:
         before = loop.time()
         cpu = time.thread_time()
+        queued = _run_delay()
         await asyncio.sleep(TICK)
         STATE.lags.append(max(0.0, loop.time() - before - TICK))
         STATE.busy.append(time.thread_time() - cpu)
+        STATE.queued.append(_run_delay() - queued)
         if len(STATE.lags) > 200_000:  # bounded: about 17 minutes of ticks
             del STATE.lags[:100_000]
             del STATE.busy[:100_000]
+            del STATE.queued[:100_000]
 
 
 def _count_aws_calls() -> None:
@@ -121,6 +137,7 @@ class StatsHandler(JupyterHandler):
                     "p99_lag": lags[int(0.99 * (len(lags) - 1))] if lags else None,
                     # the loop thread's CPU during the worst tick, and the most in any tick
                     "worst_tick_cpu": STATE.busy[worst] if worst is not None else None,
+                    "worst_tick_queued": STATE.queued[worst] if worst is not None else None,
                     "max_tick_cpu": max(STATE.busy, default=None),
                     "calls": [c for c in STATE.calls if c[0] >= since],
                     "cycles": [c for c in STATE.cycles if c[0] >= since],

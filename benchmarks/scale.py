@@ -300,8 +300,10 @@ def event_loop(report: Report, server: Server, client: Client, jobs: int, follow
         note=(
             f"p99 {ms(stats['p99_lag']):.1f} ms over {stats['ticks']} ticks of 5 ms; "
             f"{jobs} POSTs took {load['created_s']:.1f} s; {load['polls']:.0f} log polls; "
-            f"idle max before: {ms(quiet['max_lag'] or 0):.1f} ms; loop thread CPU in the "
-            f"worst tick {ms(stats['worst_tick_cpu'] or 0):.1f} ms, most in any tick "
+            f"idle max before: {ms(quiet['max_lag'] or 0):.1f} ms; worst tick: loop thread "
+            f"on CPU {ms(stats['worst_tick_cpu'] or 0):.1f} ms, waiting for a CPU "
+            f"{ms(stats['worst_tick_queued'] or 0):.1f} ms, the rest blocked (GIL held by "
+            f"another thread, or a blocking call); most CPU in any tick "
             f"{ms(stats['max_tick_cpu'] or 0):.1f} ms"
         ),
     )
@@ -319,7 +321,10 @@ def event_loop(report: Report, server: Server, client: Client, jobs: int, follow
             f"event loop, control: largest stall during {jobs} concurrent GETs of one job",
             "ms",
             ms(control["max_lag"] or 0),
-            note=f"loop thread CPU in the worst tick {ms(control['worst_tick_cpu'] or 0):.1f} ms",
+            note=(
+                f"worst tick: loop thread on CPU {ms(control['worst_tick_cpu'] or 0):.1f} ms, "
+                f"waiting for a CPU {ms(control['worst_tick_queued'] or 0):.1f} ms"
+            ),
         )
     )
     # Let the chatty jobs end (bounded) so they do not load the idle measurement.

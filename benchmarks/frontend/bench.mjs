@@ -104,6 +104,9 @@ try {
       baselines.push((after.TaskDuration - before.TaskDuration) * 1000);
     }
   }
+  result.rowsAfter = await page.evaluate(
+    () => document.querySelectorAll('.jp-AWSJobs-job[data-job-id]').length
+  );
   result.updateMs = updates;
   result.updateMedianMs = median(updates);
   result.baselineMedianMs = median(baselines);
