@@ -29,6 +29,8 @@ export namespace LogFollower {
     maxLines?: number;
     /** Seconds between reads once at the end of the file. */
     intervalSeconds?: number;
+    /** Whether nobody can see the log now (the poll then stands by). */
+    isHidden?: () => boolean;
   }
 }
 
@@ -43,7 +45,7 @@ export class LogFollower {
       factory: () => this._readSome(),
       frequency: { interval, backoff: true, max: Math.max(interval, 30000) },
       name: `awsjobs-lab:log:${options.jobId}`,
-      standby: 'when-hidden'
+      standby: () => (options.isHidden?.() ? true : 'when-hidden')
     });
   }
 

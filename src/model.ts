@@ -218,7 +218,16 @@ export class JobsModel implements IJobsModel {
     this._selectionChanged.emit(id);
     this._changed.emit();
     if (id && !this._known.has(id)) {
-      this.fetchJob(id).catch(reason => this._reportError(reason));
+      this.fetchJob(id).catch(reason => {
+        if (reason instanceof ApiError && reason.status === 404) {
+          // A remembered job that was removed meanwhile: forget it quietly.
+          if (this._selectedId === id) {
+            this.select(null);
+          }
+          return;
+        }
+        this._reportError(reason);
+      });
     }
   }
 

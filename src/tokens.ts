@@ -216,6 +216,8 @@ export interface IJobsModel {
   readonly stateFilter: ReadonlyArray<JobState>;
   readonly hasMore: boolean;
   readonly selectedId: string | null;
+  /** Whether the Jobs panel is shown. */
+  readonly visible: boolean;
   readonly changed: ISignal<IJobsModel, void>;
   readonly jobEnded: ISignal<IJobsModel, IJob>;
   readonly tick: ISignal<IJobsModel, number>;

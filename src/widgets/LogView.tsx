@@ -44,7 +44,8 @@ export function LogView(props: ILogViewProps): JSX.Element {
       jobId: job.id,
       read: (id, offset, limit) => model.readLog(id, offset, limit),
       tailBytes: model.settings.logTailKiB * 1024,
-      intervalSeconds: model.settings.logPollIntervalSeconds
+      intervalSeconds: model.settings.logPollIntervalSeconds,
+      isHidden: () => !model.visible
     });
     const onChange = () => setVersion(v => v + 1);
     created.changed.connect(onChange);

@@ -20,7 +20,7 @@ print("done", flush=True)
 `;
 
 const LONG = `echo "long job started"
-sleep 600
+sleep 300
 echo "never printed"
 `;
 
