@@ -16,6 +16,7 @@ absolute paths are the same on the server and on the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import re
@@ -203,6 +204,9 @@ class EC2Backend(Backend):
     cache_dir = Unicode(help="Where on-demand prices are cached (default: Jupyter data dir).").tag(
         config=True
     )
+    warm_prices_on_start = Bool(
+        True, help="Read on-demand prices in the background when the server starts."
+    ).tag(config=True)
     price_cache_max_age_hours = Float(
         168.0, help="On-demand prices younger than this are used without asking AWS."
     ).tag(config=True)
@@ -277,6 +281,7 @@ class EC2Backend(Backend):
         self._image: tuple[str, str, str] | None = None  # (ami id, root device, architecture)
         self._setup_lock = asyncio.Lock()
         self._started = False  # start() was called: the monitor loop runs
+        self._warmup: asyncio.Task[None] | None = None
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -407,11 +412,28 @@ class EC2Backend(Backend):
         return self._monitor
 
     async def start(self) -> None:
-        # No AWS call here: the server must start even without credentials or network.
+        # No AWS call is awaited here: the server must start even without credentials or
+        # network. On-demand prices are warmed in the background so the first preview is fast.
         self._started = True
         self.monitor.start()
+        if self.is_configured() and self.warm_prices_on_start:
+            self._warmup = asyncio.get_running_loop().create_task(
+                self._warm_prices(), name="awsjobs-ec2-prices"
+            )
+
+    async def _warm_prices(self) -> None:
+        try:
+            table = await self.prices.table()
+            self.log.info("awsjobs: on-demand prices from %s", table.label)
+        except Exception as exc:  # never fatal: previews fall back on their own
+            self.log.info("awsjobs: could not warm the on-demand prices: %s", exc)
 
     async def close(self) -> None:
+        warmup, self._warmup = self._warmup, None
+        if warmup is not None and not warmup.done():
+            warmup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warmup
         if self._monitor is not None:
             await self._monitor.close()
         if self._clients is not None:
