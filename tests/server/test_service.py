@@ -102,6 +102,14 @@ async def make_service(tmp_path: Path) -> AsyncIterator[Factory]:
     yield factory
     for service in made:
         await service.close()
+    # Safety net: a failed test must not leave its processes behind.
+    store = JobStore(tmp_path / "jobs.sqlite")
+    await store.open()
+    for job in await store.list_active():
+        pgid = job.handle.get("pgid")
+        if isinstance(pgid, int) and group_members(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+    await store.close()
 
 
 async def state_of(service: JobService, job_id: str, *states: JobState) -> Job:
