@@ -239,6 +239,23 @@ test.describe('awsjobs-lab', () => {
     await expect(
       page.locator('.jp-AWSJobs-details .jp-AWSJobs-stopButton')
     ).toHaveCount(0);
+
+    // Re-run opens the dialog prefilled with the job's settings.
+    await page.locator('.jp-AWSJobs-details .jp-AWSJobs-rerun').click();
+    const rerun = await launchDialog(page);
+    await expect(rerun.locator('.jp-Dialog-header')).toContainText(
+      'Re-run long.sh'
+    );
+    await expect(rerun.locator('input[name="memoryGib"]')).toHaveValue('4');
+    await rerun.locator('button.jp-mod-reject').click();
+    await expect(page.locator('.jp-Dialog')).toHaveCount(0);
+
+    // A finished job can be removed (after confirmation).
+    await page.locator('.jp-AWSJobs-details .jp-AWSJobs-removeButton').click();
+    const remove = page.locator('.jp-Dialog');
+    await expect(remove).toContainText('Remove job?');
+    await remove.locator('button.jp-mod-accept').click();
+    await expect(row).toHaveCount(0);
   });
 
   test('invalid dialog input shows an error and launches nothing', async ({
@@ -265,6 +282,19 @@ test.describe('awsjobs-lab', () => {
     await expect(
       page.locator('.jp-Dialog .jp-AWSJobs-fieldError[data-field="memoryGib"]')
     ).toBeVisible();
+
+    // A value only the server can refuse: its message comes back in the dialog.
+    const again = page.locator('.jp-Dialog');
+    await again.locator('input[name="memoryGib"]').fill('1');
+    await again.locator('input[name="logPath"]').fill('no-such-folder/run.log');
+    await expect(again.locator('button.jp-mod-accept')).toBeEnabled();
+    await again.locator('button.jp-mod-accept').click();
+    const serverError = page.locator('.jp-Dialog .jp-AWSJobs-serverError');
+    await expect(serverError).toContainText('log_path');
+    await expect(serverError).toContainText('does not exist');
+    await expect(page.locator('.jp-Dialog input[name="logPath"]')).toHaveValue(
+      'no-such-folder/run.log'
+    );
 
     await page.locator('.jp-Dialog button.jp-mod-reject').click();
     await expect(page.locator('.jp-Dialog')).toHaveCount(0);
