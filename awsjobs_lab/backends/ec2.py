@@ -313,6 +313,11 @@ class EC2Backend(Backend):
         return None
 
     @property
+    def owner_tag(self) -> str:
+        """The value of our awsjobs:owner tag ('' = no owner check)."""
+        return _tag_value(self.owner)
+
+    @property
     def mount_path(self) -> str:
         """Where workers mount EFS: `efs_mount_path`, or the server root."""
         return self.efs_mount_path or str(self.root_dir)
@@ -402,7 +407,7 @@ class EC2Backend(Backend):
         if self._monitor is None:
             self._monitor = Monitor(
                 self.clients,
-                owner=self.owner,
+                owner=self.owner_tag,
                 interval=self.monitor_interval_seconds,
                 max_backoff=self.monitor_max_backoff_seconds,
                 command_check_interval=self.command_check_interval_seconds,
@@ -576,7 +581,7 @@ class EC2Backend(Backend):
     async def _managed_live(self) -> dict[str, dict[str, Any]]:
         ec2 = await self.clients.ec2()
         filters = [
-            *managed_filters(self.owner),
+            *managed_filters(self.owner_tag),
             {"Name": "instance-state-name", "Values": LIVE_STATES},
         ]
         return await describe_instances(ec2, filters)
@@ -611,7 +616,7 @@ class EC2Backend(Backend):
             tags = tags_of(found.get(iid, {}))
             if iid not in found or tags.get(TAG_MANAGED) != "true":
                 refused.append(f"{iid} (not launched by awsjobs)")
-            elif self.owner and tags.get(TAG_OWNER) != self.owner:
+            elif self.owner_tag and tags.get(TAG_OWNER) != self.owner_tag:
                 refused.append(f"{iid} (owner {tags.get(TAG_OWNER) or 'unknown'})")
         if refused:
             raise Forbidden("Refusing to terminate " + ", ".join(refused) + "; nothing was done.")
@@ -787,7 +792,7 @@ class EC2Backend(Backend):
             **{str(k): str(v) for k, v in self.extra_tags.items()},
             "Name": _tag_value(f"awsjobs-{name}-{job.id}"),
             TAG_JOB: job.id,
-            TAG_OWNER: _tag_value(self.owner or "unknown"),
+            TAG_OWNER: self.owner_tag or "unknown",
             TAG_MANAGED: "true",
             TAG_ROLE: "job",
         }
