@@ -250,6 +250,11 @@ class EC2Backend(Backend):
     ssm_retry_max_seconds = Float(15.0, help="Longest pause between SendCommand attempts.").tag(
         config=True
     )
+    reattach_grace_seconds = Float(
+        120.0,
+        help="After a restart, how long a job with no visible instance is looked for again "
+        "before it is declared never launched (EC2 lists new instances with a delay).",
+    ).tag(config=True)
     stop_confirm_attempts = Int(
         3, help="DescribeInstances checks after TerminateInstances before a Stop is retried."
     ).tag(config=True)
@@ -1086,6 +1091,11 @@ class EC2Backend(Backend):
                 await self._terminate_confirmed([iid])
             return classify(instance, exit_code, now=time.time(), deadline=0.0)
         if iid is None:
+            since = time.time() - max(job.created_at, job.updated_at)
+            if since < self.reattach_grace_seconds:
+                # EC2 is eventually consistent: an instance launched just before the restart
+                # may not be listed yet. The service retries reattach on BackendError.
+                raise BackendError(f"no instance of job {job.id} is visible yet")
             return Outcome(
                 JobState.FAILED, error="the server stopped before an instance was launched"
             )

@@ -158,6 +158,7 @@ async def make_backend(
             "ssm_retry_seconds": 0.01,
             "ssm_retry_max_seconds": 0.05,
             "stop_confirm_delay_seconds": 0.0,
+            "reattach_grace_seconds": 0.0,
         }
         settings.update(traits)
         backend = EC2Backend(**settings)

@@ -231,6 +231,16 @@ async def test_reattach_rules_on_what_happened_while_away(make_backend, root, mo
     assert outcome.state is JobState.FAILED
 
 
+async def test_reattach_looks_again_for_a_just_launched_instance(make_backend, root):
+    # Right after a restart EC2 may not list an instance launched just before it yet: the
+    # service retries reattach on BackendError until the grace period is over.
+    job = make_job(root)
+    with pytest.raises(BackendError, match="is visible yet"):
+        await make_backend(reattach_grace_seconds=3600).reattach(job)
+    outcome = await make_backend(reattach_grace_seconds=0).reattach(job)
+    assert outcome.state is JobState.FAILED and "before an instance" in outcome.error
+
+
 async def test_reattach_raises_backend_error_when_aws_fails(make_backend, root, faults):
     backend = make_backend(stop_confirm_attempts=1)
     job = make_job(root)
