@@ -27,9 +27,12 @@ def main() -> int:
         server.initialize(argv=[], find_extensions=False, new_httpserver=False)
 
     problems = [str(w.message) for w in caught if issubclass(w.category, JupyterServerAuthWarning)]
+    # Extension handlers land in tornado's default router; look in both to be sure.
+    app = server.web_app
     ours = [
         spec
-        for rule in server.web_app.wildcard_router.rules
+        for router in (app.default_router, app.wildcard_router)
+        for rule in router.rules
         for spec in getattr(rule.target, "rules", [])
         if "/awsjobs/" in str(getattr(spec.matcher, "regex", spec.matcher).pattern)
     ]
