@@ -300,3 +300,21 @@ async def test_command_waits_for_the_mount_and_fails_clearly(make_backend, root,
     assert "-h now" in (tmp_path / "shutdown-called").read_text()
     assert not (backend.job_state_dir(job) / "exit_code").exists()
     assert not (root / job.log_path).exists()
+
+
+async def test_spot_limit_is_not_retried_and_says_what_to_do(make_backend, root, faults):
+    faults.always("ec2", "RunInstances", "MaxSpotInstanceCountExceeded")
+    backend = make_backend()
+    job = make_job(root, spot=True)
+    with pytest.raises(BackendError, match="try on-demand"):
+        await backend.launch(job, Recorder(job))
+    assert faults.calls[("ec2", "RunInstances")] == 1  # another zone or type would not help
+
+
+async def test_check_request_refuses_an_unknown_requested_type(make_backend, root):
+    backend = make_backend()
+    job = make_job(root, requested_instance_type="x9z.huge", instance_type="x9z.huge")
+    with pytest.raises(InvalidRequest, match="Unknown EC2 instance type"):
+        await backend.check_request(job)
+    with pytest.raises(InvalidRequest, match="Unknown EC2 instance type"):
+        await backend.launch(job, Recorder(job))
