@@ -341,3 +341,38 @@ test.describe('awsjobs-lab', () => {
     );
   });
 });
+
+test.describe('across a page reload', () => {
+  // The real state database (workspace), so the selection is remembered.
+  test.use({ mockState: false });
+
+  test('the panel, the selected job and its log come back', async ({
+    page,
+    tmpPath
+  }) => {
+    await upload(
+      page,
+      tmpPath,
+      'again.py',
+      'print("still here", flush=True)\n'
+    );
+    await runCommand(page, 'awsjobs:run-file', { path: `${tmpPath}/again.py` });
+    const dialog = await launchDialog(page);
+    await dialog.locator('button.jp-mod-accept').click();
+    const id = await launchedJob(page);
+    const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
+    await expect(row).toHaveAttribute('data-state', 'succeeded', {
+      timeout: 60000
+    });
+    await expect(page.locator('.jp-AWSJobs-log')).toContainText('still here');
+
+    // Let the workspace be saved, then reload.
+    await page.waitForTimeout(2000);
+    await page.reload();
+    const details = page.locator(
+      `.jp-AWSJobs-panel .jp-AWSJobs-details[data-job-id="${id}"]`
+    );
+    await expect(details).toBeVisible({ timeout: 30000 });
+    await expect(page.locator('.jp-AWSJobs-log')).toContainText('still here');
+  });
+});
