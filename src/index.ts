@@ -54,11 +54,13 @@ const modelPlugin: JupyterFrontEndPlugin<IJobsModel> = {
   description: 'The jobs model of awsjobs-lab, with its settings.',
   autoStart: true,
   provides: IJobsModel,
-  optional: [ISettingRegistry],
+  optional: [ISettingRegistry, ITranslator],
   activate: (
     app: JupyterFrontEnd,
-    settingRegistry: ISettingRegistry | null
+    settingRegistry: ISettingRegistry | null,
+    translator: ITranslator | null
   ): IJobsModel => {
+    const trans = (translator ?? nullTranslator).load('awsjobs_lab');
     const service = new JobsService(app.serviceManager.serverSettings);
     const model = new JobsModel({ service });
     if (settingRegistry) {
@@ -75,7 +77,7 @@ const modelPlugin: JupyterFrontEndPlugin<IJobsModel> = {
         })
         .catch(reason => {
           Notification.warning(
-            `awsjobs-lab: cannot load settings: ${String(reason)}`
+            trans.__('Jobs: cannot load the settings: %1', String(reason))
           );
         });
     }
