@@ -92,6 +92,8 @@ class JobService:
         self._launch_gates: dict[str, asyncio.Event] = {}
         self._launches: set[asyncio.Task[None]] = set()
         self._start_lock = asyncio.Lock()
+        # Backend id → what its last reconcile found running for no active job.
+        self.orphans: dict[str, list[dict[str, Any]]] = {}
         self._started = False
         self._closed = False
 
@@ -110,9 +112,23 @@ class JobService:
                     await backend.start()
                 except Exception:
                     self.log.exception("awsjobs: the %s backend failed to start", backend.id)
-            for job in await self.store.list_active():
+            active = await self.store.list_active()
+            for job in active:
                 self._start_driver(job.id, resume=True)
+            for backend in self.backends.values():
+                mine = [job for job in active if job.backend == backend.id]
+                self._spawn(self._reconcile(backend, mine), f"awsjobs-reconcile-{backend.id}")
             self._started = True
+
+    async def _reconcile(self, backend: Backend, active: list[Job]) -> None:
+        """Look for work of `backend` that no active job owns (e.g. an instance launched just
+        before a crash). In the background: AWS being slow must never delay the server."""
+        try:
+            report = await backend.reconcile(active)
+        except Exception as err:
+            self.log.warning("awsjobs: could not look for orphans of %s: %s", backend.id, err)
+            return
+        self.orphans[backend.id] = report.get("orphans", [])
 
     async def close(self) -> None:
         """Cancel and await every task; close backends and store. Never stops a job: jobs
@@ -181,6 +197,7 @@ class JobService:
         problem = backend.configuration_problem()
         if problem:
             raise BackendNotConfigured(problem)
+        await backend.check_request(job)
         await self.store.insert(job)
         self._start_driver(job.id)
         return job
@@ -210,8 +227,14 @@ class JobService:
         return cast(dict[str, Any], result)
 
     async def list_instances(self) -> list[dict[str, Any]]:
-        """This tool's instances that are not terminated."""
-        return cast(list[dict[str, Any]], await self._ec2().list_instances())
+        """This tool's instances that are not terminated; `orphan` marks one whose job is not
+        active here (nothing watches it: terminate it, or it halts at its max lifetime)."""
+        rows = cast(list[dict[str, Any]], await self._ec2().list_instances())
+        active = {job.id for job in await self.store.list_active()}
+        return [
+            {**row, "orphan": bool(row.get("job_id")) and row.get("job_id") not in active}
+            for row in rows
+        ]
 
     async def terminate_instances(self, instance_ids: list[str]) -> list[str]:
         """Terminate instances of this tool (`Forbidden`, nothing touched, if any is not)."""
@@ -295,6 +318,9 @@ class JobService:
             except InvalidTransition:
                 job = await self.store.get(job_id)
         if job.state is JobState.STOPPING:
+            backend = self.backends.get(job.backend)
+            if backend is not None:
+                backend.request_stop(job_id)  # an in-flight launch gives up early
             self._ensure_stopper(job_id)
         return job
 

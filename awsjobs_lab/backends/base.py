@@ -68,6 +68,20 @@ class Backend(LoggingConfigurable):
         """Raise `InvalidRequest`/`BackendNotConfigured` with a clear message if this backend
         cannot run `job`."""
 
+    async def check_request(self, job: Job) -> None:
+        """The slower part of validation (it may ask AWS), awaited before a job is accepted so
+        that, e.g., an unknown instance type is a 400 rather than a failed job."""
+
+    def request_stop(self, job_id: str) -> None:
+        """A Stop was asked for: make an in-flight `launch` of this job give up as soon as it
+        can (terminating what it started). Called before the service waits for the launch."""
+
+    async def reconcile(self, active_jobs: list[Job]) -> dict[str, list[dict[str, Any]]]:
+        """On server start, after the active jobs are known: find (and, if so configured,
+        end) work of this backend that belongs to none of them. Returns
+        `{"orphans": [...], "terminated": [...]}`."""
+        return {"orphans": [], "terminated": []}
+
     async def launch(self, job: Job, record: RecordHandle) -> None:
         """Start the work. Call `record` with the handle as soon as it is known."""
         raise NotImplementedError

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from awsjobs_lab.backends.ec2 import EC2Backend
+from awsjobs_lab.errors import InvalidRequest
 from awsjobs_lab.models import Job, JobState
 from awsjobs_lab.requests import LaunchDefaults
 from awsjobs_lab.service import JobService, ServiceOptions
@@ -118,3 +119,90 @@ async def test_job_survives_a_server_restart(make_service, aws):
     running = await _in_state(second, job.id, JobState.RUNNING)
     done = await _finish(second, running, 5, JobState.FAILED)
     assert done.exit_code == 5 and done.error == "exited with code 5"
+
+
+async def _service_with(
+    make_backend: Callable[..., EC2Backend], root: Path, tmp_path: Path, **traits: Any
+) -> JobService:
+    service = JobService(
+        JobStore(tmp_path / "jobs.sqlite"),
+        {"ec2": make_backend(**traits)},
+        root,
+        ServiceOptions(
+            defaults=LaunchDefaults(backend="ec2"), retry_seconds=0.01, retry_max_seconds=0.05
+        ),
+    )
+    await service.start()
+    return service
+
+
+async def test_stop_while_the_worker_is_not_yet_reachable_ends_promptly(
+    make_backend, root, tmp_path, faults, aws
+):
+    # The SSM agent never registers, and the launch would wait an hour for it: Stop must not
+    # wait for that. The service tells the backend (request_stop) before it waits for the
+    # launch, so the launch gives up, terminates its instance, and the job reads stopped.
+    faults.always("ssm", "SendCommand", "InvalidInstanceId")
+    (root / "work" / "hello.py").write_text("print('hello')\n")
+    service = await _service_with(make_backend, root, tmp_path, launch_timeout_seconds=3600.0)
+    try:
+        job = await service.create_job({"path": "work/hello.py", "backend": "ec2"})
+
+        async def instance_recorded() -> Job | None:
+            current = await service.get_job(job.id)
+            return current if current.handle.get("instance_id") else None
+
+        launching = await _until(instance_recorded, "the instance id to be recorded")
+        assert launching.state is JobState.LAUNCHING
+        assert (await service.stop_job(job.id)).state is JobState.STOPPING
+        stopped = await _in_state(service, job.id, JobState.STOPPED)
+        assert stopped.state is JobState.STOPPED
+        iid = launching.handle["instance_id"]
+        assert await _instance_state(aws, iid) in ("shutting-down", "terminated")
+    finally:
+        await service.close()
+
+
+async def test_unknown_instance_type_is_refused_before_the_job_exists(make_backend, root, tmp_path):
+    (root / "work" / "hello.py").write_text("print('hello')\n")
+    service = await _service_with(make_backend, root, tmp_path)
+    try:
+        with pytest.raises(InvalidRequest, match=r"instance_type|instance type"):
+            await service.create_job(
+                {"path": "work/hello.py", "backend": "ec2", "instance_type": "zz9.huge"}
+            )
+        jobs, _ = await service.list_jobs()
+        assert jobs == []
+    finally:
+        await service.close()
+
+
+async def test_orphans_are_found_on_start_and_marked_in_the_instance_list(
+    make_backend, root, tmp_path, aws
+):
+    # An instance of ours whose job the store does not know (say, launched just before a
+    # crash that lost the job): found by the reconcile that start() runs in the background.
+    ec2 = await aws("ec2")
+    tags = {"awsjobs:managed": "true", "awsjobs:owner": "tester", "awsjobs:job-id": "0" * 16}
+    made = await ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
+    )
+    iid = made["Instances"][0]["InstanceId"]
+    service = await _service_with(make_backend, root, tmp_path)
+    try:
+
+        async def reconciled() -> list[dict[str, Any]] | None:
+            return service.orphans.get("ec2")
+
+        orphans = await _until(reconciled, "the start-up reconcile")
+        assert [o["instance_id"] for o in orphans] == [iid]
+        rows = await service.list_instances()
+        assert [(r["instance_id"], r["orphan"]) for r in rows] == [(iid, True)]
+        assert await _instance_state(aws, iid) == "running"  # terminate_orphans is off
+    finally:
+        await service.close()
