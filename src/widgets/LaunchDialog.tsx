@@ -347,6 +347,7 @@ export class LaunchDialogBody extends ReactWidget {
   /** Disable the dialog's Launch button while the form is invalid. */
   private _syncAcceptButton(): void {
     const dialog = this.node.closest('.jp-Dialog-content');
+    dialog?.classList.add('jp-AWSJobs-launchDialog');
     const button = dialog?.querySelector<HTMLButtonElement>(
       'button.jp-mod-accept'
     );
