@@ -145,6 +145,12 @@ export interface IServerConfig {
   backends: IBackendInfo[];
   default_backend: string;
   defaults: IServerDefaults;
+  /** The largest values a job may ask for. */
+  limits?: {
+    memory_gib: number;
+    cpus: number;
+    max_lifetime_minutes: number;
+  };
   aws_configured: boolean;
   extensions: string[];
 }

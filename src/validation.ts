@@ -38,7 +38,7 @@ export interface IValidation {
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
 export const MAX_MEMORY_GIB = 24576;
 export const MAX_CPUS = 448;
 

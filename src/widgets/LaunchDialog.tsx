@@ -280,6 +280,11 @@ export class LaunchDialogBody extends ReactWidget {
           )}{' '}
           {c.spot ? trans.__('spot') : trans.__('on-demand')}
           {c.availability_zone ? ` · ${c.availability_zone}` : ''}
+          {c.hourly_price === null
+            ? ` · ${trans.__('price unknown')}`
+            : c.price_source
+              ? ` · ${trans.__('price: %1', c.price_source)}`
+              : ''}
         </>
       );
     } else if (preview.loading) {
