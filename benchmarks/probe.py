@@ -8,7 +8,7 @@ It measures from inside the server process, where only it can:
 - the start and end of each EC2 monitor cycle (`Monitor.run_cycle`), to group calls by cycle.
 
 `GET /bench-probe/stats` returns the figures; `POST /bench-probe/reset` clears them (and starts the
-tick the first time). Both need the server's token like any other request.
+tick); `POST /bench-probe/stop` stops the tick. All need the server's token like any request.
 """
 
 from __future__ import annotations
@@ -122,6 +122,18 @@ class ResetHandler(JupyterHandler):
         self.finish(json.dumps({"ok": True}))
 
 
+class StopHandler(JupyterHandler):
+    """Stop the tick (it wakes the loop 200 times a second: not for idle measurements)."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        task, STATE.tick_task = STATE.tick_task, None
+        if task is not None:
+            task.cancel()
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"ok": True}))
+
+
 class StatsHandler(JupyterHandler):
     @web.authenticated
     async def get(self) -> None:
@@ -159,5 +171,6 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         [
             (base.rstrip("/") + "/bench-probe/reset", ResetHandler),
             (base.rstrip("/") + "/bench-probe/stats", StatsHandler),
+            (base.rstrip("/") + "/bench-probe/stop", StopHandler),
         ],
     )

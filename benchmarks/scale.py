@@ -351,6 +351,7 @@ def idle(report: Report, server: Server, client: Client, jobs: int, seconds: flo
         return len({j["id"] for j in page["jobs"]} & set(ids)) == len(ids)
 
     wait_until(all_running, timeout=120, interval=0.5, what=f"{jobs} sleeping jobs to run")
+    client.post("/bench-probe/stop")  # the probe's own 5 ms tick is not the server's cost
     time.sleep(3.0)  # let the launch work settle
     before = cpu_seconds(server.pid)
     t0 = time.monotonic()

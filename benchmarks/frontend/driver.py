@@ -150,8 +150,9 @@ def _report(report: Report, result: dict[str, Any], quick: bool) -> None:
         float(result["updateMedianMs"]),
         50.0,
         note=(
-            f"CDP TaskDuration from refresh to the new row painted; {result['rowsAfter']} rows "
-            f"shown (page of 50); baseline without a refresh {result['baselineMedianMs']:.1f} ms; "
+            "CDP TaskDuration from refresh to the new row painted; "
+            f"{result['rowsAfter']} rows shown (the panel's first page); baseline without a "
+            f"refresh {result['baselineMedianMs']:.1f} ms; "
             f"all: {', '.join(f'{v:.0f}' for v in result['updateMs'])} ms"
         ),
     )
