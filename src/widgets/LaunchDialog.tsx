@@ -121,6 +121,7 @@ export class LaunchDialogBody extends ReactWidget {
     return (
       <form
         className="jp-AWSJobs-launchForm"
+        data-show-all={this._showAll ? 'true' : 'false'}
         onSubmit={event => event.preventDefault()}
       >
         {this._options.serverError && (

@@ -279,12 +279,17 @@ test.describe('awsjobs-lab', () => {
 
     // Enter submits the form all the same: the dialog comes back with the error.
     await memory.press('Enter');
+    // The dialog comes back (a new one, showing every error at once).
+    const again = page.locator('.jp-Dialog', {
+      has: page.locator('.jp-AWSJobs-launchForm[data-show-all="true"]')
+    });
+    await expect(again).toHaveCount(1);
+    await expect(page.locator('.jp-Dialog')).toHaveCount(1);
     await expect(
-      page.locator('.jp-Dialog .jp-AWSJobs-fieldError[data-field="memoryGib"]')
+      again.locator('.jp-AWSJobs-fieldError[data-field="memoryGib"]')
     ).toBeVisible();
 
     // A value only the server can refuse: its message comes back in the dialog.
-    const again = page.locator('.jp-Dialog');
     await again.locator('input[name="memoryGib"]').fill('1');
     await again.locator('input[name="logPath"]').fill('no-such-folder/run.log');
     await expect(again.locator('button.jp-mod-accept')).toBeEnabled();
