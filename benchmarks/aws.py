@@ -133,6 +133,12 @@ def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
         (server.root / "work").mkdir(exist_ok=True)
         (server.root / "work" / "job.sh").write_text("echo hello from EC2\n")
         client = server.client()
+        report.notes.append(
+            "aws: moto 127.0.0.1 in the benchmark's process; monitor interval 1.5 s and per-job "
+            "command check 12 s (the defaults 15 s / 120 s divided by 10: the same checks per "
+            "cycle); SSM commands kept InProgress as on AWS while a job runs; moto's missing "
+            "CancelCommand added (AWS-TESTING.md §5); EC2 backend otherwise at its defaults"
+        )
         try:
             launch_overhead(report, server, client, n=8 if quick else 30)
             monitor_calls(report, client, counts=(1, 10, 50) if quick else (1, 50, 500))

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from .report import Report
 from .servers import HELLO_NOTEBOOK, Server, log
-from .util import Client, ms, p50
+from .util import Client, ms, p50, percentile
 
 SECTION = "vs jupyter-scheduler"
 NOTEBOOK = "hello.ipynb"
@@ -173,6 +173,11 @@ def run(
         pairs.append((Ours(), ours.client()))
         write_notebook(ours.root)
 
+    report.notes.append(
+        "compare: both servers up at once, each in its own temp root; workloads alternate; "
+        "'to start' is each server's own start mark (ours: the job's process spawned; the "
+        "peer: its spawned process set IN_PROGRESS, after its imports)"
+    )
     # Warm-up: one job each (first imports, first kernel spec lookup), not counted.
     for api, client in pairs:
         try:
@@ -224,6 +229,11 @@ def run(
         _p50_ms(created["ours"]),
         _p50_ms(created["peer"]),
         0.2,
+        note="; ".join(
+            f"{name} p10 {ms(percentile(values, 10)):.1f} / p90 {ms(percentile(values, 90)):.1f} ms"
+            for name, values in created.items()
+            if values
+        ),
     )
 
     # List latency: both hold the same number of jobs now (warm-up + e2e + creates).
@@ -233,12 +243,18 @@ def run(
     for _ in range(lists):
         for api, client in pairs:
             listed[api.name].append(api.list_first_page(client, page))
+    spread = "; ".join(
+        f"{name} p10 {ms(percentile(values, 10)):.1f} / p90 {ms(percentile(values, 90)):.1f} ms"
+        for name, values in listed.items()
+        if values
+    )
     report.ratio_row(
         SECTION,
         f"list latency p50 (first page of {page}, {stored} stored jobs, {lists} GETs)",
         _p50_ms(listed["ours"]),
         _p50_ms(listed["peer"]),
         0.2,
+        note=spread,
     )
     for _, client in pairs:
         client.close()
