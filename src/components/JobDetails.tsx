@@ -56,125 +56,127 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
       data-job-id={job.id}
       data-state={job.state}
     >
-      <div className="jp-AWSJobs-detailsHeader">
-        <span className="jp-AWSJobs-detailsName" title={job.path}>
-          {basename(job.path)}
-        </span>
-        <StateBadge state={job.state} trans={trans} />
-      </div>
-      <div className="jp-AWSJobs-actions">
-        {active && (
-          <button
-            className="jp-mod-styled jp-mod-warn jp-AWSJobs-stopButton"
-            disabled={job.state === 'stopping'}
-            onClick={run(CommandIDs.stopJob)}
-          >
-            {job.state === 'stopping'
-              ? trans.__('Stopping…')
-              : trans.__('Stop')}
-          </button>
-        )}
-        {job.output_path && (
-          <button
-            className="jp-mod-styled jp-AWSJobs-openOutput"
-            onClick={run(CommandIDs.openOutput)}
-          >
-            {trans.__('Open output')}
-          </button>
-        )}
-        <button
-          className="jp-mod-styled jp-AWSJobs-openLog"
-          onClick={run(CommandIDs.openLog)}
-        >
-          {trans.__('Open log file')}
-        </button>
-        <button
-          className="jp-mod-styled jp-AWSJobs-rerun"
-          onClick={run(CommandIDs.rerunJob)}
-        >
-          {trans.__('Re-run…')}
-        </button>
-        {!active && (
-          <button
-            className="jp-mod-styled jp-AWSJobs-removeButton"
-            onClick={run(CommandIDs.deleteJob)}
-          >
-            {trans.__('Remove')}
-          </button>
-        )}
-      </div>
-      <dl className="jp-AWSJobs-fields">
-        <Row label={trans.__('Path')} name="path">
-          {job.path}
-        </Row>
-        <Row label={trans.__('Backend')} name="backend">
-          {backendLabel(job.backend, props.backendLabels)}
-        </Row>
-        {job.instance_type && (
-          <Row label={trans.__('Instance')} name="instance">
-            {job.instance_type}
-            {job.spot ? ` (${trans.__('spot')})` : ''}
-            {job.hourly_price !== null
-              ? ` · ${formatPrice(job.hourly_price)}`
-              : ''}
-            {job.instance_id ? ` · ${job.instance_id}` : ''}
-          </Row>
-        )}
-        <Row label={trans.__('Resources')} name="resources">
-          {trans.__(
-            '%1 GiB · %2 CPUs · max %3 min',
-            job.memory_gib,
-            job.cpus,
-            job.max_lifetime_minutes
+      <div className="jp-AWSJobs-summary">
+        <div className="jp-AWSJobs-detailsHeader">
+          <span className="jp-AWSJobs-detailsName" title={job.path}>
+            {basename(job.path)}
+          </span>
+          <StateBadge state={job.state} trans={trans} />
+        </div>
+        <div className="jp-AWSJobs-actions">
+          {active && (
+            <button
+              className="jp-mod-styled jp-mod-warn jp-AWSJobs-stopButton"
+              disabled={job.state === 'stopping'}
+              onClick={run(CommandIDs.stopJob)}
+            >
+              {job.state === 'stopping'
+                ? trans.__('Stopping…')
+                : trans.__('Stop')}
+            </button>
           )}
-        </Row>
-        <Row label={trans.__('Elapsed')} name="elapsed">
-          {formatDuration(elapsed) || '—'}
-          {cost !== null ? ` · ${formatCost(cost)}` : ''}
-        </Row>
-        {job.command.length > 0 && (
-          <Row label={trans.__('Command')} name="command">
-            <code>{job.command.join(' ')}</code>
+          {job.output_path && (
+            <button
+              className="jp-mod-styled jp-AWSJobs-openOutput"
+              onClick={run(CommandIDs.openOutput)}
+            >
+              {trans.__('Open output')}
+            </button>
+          )}
+          <button
+            className="jp-mod-styled jp-AWSJobs-openLog"
+            onClick={run(CommandIDs.openLog)}
+          >
+            {trans.__('Open log file')}
+          </button>
+          <button
+            className="jp-mod-styled jp-AWSJobs-rerun"
+            onClick={run(CommandIDs.rerunJob)}
+          >
+            {trans.__('Re-run…')}
+          </button>
+          {!active && (
+            <button
+              className="jp-mod-styled jp-AWSJobs-removeButton"
+              onClick={run(CommandIDs.deleteJob)}
+            >
+              {trans.__('Remove')}
+            </button>
+          )}
+        </div>
+        <dl className="jp-AWSJobs-fields">
+          <Row label={trans.__('Path')} name="path">
+            {job.path}
           </Row>
-        )}
-        {job.exit_code !== null && (
-          <Row label={trans.__('Exit code')} name="exit_code">
-            {job.exit_code}
+          <Row label={trans.__('Backend')} name="backend">
+            {backendLabel(job.backend, props.backendLabels)}
           </Row>
-        )}
-        {job.error && (
-          <Row label={trans.__('Error')} name="error">
-            <span className="jp-AWSJobs-errorText">{job.error}</span>
+          {job.instance_type && (
+            <Row label={trans.__('Instance')} name="instance">
+              {job.instance_type}
+              {job.spot ? ` (${trans.__('spot')})` : ''}
+              {job.hourly_price !== null
+                ? ` · ${formatPrice(job.hourly_price)}`
+                : ''}
+              {job.instance_id ? ` · ${job.instance_id}` : ''}
+            </Row>
+          )}
+          <Row label={trans.__('Resources')} name="resources">
+            {trans.__(
+              '%1 GiB · %2 CPUs · max %3 min',
+              job.memory_gib,
+              job.cpus,
+              job.max_lifetime_minutes
+            )}
           </Row>
-        )}
-        {job.output_path && (
-          <Row label={trans.__('Output')} name="output_path">
-            {job.output_path}
+          <Row label={trans.__('Elapsed')} name="elapsed">
+            {formatDuration(elapsed) || '—'}
+            {cost !== null ? ` · ${formatCost(cost)}` : ''}
           </Row>
+          {job.command.length > 0 && (
+            <Row label={trans.__('Command')} name="command">
+              <code>{job.command.join(' ')}</code>
+            </Row>
+          )}
+          {job.exit_code !== null && (
+            <Row label={trans.__('Exit code')} name="exit_code">
+              {job.exit_code}
+            </Row>
+          )}
+          {job.error && (
+            <Row label={trans.__('Error')} name="error">
+              <span className="jp-AWSJobs-errorText">{job.error}</span>
+            </Row>
+          )}
+          {job.output_path && (
+            <Row label={trans.__('Output')} name="output_path">
+              {job.output_path}
+            </Row>
+          )}
+          <Row label={trans.__('Log file')} name="log_path">
+            {job.log_path}
+          </Row>
+          <Row label={trans.__('Job id')} name="id">
+            <code>{job.id}</code>
+          </Row>
+        </dl>
+        {job.history.length > 0 && (
+          <details className="jp-AWSJobs-history">
+            <summary>{trans.__('History')}</summary>
+            <ol>
+              {job.history.map((t, i) => (
+                <li key={i} data-state={t.state}>
+                  <span className="jp-AWSJobs-historyTime">
+                    {formatTime(t.at)}
+                  </span>{' '}
+                  <strong>{stateLabel(t.state, trans)}</strong>
+                  {t.reason ? ` — ${t.reason}` : ''}
+                </li>
+              ))}
+            </ol>
+          </details>
         )}
-        <Row label={trans.__('Log file')} name="log_path">
-          {job.log_path}
-        </Row>
-        <Row label={trans.__('Job id')} name="id">
-          <code>{job.id}</code>
-        </Row>
-      </dl>
-      {job.history.length > 0 && (
-        <details className="jp-AWSJobs-history">
-          <summary>{trans.__('History')}</summary>
-          <ol>
-            {job.history.map((t, i) => (
-              <li key={i} data-state={t.state}>
-                <span className="jp-AWSJobs-historyTime">
-                  {formatTime(t.at)}
-                </span>{' '}
-                <strong>{stateLabel(t.state, trans)}</strong>
-                {t.reason ? ` — ${t.reason}` : ''}
-              </li>
-            ))}
-          </ol>
-        </details>
-      )}
+      </div>
       <LogView
         model={model}
         job={job}
