@@ -372,6 +372,48 @@ test.describe('awsjobs-lab', () => {
   });
 });
 
+test.describe('from an open notebook', () => {
+  test('toolbar button and tab menu; unsaved changes are saved first', async ({
+    page
+  }) => {
+    await page.notebook.createNew('open.ipynb');
+    await page.notebook.setCell(0, 'code', 'print("saved before the run")');
+
+    // The tab's context menu offers the command for a notebook.
+    await page
+      .locator('.lm-DockPanel-tabBar .lm-TabBar-tab', { hasText: 'open.ipynb' })
+      .click({ button: 'right' });
+    await expect(
+      page
+        .locator('.lm-Menu-itemLabel', { hasText: 'Run Current File as Job…' })
+        .filter({ visible: true })
+    ).toHaveCount(1);
+    await page.keyboard.press('Escape');
+
+    // The notebook's toolbar button: dialog, then the unsaved-changes question.
+    await page
+      .locator('.jp-NotebookPanel-toolbar [data-command="awsjobs:run-current"]')
+      .click();
+    const dialog = await launchDialog(page);
+    await expect(dialog.locator('.jp-Dialog-header')).toContainText(
+      'Run open.ipynb as Job'
+    );
+    await dialog.locator('button.jp-mod-accept').click();
+    const save = page.locator('.jp-Dialog', { hasText: 'Unsaved changes' });
+    await expect(save).toBeVisible();
+    await save.getByRole('button', { name: 'Save and run' }).click();
+
+    const id = await launchedJob(page);
+    const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
+    await expect(row).toHaveAttribute('data-state', 'succeeded', {
+      timeout: 90000
+    });
+    await expect(page.locator('.jp-AWSJobs-log')).toContainText(
+      'saved before the run'
+    );
+  });
+});
+
 test.describe('across a page reload', () => {
   // The real state database (workspace), so the selection is remembered.
   test.use({ mockState: false });
