@@ -28,7 +28,7 @@ from types import FrameType
 
 from . import compare
 from .report import Report, load_text, machine_facts, table_text, write_markdown
-from .servers import PEER_VENV, ensure_peer_venv, log, package_version
+from .servers import PEER_VENV, ensure_peer_venv, log, package_version, start_server
 from .util import REPO, WORK, Processes, git_describe
 
 SECTIONS = ("compare", "scale", "aws", "frontend")
@@ -129,8 +129,6 @@ def run_compare(report: Report, procs: Processes, tmp: Path, quick: bool) -> Non
         f"jupyter_server {package_version(peer_python, 'jupyter_server')} "
         f"(venv {PEER_VENV.relative_to(REPO)})"
     )
-    from .servers import start_server
-
     peer = start_server(procs, "peer", peer_python, tmp / "peer", {})
     log(f"peer server on 127.0.0.1:{peer.port}")
     ours = None

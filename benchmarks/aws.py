@@ -24,7 +24,7 @@ from typing import Any
 from .ours import DUMMY_AWS, start_ours
 from .report import Report, Row
 from .servers import Server, log
-from .util import Client, Processes, ms, p50, percentile, wait_until
+from .util import Client, Processes, ms, p50, percentile, probe_reset, probe_stats, wait_until
 
 SECTION = "aws (ours, moto)"
 REGION = "us-east-1"
@@ -149,11 +149,6 @@ def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
         moto.stop()
 
 
-def probe_calls(client: Client, since: float) -> dict[str, Any]:
-    stats: dict[str, Any] = client.get(f"/bench-probe/stats?since={since}").json()
-    return stats
-
-
 def post_job(client: Client) -> str:
     return str(client.post("/awsjobs/api/jobs", {"path": "work/job.sh"}).json()["id"])
 
@@ -176,7 +171,7 @@ def wait_running(client: Client, job_ids: list[str], timeout: float) -> None:
 def launch_overhead(report: Report, server: Server, client: Client, n: int) -> None:
     """POST → RunInstances sent, one job at a time, after warm-up launches have filled the
     instance catalogue and price caches."""
-    client.post("/bench-probe/reset")
+    probe_reset(client)
     warm = [post_job(client) for _ in range(2)]
     wait_running(client, warm, timeout=180)
     overheads = []
@@ -187,7 +182,7 @@ def launch_overhead(report: Report, server: Server, client: Client, n: int) -> N
         run_at: float | None = None
         deadline = time.monotonic() + 30
         while run_at is None and time.monotonic() < deadline:
-            calls = probe_calls(client, sent)["calls"]
+            calls = probe_stats(client, sent)["calls"]
             run_at = next((c[0] for c in calls if c[2] == "RunInstances"), None)
             if run_at is None:
                 time.sleep(0.01)
@@ -226,7 +221,7 @@ def monitor_calls(report: Report, client: Client, counts: tuple[int, ...]) -> No
         time.sleep(COMMAND_CHECK_INTERVAL * 1.5 + 2 * MONITOR_INTERVAL)
         deadline = time.monotonic() + 120
         while True:
-            stats = probe_calls(client, since)
+            stats = probe_stats(client, since)
             cycles = [(c[0], c[1]) for c in stats["cycles"]]
             if len(cycles) >= 3 or time.monotonic() > deadline:
                 break

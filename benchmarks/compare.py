@@ -112,6 +112,14 @@ def _p50_ms(values: list[float]) -> float | None:
     return ms(p50(values)) if values else None
 
 
+def _spread(by_side: dict[str, list[float]]) -> str:
+    return "; ".join(
+        f"{name} p10 {ms(percentile(values, 10)):.1f} / p90 {ms(percentile(values, 90)):.1f} ms"
+        for name, values in by_side.items()
+        if values
+    )
+
+
 @dataclass
 class EndToEnd:
     seconds: float  # POST → the job reads finished
@@ -229,11 +237,7 @@ def run(
         _p50_ms(created["ours"]),
         _p50_ms(created["peer"]),
         0.2,
-        note="; ".join(
-            f"{name} p10 {ms(percentile(values, 10)):.1f} / p90 {ms(percentile(values, 90)):.1f} ms"
-            for name, values in created.items()
-            if values
-        ),
+        note=_spread(created),
     )
 
     # List latency: both hold the same number of jobs now (warm-up + e2e + creates).
@@ -243,18 +247,13 @@ def run(
     for _ in range(lists):
         for api, client in pairs:
             listed[api.name].append(api.list_first_page(client, page))
-    spread = "; ".join(
-        f"{name} p10 {ms(percentile(values, 10)):.1f} / p90 {ms(percentile(values, 90)):.1f} ms"
-        for name, values in listed.items()
-        if values
-    )
     report.ratio_row(
         SECTION,
         f"list latency p50 (first page of {page}, {stored} stored jobs, {lists} GETs)",
         _p50_ms(listed["ours"]),
         _p50_ms(listed["peer"]),
         0.2,
-        note=spread,
+        note=_spread(listed),
     )
     for _, client in pairs:
         client.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +37,6 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # run-wide facts (load, versions, skips)
     facts: dict[str, str] = field(default_factory=dict)
-    started: float = field(default_factory=time.time)
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)

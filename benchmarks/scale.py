@@ -18,7 +18,19 @@ import aiohttp
 from .ours import data_path, start_ours
 from .report import Report, Row
 from .servers import Server, log
-from .util import Client, Processes, cpu_seconds, io_counters, ms, p50, percentile, wait_until
+from .util import (
+    Client,
+    Processes,
+    cpu_seconds,
+    io_counters,
+    ms,
+    p50,
+    percentile,
+    probe_reset,
+    probe_stats,
+    probe_stop,
+    wait_until,
+)
 
 SECTION = "scale (ours)"
 KIB = 1024
@@ -98,15 +110,6 @@ def write_log(path: Path, size: int) -> None:
             n = min(MIB, size - written)
             f.write(piece[:n])
             written += n
-
-
-def probe_reset(client: Client) -> None:
-    client.post("/bench-probe/reset")
-
-
-def probe_stats(client: Client) -> dict[str, Any]:
-    stats: dict[str, Any] = client.get("/bench-probe/stats").json()
-    return stats
 
 
 def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
@@ -351,7 +354,7 @@ def idle(report: Report, server: Server, client: Client, jobs: int, seconds: flo
         return len({j["id"] for j in page["jobs"]} & set(ids)) == len(ids)
 
     wait_until(all_running, timeout=120, interval=0.5, what=f"{jobs} sleeping jobs to run")
-    client.post("/bench-probe/stop")  # the probe's own 5 ms tick is not the server's cost
+    probe_stop(client)  # the probe's own 5 ms tick is not the server's cost
     time.sleep(3.0)  # let the launch work settle
     before = cpu_seconds(server.pid)
     t0 = time.monotonic()

@@ -11,7 +11,7 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,6 @@ class Server:
     token: str
     proc: subprocess.Popen[bytes]
     log_path: Path
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def client(self, timeout: float = 60.0) -> Client:
         return Client(self.port, self.token, timeout)

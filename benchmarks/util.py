@@ -118,6 +118,22 @@ class Client:
         return self.request("POST", path, body if body is not None else {}, ok=ok)
 
 
+def probe_reset(client: Client) -> None:
+    """Clear the in-server probe's figures and (re)start its tick (`benchmarks/probe.py`)."""
+    client.post("/bench-probe/reset")
+
+
+def probe_stop(client: Client) -> None:
+    """Stop the probe's tick (it wakes the server's loop 200 times a second)."""
+    client.post("/bench-probe/stop")
+
+
+def probe_stats(client: Client, since: float = 0.0) -> dict[str, Any]:
+    """The probe's figures; AWS calls and monitor cycles from `since` (time.time()) on."""
+    stats: dict[str, Any] = client.get(f"/bench-probe/stats?since={since}").json()
+    return stats
+
+
 def wait_until(
     predicate: Callable[[], bool], timeout: float, interval: float = 0.05, what: str = "condition"
 ) -> None:
