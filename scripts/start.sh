@@ -6,4 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 echo
 echo "==> Starting JupyterLab. Right-click a notebook or script: Run as job…"
-exec "$ROOT/.venv/bin/jupyter" lab "$@"
+extra=()
+# Jupyter refuses to run as root unless told; containers and fresh cloud machines often are root.
+[ "$(id -u)" -eq 0 ] && extra+=(--allow-root)
+exec "$ROOT/.venv/bin/jupyter" lab "${extra[@]}" "$@"
