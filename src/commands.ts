@@ -105,6 +105,25 @@ export function registerCommands(options: ICommandsOptions): void {
 
   const localPath = (path: string) => contents.localPath(path);
 
+  /** The arguments of a command acting on one job; `confirm` only where it is read. */
+  const jobArgs = (withConfirm: boolean) => ({
+    args: {
+      type: 'object',
+      properties: {
+        id: {
+          type: 'string',
+          description: trans.__('The job id (default: the selected job)')
+        },
+        ...(withConfirm && {
+          confirm: {
+            type: 'boolean',
+            description: trans.__('Ask for confirmation (default true)')
+          }
+        })
+      }
+    }
+  });
+
   /** The file browser's single selected file, if any. */
   const selectedFile = (): string | null => {
     const browser =
@@ -394,21 +413,7 @@ export function registerCommands(options: ICommandsOptions): void {
   });
 
   commands.addCommand(CommandIDs.openPanel, {
-    describedBy: {
-      args: {
-        type: 'object',
-        properties: {
-          id: {
-            type: 'string',
-            description: trans.__('The job id (default: the selected job)')
-          },
-          confirm: {
-            type: 'boolean',
-            description: trans.__('Ask for confirmation (default true)')
-          }
-        }
-      }
-    },
+    describedBy: jobArgs(false),
     label: trans.__('Open Jobs Panel'),
     caption: trans.__('Show the Jobs panel'),
     icon: args => (args.isPalette ? undefined : jobsIcon),
@@ -424,21 +429,7 @@ export function registerCommands(options: ICommandsOptions): void {
   });
 
   commands.addCommand(CommandIDs.stopJob, {
-    describedBy: {
-      args: {
-        type: 'object',
-        properties: {
-          id: {
-            type: 'string',
-            description: trans.__('The job id (default: the selected job)')
-          },
-          confirm: {
-            type: 'boolean',
-            description: trans.__('Ask for confirmation (default true)')
-          }
-        }
-      }
-    },
+    describedBy: jobArgs(true),
     label: trans.__('Stop Job…'),
     caption: trans.__('Stop the job and release its machine'),
     isEnabled: args => {
@@ -488,21 +479,7 @@ export function registerCommands(options: ICommandsOptions): void {
   });
 
   commands.addCommand(CommandIDs.deleteJob, {
-    describedBy: {
-      args: {
-        type: 'object',
-        properties: {
-          id: {
-            type: 'string',
-            description: trans.__('The job id (default: the selected job)')
-          },
-          confirm: {
-            type: 'boolean',
-            description: trans.__('Ask for confirmation (default true)')
-          }
-        }
-      }
-    },
+    describedBy: jobArgs(true),
     label: trans.__('Remove Job…'),
     caption: trans.__('Remove a finished job from the list'),
     isEnabled: args => {
@@ -545,21 +522,7 @@ export function registerCommands(options: ICommandsOptions): void {
   });
 
   commands.addCommand(CommandIDs.openOutput, {
-    describedBy: {
-      args: {
-        type: 'object',
-        properties: {
-          id: {
-            type: 'string',
-            description: trans.__('The job id (default: the selected job)')
-          },
-          confirm: {
-            type: 'boolean',
-            description: trans.__('Ask for confirmation (default true)')
-          }
-        }
-      }
-    },
+    describedBy: jobArgs(false),
     label: trans.__('Open Job Output'),
     isEnabled: args => !!jobArg(args)?.output_path,
     execute: async args => {
@@ -576,21 +539,7 @@ export function registerCommands(options: ICommandsOptions): void {
   });
 
   commands.addCommand(CommandIDs.openLog, {
-    describedBy: {
-      args: {
-        type: 'object',
-        properties: {
-          id: {
-            type: 'string',
-            description: trans.__('The job id (default: the selected job)')
-          },
-          confirm: {
-            type: 'boolean',
-            description: trans.__('Ask for confirmation (default true)')
-          }
-        }
-      }
-    },
+    describedBy: jobArgs(false),
     label: trans.__('Open Job Log File'),
     isEnabled: args => !!jobArg(args),
     execute: async args => {
@@ -631,21 +580,7 @@ export function registerCommands(options: ICommandsOptions): void {
   });
 
   commands.addCommand(CommandIDs.rerunJob, {
-    describedBy: {
-      args: {
-        type: 'object',
-        properties: {
-          id: {
-            type: 'string',
-            description: trans.__('The job id (default: the selected job)')
-          },
-          confirm: {
-            type: 'boolean',
-            description: trans.__('Ask for confirmation (default true)')
-          }
-        }
-      }
-    },
+    describedBy: jobArgs(false),
     label: trans.__('Re-run Job…'),
     caption: trans.__('Launch the same file again with the same settings'),
     isEnabled: args => !!jobArg(args),
