@@ -165,33 +165,66 @@ class Job:
             return None
         return round(self.hourly_price * elapsed / 3600.0, 6)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape served by the REST API (mirrored by `src/tokens.ts`)."""
-        data = dataclasses.asdict(self)
-        data["state"] = self.state.value
-        data["history"] = [t.to_dict() for t in self.history]
-        data["instance_id"] = self.instance_id
-        data["elapsed_seconds"] = self.elapsed_seconds()
-        data["cost_so_far"] = self.cost_so_far()
-        return data
+    # Serialisation is written out field by field on purpose: `dataclasses.asdict` deep-copies
+    # every value recursively, which was most of the cost of listing jobs. The containers are
+    # copied one level (so a caller cannot alter the job through the result); their contents
+    # are JSON values that nothing mutates. Keep the key order: it is the order of the fields
+    # above (what `asdict` gave), and `tests/server/test_models.py` pins the exact JSON.
 
     def to_record(self) -> dict[str, Any]:
         """What the store persists (no derived fields)."""
-        data = dataclasses.asdict(self)
-        data["state"] = self.state.value
-        data["history"] = [t.to_dict() for t in self.history]
+        return {
+            "id": self.id,
+            "path": self.path,
+            "backend": self.backend,
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "memory_gib": self.memory_gib,
+            "cpus": self.cpus,
+            "spot": self.spot,
+            "max_lifetime_minutes": self.max_lifetime_minutes,
+            "log_path": self.log_path,
+            "env": dict(self.env),
+            "parameters": dict(self.parameters),
+            "instance_type": self.instance_type,
+            "requested_instance_type": self.requested_instance_type,
+            "hourly_price": self.hourly_price,
+            "output_path": self.output_path,
+            "command": list(self.command),
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "stop_requested": self.stop_requested,
+            "handle": dict(self.handle),
+            "history": [t.to_dict() for t in self.history],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape served by the REST API (mirrored by `src/tokens.ts`): the record
+        plus the derived fields."""
+        data = self.to_record()
+        at = now()
+        data["instance_id"] = self.instance_id
+        data["elapsed_seconds"] = self.elapsed_seconds(at)
+        data["cost_so_far"] = self.cost_so_far(at)
         return data
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Job:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        # `data` is freshly decoded JSON owned by the caller: its containers are used as is.
+        values = {k: v for k, v in data.items() if k in _FIELD_NAMES}
         values["state"] = JobState(values["state"])
         values["history"] = [
             Transition(JobState(t["state"]), float(t["at"]), t.get("reason"))
-            for t in values.get("history", [])
+            for t in values.get("history", ())
         ]
         return cls(**values)
+
+
+# Unknown keys in a stored record (from a newer version) are ignored by `Job.from_record`.
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Job))
 
 
 @dataclass(frozen=True)
