@@ -130,10 +130,12 @@ class JobsHandler(AWSJobsHandler):
     async def get(self) -> None:
         states_raw = self.query("state")
         states = [s.strip() for s in states_raw.split(",") if s.strip()] if states_raw else None
-        jobs, cursor = await self.service.list_jobs(
+        # The page arrives encoded (store thread): the loop only writes the bytes.
+        body = await self.service.list_jobs_json(
             states, self.int_query("limit", DEFAULT_PAGE), self.query("cursor")
         )
-        self.reply({"jobs": [j.to_dict() for j in jobs], "next_cursor": cursor})
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
 
     @tornado.web.authenticated
     @authorized

@@ -246,12 +246,8 @@ class JobService:
     async def get_job(self, job_id: str) -> Job:
         return await self.store.get(job_id)
 
-    async def list_jobs(
-        self,
-        states: Iterable[str] | None = None,
-        limit: int = DEFAULT_PAGE,
-        cursor: str | None = None,
-    ) -> tuple[list[Job], str | None]:
+    @staticmethod
+    def _wanted_states(states: Iterable[str] | None) -> set[JobState]:
         wanted: set[JobState] = set()
         for name in states or ():
             try:
@@ -259,9 +255,30 @@ class JobService:
             except ValueError:
                 known = ", ".join(s.value for s in JobState)
                 raise InvalidRequest(f"state: unknown state {name!r}; known: {known}") from None
+        return wanted
+
+    async def list_jobs(
+        self,
+        states: Iterable[str] | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        wanted = self._wanted_states(states)
         if limit < 1:
             raise InvalidRequest("limit: must be a whole number of at least 1")
         return await self.store.list_jobs(wanted or None, limit, cursor)
+
+    async def list_jobs_json(
+        self,
+        states: Iterable[str] | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> bytes:
+        """`list_jobs` as the REST answer's JSON bytes, encoded off the event loop."""
+        wanted = self._wanted_states(states)
+        if limit < 1:
+            raise InvalidRequest("limit: must be a whole number of at least 1")
+        return await self.store.list_jobs_json(wanted or None, limit, cursor)
 
     async def delete_job(self, job_id: str) -> None:
         """Forget a finished job (`Conflict` while active) and its state files; the log and

@@ -221,15 +221,15 @@ class JobStore:
     async def get(self, job_id: str) -> Job:
         return await self._run(self._load, job_id)
 
-    async def list_jobs(
-        self,
-        states: Collection[JobState] | None = None,
-        limit: int = DEFAULT_PAGE,
-        cursor: str | None = None,
-        backend: str | None = None,
-    ) -> tuple[list[Job], str | None]:
-        """Newest first. Returns the page and the cursor of the next page (None at the end)."""
-        limit = max(1, min(limit, MAX_PAGE))
+    @staticmethod
+    def _page_query(
+        states: Collection[JobState] | None,
+        limit: int,
+        cursor: str | None,
+        backend: str | None,
+    ) -> tuple[str, list[Any]]:
+        """SQL and arguments of one page, newest first, with one row more than `limit` (it
+        tells whether a next page exists). Raises InvalidRequest for a bad cursor."""
         where: list[str] = []
         args: list[Any] = []
         if states:
@@ -247,16 +247,53 @@ class JobStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         args.append(limit + 1)
+        return sql, args
 
-        def query() -> list[Job]:
-            rows = self._db.execute(sql, args).fetchall()
-            return [Job.from_record(json.loads(r[0])) for r in rows]
-
-        jobs = await self._run(query)
+    def _read_page(
+        self,
+        states: Collection[JobState] | None,
+        limit: int,
+        cursor: str | None,
+        backend: str | None,
+    ) -> tuple[list[Job], str | None]:
+        """One page and the cursor of the next (None at the end); in the store thread."""
+        limit = max(1, min(limit, MAX_PAGE))
+        sql, args = self._page_query(states, limit, cursor, backend)
+        rows = self._db.execute(sql, args).fetchall()
+        jobs = [Job.from_record(json.loads(r[0])) for r in rows]
         if len(jobs) > limit:
             jobs = jobs[:limit]
             return jobs, _encode_cursor(jobs[-1])
         return jobs, None
+
+    async def list_jobs(
+        self,
+        states: Collection[JobState] | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+        backend: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Newest first. Returns the page and the cursor of the next page (None at the end)."""
+        return await self._run(self._read_page, states, limit, cursor, backend)
+
+    async def list_jobs_json(
+        self,
+        states: Collection[JobState] | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+        backend: str | None = None,
+    ) -> bytes:
+        """The same page as `list_jobs`, as the REST answer `{"jobs": [...], "next_cursor"}`
+        encoded to JSON bytes. Decoding the records, converting and encoding all happen in
+        the store thread, in the same hop as the read, so the event loop only writes bytes:
+        a page of 50 jobs costs it nothing per job."""
+
+        def page() -> bytes:
+            jobs, next_cursor = self._read_page(states, limit, cursor, backend)
+            body = {"jobs": [j.to_dict() for j in jobs], "next_cursor": next_cursor}
+            return json.dumps(body).encode()
+
+        return await self._run(page)
 
     async def list_active(self) -> list[Job]:
         """Every active job, oldest first (no paging: reconciliation needs them all)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from itertools import product
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from awsjobs_lab import models
 from awsjobs_lab.errors import Conflict, InvalidRequest, JobNotFound
 from awsjobs_lab.models import ALLOWED_TRANSITIONS, InvalidTransition, JobState
 from awsjobs_lab.store import MAX_PAGE, MIGRATIONS, JobStore
@@ -172,6 +174,27 @@ async def test_state_filter_and_limits(store: JobStore) -> None:
     page, cursor = await store.list_jobs(limit=MAX_PAGE + 100)
     assert len(page) == 12 and cursor is None
     assert [j.state for j in await store.list_active()].count(JobState.FAILED) == 0
+
+
+async def test_page_as_json_is_the_page_encoded(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # list_jobs_json encodes in the store thread what the handler used to encode itself.
+    monkeypatch.setattr(models, "now", lambda: 5000.0)  # running jobs' elapsed time
+    for i, state in enumerate([JobState.RUNNING, JobState.SUCCEEDED, JobState.PENDING] * 3):
+        await store.insert(make_job(state=state, created_at=3000.0 + i, started_at=3000.0 + i))
+    cursor = None
+    for _ in range(4):
+        page, next_cursor = await store.list_jobs({JobState.RUNNING, JobState.SUCCEEDED}, 4, cursor)
+        body = await store.list_jobs_json({JobState.RUNNING, JobState.SUCCEEDED}, 4, cursor)
+        expected = {"jobs": [j.to_dict() for j in page], "next_cursor": next_cursor}
+        assert body == json.dumps(expected).encode()
+        cursor = next_cursor
+        if cursor is None:
+            break
+    assert cursor is None
+    with pytest.raises(InvalidRequest, match="cursor"):
+        await store.list_jobs_json(cursor="garbage!")
 
 
 @pytest.mark.parametrize("cursor", ["garbage!", "e30", "WzEsMl0", "WyJ4IiwgMV0", "%%%"])
