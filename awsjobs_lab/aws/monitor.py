@@ -1,11 +1,13 @@
 """One monitor loop for every EC2 job of this server.
 
-Each cycle makes a bounded number of AWS calls, whatever the number of jobs:
+Each cycle makes a bounded number of AWS calls, whatever the number of jobs (≤ 4 up to 1000
+jobs, the page size of DescribeInstances):
 - `DescribeInstances` of all our instances by tag (`awsjobs:managed=true` and our owner),
   paginated at 1000 per page; plus at most one call by `instance-id` for watched instances the
   tag query did not return (e.g. a changed owner setting);
-- at most `command_checks_per_cycle` `GetCommandInvocation` calls, round-robin, for jobs whose
-  exit code has not appeared (a command that failed before the script ran writes none);
+- at most `command_checks_per_cycle` (default 1) `GetCommandInvocation` calls, and only for
+  jobs with evidence that their command has ended without an exit code (see `_judge`); a job
+  that is simply running costs no SSM call at all;
 - at most one `TerminateInstances` for all jobs that ended in this cycle.
 Exit codes come from the `exit_code` files the workers write on the shared file system.
 On throttling (after botocore's own retries) the loop backs off exponentially, with jitter.
@@ -37,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..models import JobState, Outcome
 from .clients import AWSClients, backoff_delay, error_code, error_message, is_throttling
+from .command import MAX_EXECUTION_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -259,13 +262,20 @@ class Watch:
     seen: bool = False
     stopping: bool = False
     gone_at: float | None = None  # first seen gone (or command done) without an exit code
-    last_command_check: float = field(default_factory=time.time)
+    last_command_check: float = 0.0  # when SSM was last asked about its command (0: never)
     invocation: dict[str, Any] | None = None  # the last finished command invocation seen
     verdict: Outcome | None = None  # decided; resolved once the instance is confirmed gone
 
     @property
     def deadline(self) -> float:
         return (self.launch_time or self.started_at) + self.lifetime_seconds
+
+    @property
+    def command_deadline(self) -> float:
+        """When SSM ends the command at the latest: its executionTimeout is the time left to
+        the deadline, capped at 48 h (`command.execution_timeout`). From the launch time,
+        which is a little before SendCommand: at worst SSM is asked a little early."""
+        return min(self.deadline, (self.launch_time or self.started_at) + MAX_EXECUTION_TIMEOUT)
 
 
 @dataclass
@@ -287,7 +297,7 @@ class Monitor:
         interval: float = 15.0,
         max_backoff: float = 300.0,
         command_check_interval: float = 120.0,
-        command_checks_per_cycle: int = 5,
+        command_checks_per_cycle: int = 1,
         exit_grace: float = 90.0,
         missing_grace: float = 120.0,
         overdue_grace: float = 600.0,
@@ -448,12 +458,30 @@ class Monitor:
         state = state_of(instance)
         if instance is None and not w.seen and now - w.registered_at < self.missing_grace:
             return None  # EC2 is eventually consistent right after RunInstances
+        # When to ask SSM (GetCommandInvocation) about a job's command. Not on a timer per
+        # running job: that is one call per job, and the exit_code file already tells how
+        # every command that reached the end of its script ended. A command that ends
+        # without writing it has failed before or outside the script, and then:
+        # - the script's own failures (EFS not mounted, ...) halt the instance: it is seen
+        #   gone below, and SSM is asked once, for the reason (stderr, response code);
+        # - SSM's execution timeout kills the script: asked once the command's timeout has
+        #   passed (`command_deadline`), then every `command_check_interval` while it says
+        #   the command still runs;
+        # - anything else (cancelled outside awsjobs, agent gone) leaves a live instance,
+        #   which halts itself at the lifetime deadline (boot script): the same two checks
+        #   catch it then. That late ruling of a rare case is the price of not polling.
+        # Polling ListCommands instead was rejected: it pages 50 commands at most and its
+        # pages fill with every finished command of the account, so one call per cycle does
+        # not cover N jobs either. The checks share a budget of `command_checks_per_cycle`
+        # calls per cycle, oldest-checked first; a job over budget waits for a later cycle.
         if state in ALIVE:
             outcome = classify(
                 instance, None, now=now, deadline=w.deadline, overdue_grace=self.overdue_grace
             )
             if outcome is not None:
                 return outcome
+            if now < w.command_deadline and w.invocation is None:
+                return None  # running, its command within its timeout: nothing to ask
             return await self._check_command(w, now)
         # Gone, missing or halted without an exit code. Give the file a grace period: the
         # server's NFS client may cache the directory listing for a while.
@@ -470,7 +498,14 @@ class Monitor:
             and w.command_id
             and w.invocation is None
         ):
-            # Why did it end? One GetCommandInvocation (within the per-cycle budget).
+            # Why did it end? One GetCommandInvocation, within the per-cycle budget. When
+            # many jobs end at once, the rest wait their turn for a while (one cycle each),
+            # then are ruled without the detail rather than kept waiting.
+            if (
+                self._budget <= 0
+                and now - w.gone_at < self.exit_grace + self.command_check_interval
+            ):
+                return None
             invocation = await self._get_invocation(w)
             if invocation is not None and invocation.get("Status") in COMMAND_DONE:
                 detail = outcome_for_command(invocation).error or ""

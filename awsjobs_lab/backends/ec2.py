@@ -228,12 +228,15 @@ class EC2Backend(Backend):
     ).tag(config=True)
     command_check_interval_seconds = Float(
         120.0,
-        help="How often (per job) the monitor asks SSM about a command whose exit code has "
-        "not appeared.",
+        help="How often (per job) the monitor asks SSM again about a command that is past its "
+        "execution timeout without an exit code (running jobs are never asked).",
     ).tag(config=True)
-    command_checks_per_cycle = Int(5, help="At most this many SSM status calls per cycle.").tag(
-        config=True
-    )
+    command_checks_per_cycle = Int(
+        1,
+        help="At most this many SSM status calls per monitor cycle (they are only for jobs "
+        "whose command ended without an exit code); more than 1 raises the bound of 4 AWS "
+        "calls per cycle.",
+    ).tag(config=True)
     exit_code_grace_seconds = Float(
         90.0,
         help="How long to wait for a job's exit_code file after its instance or command ended "

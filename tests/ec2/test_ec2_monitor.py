@@ -4,11 +4,14 @@ bounded AWS calls per cycle, backoff on throttling.
 moto lacks ListCommandInvocations and DescribeInstanceInformation; the backend uses neither
 (command status comes from GetCommandInvocation, which moto serves and these tests edit
 in-process; the launch retries SendCommand on InvalidInstanceId instead of polling the agent).
+SSM is asked only about a job whose command has ended without an exit code or should have:
+its instance is gone, or the command is past its execution timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -139,30 +142,80 @@ async def test_missing_instance_fails_after_its_grace(make_backend, root):
     assert "no longer exists" in outcome.error
 
 
-async def test_command_failed_before_the_script_ran(make_backend, root, moto_backend, aws):
-    # No exit code file: the monitor asks SSM (GetCommandInvocation) and says why.
-    backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
-    waiter = await _waiting(backend, job)
+def _set_invocation(moto_backend: Any, job: Any, **fields: Any) -> None:
     cmd = moto_backend("ssm").get_command_by_id(job.handle["command_id"])
-    inv = next(i for i in cmd.invocations if i["InstanceId"] == job.handle["instance_id"])
-    inv.update(
+    for inv in cmd.invocations:
+        if inv["InstanceId"] == job.handle["instance_id"]:
+            inv.update(fields)
+
+
+async def test_command_failed_before_the_script_ran(make_backend, root, moto_backend, aws):
+    # No exit code file: the command's script failed before running the job (EFS not
+    # mounted: exit 97) and halted the instance, as `aws.command` does. The monitor sees the
+    # instance gone without an exit code, asks SSM (GetCommandInvocation) and says why.
+    backend, job = await _launched(make_backend, root)
+    waiter = await _waiting(backend, job)
+    await backend.monitor.run_cycle()
+    assert not waiter.done()
+    _set_invocation(
+        moto_backend,
+        job,
         Status="Failed",
         StatusDetails="Failed",
         ResponseCode=97,
         StandardErrorContent="could not mount EFS fs-0123456789abcdef0 at /home",
     )
+    set_state(moto_backend, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
     outcome = await _cycle_until_done(backend, waiter)
     assert outcome.state is JobState.FAILED
+    assert "shut itself down" in outcome.error
     assert "could not mount EFS" in outcome.error and "code 97" in outcome.error
     assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
 
 
-async def test_command_still_running_keeps_the_job_running(make_backend, root, moto_backend):
+async def test_a_running_job_costs_no_ssm_call(make_backend, root, moto_backend):
+    # Within its command's execution timeout, a job without an exit code is not asked about,
+    # even with a per-job check interval of 0: its instance and exit file tell everything.
     backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
     waiter = await _waiting(backend, job)
-    cmd = moto_backend("ssm").get_command_by_id(job.handle["command_id"])
-    for inv in cmd.invocations:
-        inv.update(Status="InProgress", StatusDetails="InProgress", ResponseCode=-1)
+    ssm_calls: list[str] = []
+    (await backend.clients.ssm()).meta.events.register(
+        "before-call", lambda event_name, **_: ssm_calls.append(event_name)
+    )
+    _set_invocation(moto_backend, job, Status="Failed", StatusDetails="Failed", ResponseCode=1)
+    for _ in range(3):
+        await backend.monitor.run_cycle()
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    assert ssm_calls == []
+    waiter.cancel()
+
+
+async def test_command_past_its_execution_timeout_is_timed_out(
+    make_backend, root, moto_backend, aws
+):
+    # SSM killed the script at its executionTimeout (no exit code) and the instance did not
+    # halt itself: once the command should have ended, the monitor asks SSM and rules.
+    backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
+    waiter = await _waiting(backend, job)
+    backend.monitor.watches[job.id].lifetime_seconds = 0.0  # the command's timeout has passed
+    _set_invocation(
+        moto_backend, job, Status="TimedOut", StatusDetails="ExecutionTimedOut", ResponseCode=-1
+    )
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is JobState.TIMED_OUT
+    assert "execution timeout" in outcome.error
+    assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
+
+
+async def test_command_still_running_keeps_the_job_running(make_backend, root, moto_backend):
+    # Past its timeout (as the monitor reckons it) but SSM says it still runs: keep waiting.
+    backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
+    waiter = await _waiting(backend, job)
+    backend.monitor.watches[job.id].lifetime_seconds = 0.0
+    _set_invocation(
+        moto_backend, job, Status="InProgress", StatusDetails="InProgress", ResponseCode=-1
+    )
     for _ in range(2):
         await backend.monitor.run_cycle()
     await asyncio.sleep(0)
@@ -180,32 +233,36 @@ async def _watch_many(backend: Any, root: Any, aws: Any, n: int) -> list[Any]:
     """n running jobs, launched in one RunInstances call (the monitor is what is tested)."""
     ec2 = await aws("ec2")
     jobs = [make_job(root, f"job{i}.py", state=JobState.RUNNING) for i in range(n)]
+    tags = [
+        {"Key": "awsjobs:managed", "Value": "true"},
+        {"Key": "awsjobs:owner", "Value": "tester"},
+    ]
     resp = await ec2.run_instances(
-        ImageId="ami-12c6146b", MinCount=n, MaxCount=n, InstanceType="m7i.large"
+        ImageId="ami-12c6146b",
+        MinCount=n,
+        MaxCount=n,
+        InstanceType="m7i.large",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
     )
     for job, inst in zip(jobs, resp["Instances"], strict=True):
-        await ec2.create_tags(
-            Resources=[inst["InstanceId"]],
-            Tags=[
-                {"Key": "awsjobs:managed", "Value": "true"},
-                {"Key": "awsjobs:owner", "Value": "tester"},
-                {"Key": "awsjobs:job-id", "Value": job.id},
-            ],
-        )
-        job.handle.update(instance_id=inst["InstanceId"], command_id=f"cmd-{job.id}")
+        # A command id of SSM's shape (a UUID): botocore refuses others before sending them,
+        # and such a refused call would never be counted.
+        job.handle.update(instance_id=inst["InstanceId"], command_id=str(uuid.uuid4()))
         job.started_at = inst["LaunchTime"].timestamp()
     return jobs
 
 
-@pytest.mark.parametrize("n", [1, 50])
+@pytest.mark.parametrize("n", [1, 50, 500])
 async def test_aws_calls_per_cycle_do_not_grow_with_jobs(make_backend, root, aws, n):
-    backend = make_backend(command_check_interval_seconds=0, command_checks_per_cycle=5)
+    # Per-job check interval 0: any per-job SSM polling would show at once.
+    backend = make_backend(command_check_interval_seconds=0)
     jobs = await _watch_many(backend, root, aws, n)
     calls: Counter[str] = Counter()
 
     def count(event_name: str, **_: Any) -> None:
         calls[event_name.split(".", 1)[1]] += 1
 
+    # Counted at the client boundary: every API call the monitor makes, retries excluded.
     for client in (await backend.clients.ec2(), await backend.clients.ssm()):
         client.meta.events.register("before-call", count)
     waiters = [asyncio.ensure_future(backend.wait(j)) for j in jobs]
@@ -213,19 +270,31 @@ async def test_aws_calls_per_cycle_do_not_grow_with_jobs(make_backend, root, aws
     assert len(backend.monitor.watches) == n
     futures = [backend.monitor.watches[j.id].future for j in jobs]
 
-    await backend.monitor.run_cycle()  # all running: one DescribeInstances + <= 5 SSM checks
-    assert calls["ec2.DescribeInstances"] == 1
-    assert calls["ssm.GetCommandInvocation"] <= 5
-    assert sum(calls.values()) <= 6
+    for _ in range(2):  # all running: one DescribeInstances, nothing else
+        calls.clear()
+        await backend.monitor.run_cycle()
+        assert dict(calls) == {"ec2.DescribeInstances": 1}
 
+    # Half end with an exit code (instances to terminate), half are terminated from outside
+    # without one (SSM asked about one of them, within the budget; the others ruled as is).
     calls.clear()
-    for job in jobs:
+    finished, killed = jobs[n // 2 :], jobs[: n // 2]
+    for job in finished:
         _exit(backend, job, 0)
-    await backend.monitor.run_cycle()  # all finished: one Describe + one batched Terminate
-    assert dict(calls) == {"ec2.DescribeInstances": 1, "ec2.TerminateInstances": 1}
+    if killed:
+        ec2 = await aws("ec2")
+        await ec2.terminate_instances(InstanceIds=[j.handle["instance_id"] for j in killed])
+    await backend.monitor.run_cycle()
+    expected = {"ec2.DescribeInstances": 1, "ec2.TerminateInstances": 1}
+    if killed:
+        expected["ssm.GetCommandInvocation"] = 1
+    assert dict(calls) == expected
+    assert sum(calls.values()) <= 4
     assert all(future.done() for future in futures)  # resolved in that one cycle
     outcomes = await asyncio.gather(*waiters)  # already resolved: returns at once
-    assert all(o.state is JobState.SUCCEEDED for o in outcomes)
+    assert [o.state for o in outcomes] == [JobState.FAILED] * len(killed) + [
+        JobState.SUCCEEDED
+    ] * len(finished)
 
 
 # -- throttling --------------------------------------------------------------------------------
