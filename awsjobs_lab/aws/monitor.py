@@ -5,9 +5,10 @@ jobs, the page size of DescribeInstances):
 - `DescribeInstances` of all our instances by tag (`awsjobs:managed=true` and our owner),
   paginated at 1000 per page; plus at most one call by `instance-id` for watched instances the
   tag query did not return (e.g. a changed owner setting);
-- at most `command_checks_per_cycle` (default 1) `GetCommandInvocation` calls, and only for
-  jobs with evidence that their command has ended without an exit code (see `_judge`); a job
-  that is simply running costs no SSM call at all;
+- at most `command_checks_per_cycle` (default 1) `GetCommandInvocation` calls: first for
+  jobs with evidence that their command has ended without an exit code (see `_judge`), else,
+  with the budget left, for the one running command asked about longest ago (each at most
+  once per `command_check_interval`);
 - at most one `TerminateInstances` for all jobs that ended in this cycle.
 Exit codes come from the `exit_code` files the workers write on the shared file system.
 On throttling (after botocore's own retries) the loop backs off exponentially, with jitter.
@@ -317,6 +318,7 @@ class Monitor:
         self._work = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._budget = 0
+        self._idle: list[Watch] = []  # this cycle's running jobs, candidates for a spare check
         self.sleep = asyncio.sleep  # the loop's pause (tests record it)
 
     # -- registration ------------------------------------------------------------------------
@@ -431,6 +433,7 @@ class Monitor:
             # Command checks go to the jobs checked longest ago first (round-robin).
             watches.sort(key=lambda w: w.last_command_check)
             ending: list[Watch] = []
+            self._idle = []
             for w in watches:
                 if w.stopping:
                     continue
@@ -443,9 +446,27 @@ class Monitor:
                     ending.append(w)
                 else:
                     self.resolve(w.job_id, w.verdict)
+            spare = self._spare_check(now)
+            if spare is not None:
+                spare.verdict = await self._check_command(spare, now)
+                if spare.verdict is not None:
+                    ending.append(spare)  # its instance is alive: terminate it too
             if ending:
                 await self._terminate_and_resolve(ec2, ending)
             return True
+
+    def _spare_check(self, now: float) -> Watch | None:
+        """The running job to ask SSM about with this cycle's leftover budget, if any: the
+        one asked longest ago (never asked: counted from its registration), when due."""
+        if self._budget <= 0:
+            return None
+        due = [
+            w
+            for w in self._idle
+            if w.command_id
+            and now - max(w.last_command_check, w.registered_at) >= self.command_check_interval
+        ]
+        return min(due, key=lambda w: max(w.last_command_check, w.registered_at), default=None)
 
     async def _judge(
         self, w: Watch, instance: dict[str, Any] | None, exit_code: int | None, now: float
@@ -467,9 +488,10 @@ class Monitor:
         # - SSM's execution timeout kills the script: asked once the command's timeout has
         #   passed (`command_deadline`), then every `command_check_interval` while it says
         #   the command still runs;
-        # - anything else (cancelled outside awsjobs, agent gone) leaves a live instance,
-        #   which halts itself at the lifetime deadline (boot script): the same two checks
-        #   catch it then. That late ruling of a rare case is the price of not polling.
+        # - anything else (cancelled outside awsjobs, agent gone) leaves a live instance that
+        #   bills until it halts itself at the lifetime deadline. The budget left at the end
+        #   of a cycle asks about one such running command, the one asked longest ago
+        #   (`_spare_check`): each job is looked at every max(interval, N cycles) at N jobs.
         # Polling ListCommands instead was rejected: it pages 50 commands at most and its
         # pages fill with every finished command of the account, so one call per cycle does
         # not cover N jobs either. The checks share a budget of `command_checks_per_cycle`
@@ -481,7 +503,8 @@ class Monitor:
             if outcome is not None:
                 return outcome
             if now < w.command_deadline and w.invocation is None:
-                return None  # running, its command within its timeout: nothing to ask
+                self._idle.append(w)  # running, within its timeout: only a spare check
+                return None
             return await self._check_command(w, now)
         # Gone, missing or halted without an exit code. Give the file a grace period: the
         # server's NFS client may cache the directory listing for a while.

@@ -4,8 +4,9 @@ bounded AWS calls per cycle, backoff on throttling.
 moto lacks ListCommandInvocations and DescribeInstanceInformation; the backend uses neither
 (command status comes from GetCommandInvocation, which moto serves and these tests edit
 in-process; the launch retries SendCommand on InvalidInstanceId instead of polling the agent).
-SSM is asked only about a job whose command has ended without an exit code or should have:
-its instance is gone, or the command is past its execution timeout.
+SSM is asked first about a job whose command has ended without an exit code or should have
+(its instance is gone, or the command is past its execution timeout); with the budget left,
+about one running command, the one asked longest ago.
 """
 
 from __future__ import annotations
@@ -173,10 +174,12 @@ async def test_command_failed_before_the_script_ran(make_backend, root, moto_bac
     assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
 
 
-async def test_a_running_job_costs_no_ssm_call(make_backend, root, moto_backend):
-    # Within its command's execution timeout, a job without an exit code is not asked about,
-    # even with a per-job check interval of 0: its instance and exit file tell everything.
-    backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
+async def test_a_running_job_costs_no_ssm_call_until_its_check_is_due(
+    make_backend, root, moto_backend
+):
+    # Within its command's execution timeout and its check interval (the fixture's: an hour),
+    # a job without an exit code is not asked about: its instance and exit file tell all.
+    backend, job = await _launched(make_backend, root)
     waiter = await _waiting(backend, job)
     ssm_calls: list[str] = []
     (await backend.clients.ssm()).meta.events.register(
@@ -189,6 +192,21 @@ async def test_a_running_job_costs_no_ssm_call(make_backend, root, moto_backend)
     assert not waiter.done()
     assert ssm_calls == []
     waiter.cancel()
+
+
+async def test_a_command_cancelled_outside_awsjobs_is_found_while_its_instance_runs(
+    make_backend, root, moto_backend, aws
+):
+    # The command died (cancelled from the console, agent gone) without an exit code and the
+    # instance did not halt: a spare check (leftover budget, this job due) finds it, and the
+    # instance is terminated instead of billing until the lifetime deadline.
+    backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
+    waiter = await _waiting(backend, job)
+    _set_invocation(moto_backend, job, Status="Cancelled", StatusDetails="Cancelled")
+    outcome = await _cycle_until_done(backend, waiter)
+    assert outcome.state is JobState.FAILED
+    assert "cancelled outside awsjobs" in outcome.error
+    assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
 
 
 async def test_command_past_its_execution_timeout_is_timed_out(
@@ -270,10 +288,10 @@ async def test_aws_calls_per_cycle_do_not_grow_with_jobs(make_backend, root, aws
     assert len(backend.monitor.watches) == n
     futures = [backend.monitor.watches[j.id].future for j in jobs]
 
-    for _ in range(2):  # all running: one DescribeInstances, nothing else
+    for _ in range(2):  # all running: one DescribeInstances and one spare command check
         calls.clear()
         await backend.monitor.run_cycle()
-        assert dict(calls) == {"ec2.DescribeInstances": 1}
+        assert dict(calls) == {"ec2.DescribeInstances": 1, "ssm.GetCommandInvocation": 1}
 
     # Half end with an exit code (instances to terminate), half are terminated from outside
     # without one (SSM asked about one of them, within the budget; the others ruled as is).
