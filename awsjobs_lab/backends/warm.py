@@ -1,0 +1,350 @@
+"""The warm notebook runner: a fork server that has already imported papermill.
+
+`python -m papermill` spends most of a short notebook job importing (nbformat → jsonschema →
+a parser built at import time). The runner pays that once: it imports papermill's CLI, then
+waits for requests on its stdin (one JSON object a line) and answers on its stdout.
+
+Per job: `{"op": "fork", ...}` → the runner forks a child that leaves the runner's session
+(`setsid`: its own process group, so Stop's `killpg` reaches it) and tells the runner it did;
+the runner answers `{"pid": N}`. The child then waits on a private pipe for the server's
+`{"op": "go", "pid": N}`, sent once the server holds the pid; without it (the runner died, the
+server gave up on the answer) the child reads EOF and exits having run nothing, so no job ever
+runs unrecorded. After "go" the child becomes the job: working folder, environment, priority,
+log on stdout/stderr, then papermill's own CLI in-process with the job's argv (the same argv
+the subprocess path runs, so `job.command` tells the truth), and the exit code file written
+atomically, as the local backend's wrapper does.
+
+The runner ignores SIGCHLD, so the kernel reaps its children at once (no zombies); the server
+waits on a child like on any process that is not its own (pidfd). The runner exits on EOF of
+its stdin (the server closed it, or died); children that were released live on.
+
+This module is the runner program (`serve`, stdlib only until it imports papermill) and its
+client in the server (`WarmRunner`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from typing import Any, NoReturn
+
+# A job may not change the runner's interpreter: such variables only act at Python's start.
+FORK_UNSAFE_ENV_PREFIX = "PYTHON"
+
+
+# -- the runner program ------------------------------------------------------------------
+
+
+def _reply(message: dict[str, Any]) -> None:
+    os.write(1, (json.dumps(message) + "\n").encode())
+
+
+def _exit_code_of(exit: SystemExit) -> int:
+    code = exit.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # sys.exit("message"): Python prints it and exits with 1
+    return 1
+
+
+def _run_job(request: dict[str, Any]) -> int:
+    """Become the job (in the child, after "go") and run papermill's CLI; its exit code."""
+    nice = int(request.get("nice", 0))
+    if nice > os.getpriority(os.PRIO_PROCESS, 0):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.close(null)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    argv: list[str] = request["argv"]
+    sys.argv = ["papermill", *argv]
+    from papermill.cli import papermill as cli
+
+    return run_cli(cli.main, argv)
+
+
+# jupyter_client picks a kernel's ports by binding port 0 and closing it, so a kernel started
+# at the same moment elsewhere may take one first: the kernel dies before any cell ran.
+KERNEL_START_FAILED = "Kernel died before replying to kernel_info"
+
+
+def run_cli(main: Any, argv: list[str]) -> int:
+    """Run papermill's CLI as `python -m papermill argv` would; its exit code. A kernel that
+    died while starting (no cell has run) is started once more."""
+    for attempt in (1, 2):
+        try:
+            main(args=argv, prog_name="papermill", standalone_mode=True)
+        except SystemExit as exit:
+            return _exit_code_of(exit)
+        except BaseException as err:  # an uncaught error: what Python prints, and its code
+            traceback.print_exc()
+            if attempt == 1 and isinstance(err, RuntimeError) and KERNEL_START_FAILED in str(err):
+                print("awsjobs: the kernel failed to start; starting it again", file=sys.stderr)
+                continue
+            return 1
+        return 0
+    return 1
+
+
+def _on_term(signum: int, frame: Any) -> None:
+    """Stop: end the kernels too. jupyter_client starts each kernel in a session of its own,
+    out of reach of the `killpg` that Stop sends to the job's group; they are our children."""
+    me = str(os.getpid())
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, IndexError):
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        raw = f.read()
+                    if raw[raw.rfind(b")") + 2 :].split()[1].decode() == me:
+                        try:  # a kernel leads its own group: end its subprocesses too
+                            os.killpg(int(entry), signal.SIGTERM)
+                        except OSError:
+                            os.kill(int(entry), signal.SIGTERM)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # die of the signal, as the job would have
+
+
+def _child(request: dict[str, Any], gate: int, ready: int) -> NoReturn:
+    code = 1
+    try:
+        os.setsid()
+        for sig in (signal.SIGCHLD, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)  # the job's own, and its kernel's, defaults
+        signal.signal(signal.SIGTERM, _on_term)
+        os.write(ready, b"1")
+        os.close(ready)
+        if os.read(gate, 1) != b"1":
+            os._exit(0)  # not released: run nothing, write nothing
+        os.close(gate)
+        code = _run_job(request)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    try:
+        path = request["exit_code"]
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{code}\n")
+        os.replace(path + ".tmp", path)
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code if 0 <= code < 256 else 1)
+
+
+def _fork(request: dict[str, Any], gates: dict[int, int]) -> dict[str, Any]:
+    gate_r, gate_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        # Keep only stdio and our two pipe ends: no sibling's gate, so a sibling's EOF works.
+        keep = sorted((gate_r, ready_w))
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, 1 << 16)
+        _child(request, gate_r, ready_w)
+    os.close(gate_r)
+    os.close(ready_w)
+    try:
+        started = os.read(ready_r, 1) == b"1"  # the child has left our session
+    finally:
+        os.close(ready_r)
+    if not started:
+        os.close(gate_w)
+        return {"error": "the forked child ended before it started"}
+    gates[pid] = gate_w
+    return {"pid": pid}
+
+
+def serve() -> None:
+    """The runner's main loop (single-threaded, so forking it is safe)."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server ends us by closing stdin
+    import papermill.cli  # noqa: F401  (the point of the runner: imported once)
+
+    gates: dict[int, int] = {}
+    _reply({"ready": True})
+    for line in sys.stdin.buffer:
+        try:
+            request = json.loads(line)
+            if request.get("op") == "fork":
+                _reply(_fork(request, gates))
+            elif request.get("op") == "go":
+                gate = gates.pop(int(request["pid"]), None)
+                if gate is not None:
+                    with contextlib.suppress(OSError):  # the child may have been killed
+                        os.write(gate, b"1")
+                    os.close(gate)
+        except Exception as err:  # a bad request must not end the runner
+            _reply({"error": f"{type(err).__name__}: {err}"})
+    # EOF: the server is gone. Unreleased children read EOF and exit; released ones live on.
+
+
+# -- the client, in the server -------------------------------------------------------------
+
+
+class WarmRunner:
+    """The server's side: starts the runner, asks it to fork, releases children, stops it.
+
+    Every failure is reported as None/False so the caller falls back to a plain subprocess:
+    the runner must never be the reason a job fails.
+    """
+
+    def __init__(
+        self,
+        python: str,
+        log: logging.Logger,
+        timeout: float = 10.0,
+        restart_seconds: float = 30.0,
+    ) -> None:
+        self.python = python
+        self.log = log
+        self.timeout = timeout
+        self.restart_seconds = restart_seconds  # at most one (re)start in this time
+        self._last_start: float | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ready = False
+        self._lock = asyncio.Lock()
+        self._starting: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def ready(self) -> bool:
+        return self._ready and self._proc is not None and self._proc.returncode is None
+
+    def ensure_started(self) -> None:
+        """Start (or restart) the runner in the background, unless it runs or is starting."""
+        if self.ready() or (self._starting is not None and not self._starting.done()):
+            return
+        loop = asyncio.get_running_loop()
+        if self._last_start is not None and loop.time() - self._last_start < self.restart_seconds:
+            return  # a runner that keeps dying must not cost a process start per job
+        self._last_start = loop.time()
+        self._starting = asyncio.get_running_loop().create_task(
+            self._start(), name="awsjobs-warm-runner-start"
+        )
+
+    async def wait_started(self) -> bool:
+        if self._starting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._starting)
+        return self.ready()
+
+    async def _start(self) -> None:
+        self._kill()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.python,
+                "-m",
+                __name__,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=None,  # the server's log: the runner's own errors, if any
+                cwd="/",
+                start_new_session=True,  # not in the server's group: no terminal Ctrl-C
+            )
+        except OSError as err:
+            self.log.warning("awsjobs: cannot start the warm notebook runner: %s", err)
+            return
+        self._proc = proc
+        assert proc.stdout is not None
+        try:
+            # The imports take seconds on a loaded machine: generous, and only this task waits.
+            line = await asyncio.wait_for(proc.stdout.readline(), 30 * self.timeout)
+            self._ready = json.loads(line).get("ready") is True
+        except (asyncio.TimeoutError, ValueError, AttributeError):
+            self._ready = False
+        if not self._ready:
+            self.log.warning("awsjobs: the warm notebook runner did not start; not using it")
+            self._kill()
+
+    def _kill(self) -> None:
+        """End the runner now; children not yet released read EOF and run nothing."""
+        self._ready = False
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+    async def fork(self, request: dict[str, Any]) -> int | None:
+        """Ask for a child that will run `request` once released; its pid, or None."""
+        if not self.ready():
+            return None
+        async with self._lock:
+            proc = self._proc
+            if proc is None or not self.ready():
+                return None
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write((json.dumps({"op": "fork", **request}) + "\n").encode())
+                await asyncio.wait_for(proc.stdin.drain(), self.timeout)
+                line = await asyncio.wait_for(proc.stdout.readline(), self.timeout)
+                answer = json.loads(line)
+                pid = answer.get("pid")
+            except (OSError, asyncio.TimeoutError, ValueError, AttributeError) as err:
+                self.log.warning("awsjobs: the warm notebook runner failed (%r); restarting", err)
+                self._kill()  # a child forked meanwhile is never released: it runs nothing
+                self.ensure_started()
+                return None
+            if not isinstance(pid, int):
+                self.log.warning("awsjobs: the warm notebook runner refused: %s", answer)
+                return None
+            return pid
+
+    async def release(self, pid: int) -> bool:
+        """Let the child `pid` run. False if the runner is gone (the child then runs nothing)."""
+        async with self._lock:
+            proc = self._proc
+            if proc is None or proc.stdin is None or proc.returncode is not None:
+                return False
+            try:
+                proc.stdin.write((json.dumps({"op": "go", "pid": pid}) + "\n").encode())
+                await asyncio.wait_for(proc.stdin.drain(), self.timeout)
+            except (OSError, asyncio.TimeoutError):
+                self._kill()
+                self.ensure_started()
+                return False
+            return True
+
+    async def close(self) -> None:
+        """Stop the runner (by EOF, then a kill); the jobs it started live on."""
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._starting
+        proc, self._proc = self._proc, None
+        self._ready = False
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), self.timeout)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+if __name__ == "__main__":
+    serve()

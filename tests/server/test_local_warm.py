@@ -1,0 +1,274 @@
+"""LocalBackend's warm notebook runner: success, a failing cell, Stop (the child and its
+kernel), a dead runner (fallback, restart), re-attach after a restart, jobs outliving close().
+
+Nothing here is timed: every check is structural, or polls until a state is reached."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from awsjobs_lab.backends import warm as warm_module
+from awsjobs_lab.backends.local import LocalBackend, group_members, is_alive, job_niceness
+from awsjobs_lab.models import Job, JobState
+from tests.server.helpers import WAIT_SECONDS, make_job, poll
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.handle: dict[str, Any] = {}
+        self.fields: dict[str, Any] = {}
+
+    async def __call__(self, handle: dict[str, Any] | None = None, **fields: Any) -> None:
+        self.handle.update(handle or {})
+        self.fields.update(fields)
+
+
+def _kill_leftovers(jobs: list[Job]) -> None:
+    for job in jobs:  # safety net: never leave a process behind
+        pgid = job.handle.get("pgid")
+        if isinstance(pgid, int) and group_members(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+@pytest.fixture
+async def warm(tmp_path: Path) -> AsyncIterator[tuple[LocalBackend, list[Job]]]:
+    """A started backend whose warm runner is up."""
+    b = LocalBackend(stop_grace_seconds=3.0, poll_seconds=0.2)
+    b.root_dir = str(tmp_path)
+    await b.start()
+    assert b._warm is not None
+    assert await b._warm.wait_started(), "the warm runner did not start"
+    jobs: list[Job] = []
+    yield b, jobs
+    await b.close()
+    _kill_leftovers(jobs)
+
+
+async def launch(backend: LocalBackend, jobs: list[Job], job: Job) -> Recorder:
+    jobs.append(job)
+    rec = Recorder()
+    await backend.launch(job, rec)
+    return rec
+
+
+def notebook(tmp_path: Path, name: str, *sources: str) -> Job:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, tmp_path / name)
+    return make_job(name)
+
+
+def children_of(pid: int) -> list[tuple[int, str]]:
+    """(pid, state letter) of the processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "stat").read_bytes()
+            except OSError:
+                continue
+            fields = raw[raw.rfind(b")") + 2 :].split()
+            if int(fields[1]) == pid:
+                found.append((int(entry.name), fields[0].decode()))
+    return found
+
+
+# -- the warm notebook runner ------------------------------------------------------------
+
+
+async def test_a_notebook_runs_in_the_warm_runner(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path
+) -> None:
+    backend, jobs = warm
+    job = notebook(tmp_path, "nb.ipynb", "import os\nprint('niceness', os.nice(0))")
+    job.env = {"GREETING": "hi"}
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is True and rec.handle["pid"] == rec.handle["pgid"]
+    assert isinstance(rec.handle["start_time"], int)
+    assert rec.fields["command"][1:3] == ["-m", "papermill"]
+    outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+    log = (tmp_path / job.log_path).read_text()
+    assert outcome.state is JobState.SUCCEEDED and outcome.exit_code == 0, log
+    assert backend.read_exit_code(job) == 0
+    assert f"niceness {job_niceness(backend.niceness)}" in log
+    out = nbformat.read(tmp_path / f"nb.{job.id}.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+    assert "niceness" in text
+    assert backend._warm is not None and backend._warm.pid is not None
+    assert not [c for c in children_of(backend._warm.pid) if c[1] == "Z"]  # no zombie
+
+
+async def test_a_failing_cell_fails_with_exit_code_1(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path
+) -> None:
+    backend, jobs = warm
+    job = notebook(tmp_path, "bad.ipynb", "raise ValueError('broken on purpose')")
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is True
+    outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+    assert outcome.state is JobState.FAILED and outcome.exit_code == 1
+    log = (tmp_path / job.log_path).read_text()
+    assert "ValueError" in log and "broken on purpose" in log and "Traceback" in log
+
+
+async def test_stop_of_a_warm_job_ends_the_child_and_its_kernel(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path
+) -> None:
+    backend, jobs = warm
+    job = notebook(
+        tmp_path, "long.ipynb", "print('started', flush=True)", "import time\ntime.sleep(600)"
+    )
+    rec = await launch(backend, jobs, job)
+    pid = rec.handle["pid"]
+
+    async def kernel() -> list[int]:
+        return [p for p, state in children_of(pid) if state != "Z"]
+
+    kernels = await poll(kernel, "the notebook's kernel to start")
+
+    async def first_cell_ran() -> bool:
+        return "started" in (tmp_path / job.log_path).read_text()
+
+    await poll(first_cell_ran, "the first cell to run")
+    await backend.stop(job)
+    assert not group_members(rec.handle["pgid"])
+
+    async def kernels_gone() -> bool:
+        return not any(is_alive(k, None) for k in kernels)
+
+    await poll(kernels_gone, "the kernel to end")
+    outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+    assert outcome.state is JobState.FAILED  # killed: no exit code written
+
+
+async def test_a_dead_runner_falls_back_and_is_restarted(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path
+) -> None:
+    backend, jobs = warm
+    runner = backend._warm
+    assert runner is not None and runner.pid is not None
+    runner.restart_seconds = 0.0
+    os.kill(runner.pid, signal.SIGKILL)
+
+    async def dead() -> bool:
+        return not runner.ready()
+
+    await poll(dead, "the runner to be seen dead")
+    job = notebook(tmp_path, "nb.ipynb", "print('fell back')")
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is False  # a plain papermill process
+    outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+    assert outcome.state is JobState.SUCCEEDED, (tmp_path / job.log_path).read_text()
+    assert await runner.wait_started()  # and the runner was started again
+
+
+async def test_a_runner_lost_before_release_runs_the_job_anew(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, jobs = warm
+    runner = backend._warm
+    assert runner is not None
+    forked: list[int] = []
+    real_fork = runner.fork
+
+    async def fork_then_die(request: dict[str, Any]) -> int | None:
+        pid = await real_fork(request)
+        assert pid is not None
+        forked.append(pid)
+        runner._kill()  # the runner dies before the child is released
+        return pid
+
+    monkeypatch.setattr(runner, "fork", fork_then_die)
+    job = notebook(tmp_path, "nb.ipynb", "print('ran once')")
+    rec = await launch(backend, jobs, job)
+    assert forked and rec.handle["pid"] != forked[0] and rec.handle["warm"] is False
+
+    async def unreleased_gone() -> bool:
+        return not is_alive(forked[0], None)
+
+    await poll(unreleased_gone, "the unreleased child to exit")
+    outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+    log = (tmp_path / job.log_path).read_text()
+    assert outcome.state is JobState.SUCCEEDED, log
+    out = nbformat.read(tmp_path / f"nb.{job.id}.ipynb", as_version=4)
+    assert "ran once" in "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+
+
+async def test_warm_jobs_survive_close_and_are_reattached(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path
+) -> None:
+    backend, jobs = warm
+    job = notebook(
+        tmp_path,
+        "gated.ipynb",
+        "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.05)\nprint('went')",
+    )
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is True
+    runner_pid = backend._warm.pid if backend._warm else None
+    await backend.close()  # the server stops: the runner goes, the job stays
+    assert runner_pid is not None and not is_alive(runner_pid, None)
+    assert is_alive(job.handle["pid"], job.handle["start_time"])
+
+    restarted = LocalBackend(poll_seconds=0.2)  # a new server, without the runner
+    restarted.root_dir = str(tmp_path)
+    assert await restarted.reattach(job) is None  # still running
+    waiter = asyncio.ensure_future(restarted.wait(job))
+    (tmp_path / "go").touch()
+    outcome = await asyncio.wait_for(waiter, WAIT_SECONDS)
+    assert outcome.state is JobState.SUCCEEDED, (tmp_path / job.log_path).read_text()
+    assert "went" in (tmp_path / job.log_path).read_text()
+    assert await restarted.reattach(job) == outcome  # after the end: from the exit code file
+
+
+async def test_notebooks_with_python_variables_do_not_use_the_runner(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path
+) -> None:
+    backend, jobs = warm
+    job = notebook(tmp_path, "nb.ipynb", "print('ok')")
+    job.env = {"PYTHONHASHSEED": "0"}  # only acts at an interpreter's start
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is False
+    assert (await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)).state is JobState.SUCCEEDED
+
+
+def test_a_kernel_that_died_while_starting_is_started_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls: list[list[str]] = []
+
+    def flaky(args: list[str], **kwargs: Any) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError(warm_module.KERNEL_START_FAILED)
+        raise SystemExit(0)
+
+    assert warm_module.run_cli(flaky, ["in.ipynb", "out.ipynb"]) == 0
+    assert calls == [["in.ipynb", "out.ipynb"]] * 2
+    assert "starting it again" in capsys.readouterr().err
+
+    def broken(args: list[str], **kwargs: Any) -> None:
+        raise RuntimeError(warm_module.KERNEL_START_FAILED)
+
+    assert warm_module.run_cli(broken, []) == 1  # only once more
+
+    def failing_cell(args: list[str], **kwargs: Any) -> None:
+        raise ValueError("a cell failed")
+
+    assert warm_module.run_cli(failing_cell, []) == 1
+    assert warm_module.run_cli(lambda **kw: None, []) == 0
+    assert warm_module.run_cli(lambda **kw: sys.exit(3), []) == 3
