@@ -242,6 +242,11 @@ class EC2Backend(Backend):
         help="How long to wait for a job's exit_code file after its instance or command ended "
         "(the server's NFS client may cache directory listings).",
     ).tag(config=True)
+    max_concurrent_run_instances = Int(
+        8,
+        help="How many RunInstances calls may be in flight at once. AWS rate-limits "
+        "RunInstances per account; a burst of jobs queues here instead of being throttled.",
+    ).tag(config=True)
     launch_timeout_seconds = Float(
         600.0,
         help="How long a new instance may take until SSM accepts the job's command; then the "
@@ -285,6 +290,7 @@ class EC2Backend(Backend):
         self._monitor: Monitor | None = None
         self._stopping: set[str] = set()
         self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._run_slots = asyncio.Semaphore(max(1, self.max_concurrent_run_instances))
         self._subnets: list[tuple[str, str]] | None = None
         self._image: tuple[str, str, str] | None = None  # (ami id, root device, architecture)
         self._setup_lock = asyncio.Lock()
@@ -863,7 +869,8 @@ class EC2Backend(Backend):
         ec2 = await self.clients.ec2()
 
         async def call() -> dict[str, Any]:
-            resp = await ec2.run_instances(**params)
+            async with self._run_slots:
+                resp = await ec2.run_instances(**params)
             return dict(resp["Instances"][0])
 
         # RunInstances runs in its own task, shielded: if this launch is cancelled while the

@@ -3,6 +3,7 @@ the launch timeout and capacity fallbacks."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import shutil
 import subprocess
@@ -318,3 +319,27 @@ async def test_check_request_refuses_an_unknown_requested_type(make_backend, roo
         await backend.check_request(job)
     with pytest.raises(InvalidRequest, match="Unknown EC2 instance type"):
         await backend.launch(job, Recorder(job))
+
+
+async def test_a_burst_of_launches_keeps_few_run_instances_in_flight(make_backend, root):
+    # AWS rate-limits RunInstances per account: a burst of jobs queues in the backend.
+    backend = make_backend(max_concurrent_run_instances=2)
+    ec2 = await backend.clients.ec2()
+    in_flight = 0
+    most = 0
+
+    def before(**_: Any) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+
+    def after(**_: Any) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+
+    ec2.meta.events.register("before-call.ec2.RunInstances", before)
+    ec2.meta.events.register("after-call.ec2.RunInstances", after)
+    jobs = [make_job(root, f"burst{i}.py") for i in range(6)]
+    await asyncio.gather(*(backend.launch(job, Recorder(job)) for job in jobs))
+    assert all(job.handle.get("instance_id") for job in jobs)
+    assert most == 2
