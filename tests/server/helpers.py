@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from awsjobs_lab.backends.local import group_members
 from awsjobs_lab.models import Job, JobState, Transition, new_job_id, now
 
 # Generous: a loaded 2-core CI machine can take many seconds to start Python or papermill.
@@ -50,3 +53,23 @@ def make_job(path: str = "script.py", backend: str = "local", **fields: Any) -> 
     }
     values.update(fields)
     return Job(**values)
+
+
+class Recorder:
+    """Stands in for the service's `record` callback: keeps what a backend records."""
+
+    def __init__(self) -> None:
+        self.handle: dict[str, Any] = {}
+        self.fields: dict[str, Any] = {}
+
+    async def __call__(self, handle: dict[str, Any] | None = None, **fields: Any) -> None:
+        self.handle.update(handle or {})
+        self.fields.update(fields)
+
+
+def kill_leftovers(jobs: list[Job]) -> None:
+    """Safety net of local-backend tests: never leave a job's process group behind."""
+    for job in jobs:
+        pgid = job.handle.get("pgid")
+        if isinstance(pgid, int) and group_members(pgid):
+            os.killpg(pgid, signal.SIGKILL)

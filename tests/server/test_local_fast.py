@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import threading
 from collections.abc import AsyncIterator
@@ -19,24 +18,7 @@ from awsjobs_lab.backends import local
 from awsjobs_lab.backends.local import LocalBackend, group_members, job_niceness
 from awsjobs_lab.errors import BackendError
 from awsjobs_lab.models import Job, JobState
-from tests.server.helpers import WAIT_SECONDS, make_job, poll
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.handle: dict[str, Any] = {}
-        self.fields: dict[str, Any] = {}
-
-    async def __call__(self, handle: dict[str, Any] | None = None, **fields: Any) -> None:
-        self.handle.update(handle or {})
-        self.fields.update(fields)
-
-
-def _kill_leftovers(jobs: list[Job]) -> None:
-    for job in jobs:  # safety net: never leave a process behind
-        pgid = job.handle.get("pgid")
-        if isinstance(pgid, int) and group_members(pgid):
-            os.killpg(pgid, signal.SIGKILL)
+from tests.server.helpers import WAIT_SECONDS, Recorder, kill_leftovers, make_job, poll
 
 
 @pytest.fixture
@@ -46,7 +28,7 @@ async def plain(tmp_path: Path) -> AsyncIterator[tuple[LocalBackend, list[Job]]]
     b.root_dir = str(tmp_path)
     jobs: list[Job] = []
     yield b, jobs
-    _kill_leftovers(jobs)
+    kill_leftovers(jobs)
 
 
 async def launch(backend: LocalBackend, jobs: list[Job], job: Job) -> Recorder:
