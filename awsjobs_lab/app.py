@@ -115,6 +115,7 @@ class AWSJobs(ExtensionApp):
                 self.log.exception("awsjobs: the %s backend cannot be loaded; skipped", backend_id)
                 continue
             backend.root_dir = root_dir
+            backend.lifetime_unit_seconds = self.lifetime_unit_seconds
             loaded[backend_id] = backend
         return loaded
 

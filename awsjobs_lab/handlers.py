@@ -18,10 +18,11 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 
 from .errors import AWSJobsError, InvalidRequest
+from .patterns import JOB_ID_TEXT
 from .service import JobService
 from .store import DEFAULT_PAGE
 
-JOB_ID = r"(?P<job_id>[0-9a-f]{16})"
+JOB_ID = rf"(?P<job_id>{JOB_ID_TEXT})"
 _INTEGER = re.compile(r"[+-]?\d{1,18}\Z")
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 

@@ -153,6 +153,14 @@ class Job:
         value = self.handle.get("instance_id")
         return str(value) if value else None
 
+    def deadline(self, start: float | None = None, unit_seconds: float = 60.0) -> float:
+        """When the job's max lifetime runs out: from `start` (default: when its work began,
+        else when it was created), `max_lifetime_minutes` minutes of `unit_seconds` each (60;
+        tests shrink the minute)."""
+        if start is None:
+            start = self.started_at if self.started_at is not None else self.created_at
+        return start + self.max_lifetime_minutes * unit_seconds
+
     def elapsed_seconds(self, at: float | None = None) -> float | None:
         if self.started_at is None:
             return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -16,14 +15,11 @@ from typing import Any
 
 from .errors import InvalidRequest
 from .models import Job, JobState, Transition, new_job_id, now
+from .patterns import ENV_NAME, INSTANCE_TYPE, PARAMETER_NAME
 from .runners import notebook_output_name, runner_for, supported_extensions
 
 MAX_MEMORY_GIB = 24576  # u-24tb1.112xlarge, the largest EC2 instance: 24 TiB, 448 vCPUs
 MAX_CPUS = 448
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-PARAMETER_NAME = ENV_NAME  # papermill writes `name = value` lines: names must be identifiers
-INSTANCE_TYPE = re.compile(r"[a-z0-9-]+\.[a-z0-9-]+\Z")
-INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}\Z")
 MAX_PARAMETERS_BYTES = 64 * 1024
 MAX_ENV_BYTES = 64 * 1024
 

@@ -33,8 +33,8 @@ from .errors import (
     InvalidRequest,
 )
 from .models import ACTIVE_STATES, InvalidTransition, Job, JobState, Outcome, now
+from .patterns import INSTANCE_ID
 from .requests import (
-    INSTANCE_ID,
     MAX_CPUS,
     MAX_MEMORY_GIB,
     LaunchDefaults,

@@ -21,9 +21,9 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from ..errors import InvalidRequest
+from ..patterns import ENV_NAME
 from .userdata import FAILED_MARKER, MARKER_DIR, READY_MARKER
 
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DOCUMENT = "AWS-RunShellScript"
 # AWS-RunShellScript accepts executionTimeout up to 172800 s (48 h).
 MAX_EXECUTION_TIMEOUT = 172800
@@ -59,7 +59,7 @@ def build_commands(
             raise InvalidRequest(f"The worker needs absolute paths, got {path!r}.")
     env = dict(env or {})
     for name, value in env.items():
-        if not ENV_NAME_RE.match(name):
+        if not ENV_NAME.match(name):
             raise InvalidRequest(f"env: {name!r} is not a valid variable name.")
         if name.upper().startswith("AWSJOBS_"):
             raise InvalidRequest(f"env: {name} is reserved (names starting with AWSJOBS_).")

@@ -12,20 +12,63 @@ work again. Nothing here knows about HTTP; nothing above the backends knows abou
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from traitlets import Unicode
+from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
+from .. import jobfiles
 from ..errors import BackendError, BackendNotConfigured
 from ..models import Job, Outcome
 
-__all__ = ["Backend", "BackendError", "BackendNotConfigured", "RecordHandle"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendNotConfigured",
+    "Capabilities",
+    "InstanceInventory",
+    "RecordHandle",
+]
 
 # record(handle_updates, **job_field_updates): persist backend facts on the job right away.
 # Job field updates allowed: instance_type, hourly_price, command, output_path, started_at.
 RecordHandle = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend offers beyond launch/wait/stop. Served in `GET config`, so the front end
+    shows only the fields and views that apply, and a new backend needs no front-end change."""
+
+    spot: bool = False  # the `spot` request field means something (cheaper, may be reclaimed)
+    instance_types: bool = False  # `instance_type` is honoured; `GET instance-types` previews
+    instances: bool = False  # it implements `InstanceInventory` (`GET instances`, terminate)
+    hourly_price: bool = False  # its jobs have an hourly price and a cost so far
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+
+@runtime_checkable
+class InstanceInventory(Protocol):
+    """A backend that runs jobs on machines it can list and end (EC2): the instance preview
+    before launch, the list of this tool's machines, and terminating them from the UI."""
+
+    async def preview(
+        self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None
+    ) -> dict[str, Any]:
+        """The instance type a job would get, its price and the other candidates."""
+        ...
+
+    async def list_instances(self) -> list[dict[str, Any]]:
+        """This tool's machines that are not gone, each with its `job_id` (if any)."""
+        ...
+
+    async def terminate_instances(self, ids: list[str]) -> list[str]:
+        """Terminate machines of this tool (`Forbidden`, nothing touched, if any is not)."""
+        ...
 
 
 class Backend(LoggingConfigurable):
@@ -33,14 +76,24 @@ class Backend(LoggingConfigurable):
 
     id: ClassVar[str] = ""
     label: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     # Absolute path of the Jupyter server root; set by the app. Job paths are relative to it.
     root_dir = Unicode("").tag(config=False)
+    # Seconds in one minute of `max_lifetime_minutes` (60; tests shrink it); set by the app.
+    lifetime_unit_seconds = Float(60.0).tag(config=False)
 
     def job_state_dir(self, job: Job) -> Path:
         """`<root>/.awsjobs/jobs/<id>/`: small files the job's worker writes (its exit code),
         on the shared file system for EC2, so status needs no per-job AWS call."""
-        return Path(self.root_dir) / ".awsjobs" / "jobs" / job.id
+        return jobfiles.job_state_dir(self.root_dir, job.id)
+
+    def exit_code_path(self, job: Job) -> Path:
+        return jobfiles.exit_code_path(self.root_dir, job.id)
+
+    def read_exit_code(self, job: Job) -> int | None:
+        """The job's recorded exit code, or None while it has none. Blocking: a file read."""
+        return jobfiles.read_exit_code(self.exit_code_path(job))
 
     def is_configured(self) -> bool:
         """Whether jobs can be launched on this backend now."""
@@ -56,7 +109,12 @@ class Backend(LoggingConfigurable):
 
     def describe(self) -> dict[str, Any]:
         """Facts for `GET /awsjobs/api/config` (never secrets)."""
-        return {"id": self.id, "label": self.label, "configured": self.is_configured()}
+        return {
+            "id": self.id,
+            "label": self.label,
+            "configured": self.is_configured(),
+            "capabilities": self.capabilities.to_dict(),
+        }
 
     async def start(self) -> None:
         """Called once when the server extension starts (create clients, start loops)."""

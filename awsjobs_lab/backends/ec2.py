@@ -51,15 +51,15 @@ from ..aws.select import Candidate, Policy, distinct_types, rank
 from ..aws.userdata import build_user_data
 from ..errors import BackendError, Forbidden, InvalidRequest
 from ..models import Job, JobState, Outcome
+from ..patterns import INSTANCE_ID
 from ..runners import build_command
-from .base import Backend, BackendNotConfigured, RecordHandle
+from .base import Backend, BackendNotConfigured, Capabilities, RecordHandle
 
 TAG_JOB = "awsjobs:job-id"
 TAG_OWNER = "awsjobs:owner"
 TAG_MANAGED = "awsjobs:managed"
 TAG_ROLE = "awsjobs:role"
 TAG_PRICE = "awsjobs:hourly-price"
-INSTANCE_ID_RE = re.compile(r"^i-[0-9a-f]{8,17}$")
 # RunInstances errors after which another type or zone may work.
 CAPACITY_ERRORS = frozenset(
     {
@@ -101,6 +101,9 @@ class EC2Backend(Backend):
 
     id: ClassVar[str] = "ec2"
     label: ClassVar[str] = "AWS EC2"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        spot=True, instance_types=True, instances=True, hourly_price=True
+    )
 
     # -- where and what to launch ------------------------------------------------------------
     region = Unicode(
@@ -617,7 +620,7 @@ class EC2Backend(Backend):
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             raise InvalidRequest("instance_ids: give at least one instance id")
-        bad = [i for i in wanted if not isinstance(i, str) or not INSTANCE_ID_RE.match(i)]
+        bad = [i for i in wanted if not isinstance(i, str) or not INSTANCE_ID.match(i)]
         if bad:
             raise InvalidRequest(f"instance_ids: not instance ids: {', '.join(map(str, bad))}")
         ec2 = await self.clients.ec2()

@@ -35,12 +35,12 @@ from typing import Any
 from traitlets import Bool, Float, Int
 
 from ..errors import BackendError
+from ..jobfiles import outcome_from_exit_code
 from ..models import Job, JobState, Outcome
 from ..runners import build_command
 from .base import Backend, RecordHandle
+from .procfs import has_procfs, live_processes, proc_stat
 from .warm import FORK_UNSAFE_ENV_PREFIX, WarmRunner
-
-EXIT_CODE_FILE = "exit_code"
 
 # Runs the job, waits for it, writes its exit code (negative: killed by that signal) atomically.
 WRAPPER = """\
@@ -63,27 +63,16 @@ sys.exit(code if code >= 0 else 128 - code)
 """
 
 
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state letter, process group, start time in clock ticks) of `pid`, or None if gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:  # gone (or not ours to read)
-        return None
-    # The command name (field 2) may hold spaces and ')': fields start after the last ')'.
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[2]), int(fields[19])
-
-
 def start_time(pid: int) -> int | None:
-    stat = _proc_stat(pid)
-    return stat[2] if stat else None
+    stat = proc_stat(pid)
+    return stat.start_ticks if stat else None
 
 
 def is_alive(pid: int, started: int | None) -> bool:
     """Whether `pid` is still the process we started (not a zombie, not a reused pid)."""
-    stat = _proc_stat(pid)
+    stat = proc_stat(pid)
     if stat is None:
-        if Path("/proc/self/stat").exists():
+        if has_procfs():
             return False
         try:  # no /proc: signal 0 says whether the pid exists at all
             os.kill(pid, 0)
@@ -92,14 +81,12 @@ def is_alive(pid: int, started: int | None) -> bool:
         except PermissionError:
             return True
         return True
-    state, _, ticks = stat
-    return state not in ("Z", "X") and (started is None or ticks == started)
+    return not stat.is_dead and (started is None or stat.start_ticks == started)
 
 
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of process group `pgid`."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not has_procfs():
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
@@ -107,26 +94,7 @@ def group_members(pgid: int) -> list[int]:
         except PermissionError:
             pass
         return [pgid]
-    members = []
-    for entry in proc.iterdir():
-        if entry.name.isdigit():
-            stat = _proc_stat(int(entry.name))
-            if stat and stat[1] == pgid and stat[0] not in ("Z", "X"):
-                members.append(int(entry.name))
-    return members
-
-
-def outcome_from_code(code: int) -> Outcome:
-    """The outcome of an exit code as the wrapper records it (negative: killed by a signal)."""
-    if code == 0:
-        return Outcome(JobState.SUCCEEDED, exit_code=0)
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return Outcome(JobState.FAILED, exit_code=code, error=f"killed by {name}")
-    return Outcome(JobState.FAILED, exit_code=code, error=f"exited with code {code}")
+    return [pid for pid, stat in live_processes().items() if stat.pgid == pgid]
 
 
 def job_niceness(increment: int) -> int:
@@ -192,15 +160,6 @@ class LocalBackend(Backend):
     def request_stop(self, job_id: str) -> None:
         if job_id in self._queued:
             self._stop_requested.add(job_id)  # a launch still waiting for its turn gives up
-
-    def exit_code_path(self, job: Job) -> Path:
-        return self.job_state_dir(job) / EXIT_CODE_FILE
-
-    def read_exit_code(self, job: Job) -> int | None:
-        try:
-            return int(self.exit_code_path(job).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
 
     async def launch(self, job: Job, record: RecordHandle) -> None:
         if self._launch_slots is None:
@@ -321,7 +280,7 @@ class LocalBackend(Backend):
                     JobState.FAILED,
                     error=f"the job's wrapper ended without an exit code ({returncode})",
                 )
-            return outcome_from_code(code)
+            return outcome_from_exit_code(code)
         pid = job.handle.get("pid")
         if not isinstance(pid, int):
             return Outcome(JobState.FAILED, error="no process was recorded for this job")
@@ -373,7 +332,7 @@ class LocalBackend(Backend):
         code = await asyncio.to_thread(self.read_exit_code, job)
         if code is None:
             return Outcome(JobState.FAILED, error=missing)
-        return outcome_from_code(code)
+        return outcome_from_exit_code(code)
 
     async def reattach(self, job: Job) -> Outcome | None:
         pid = job.handle.get("pid")
@@ -387,7 +346,7 @@ class LocalBackend(Backend):
         # the job has ended, whatever process may now hold its pid.
         code = await asyncio.to_thread(self.read_exit_code, job)
         if code is not None:
-            return outcome_from_code(code)
+            return outcome_from_exit_code(code)
         if is_alive(pid, job.handle.get("start_time")):
             return None
         return await self._ended(
@@ -401,8 +360,8 @@ class LocalBackend(Backend):
         leader = job.handle.get("pid")
         started = job.handle.get("start_time")
         # If the leader's pid now belongs to another process, the group is not ours.
-        stat = _proc_stat(leader) if isinstance(leader, int) else None
-        if stat is not None and started is not None and stat[2] != started:
+        stat = proc_stat(leader) if isinstance(leader, int) else None
+        if stat is not None and started is not None and stat.start_ticks != started:
             return
         gone = await self._signal_group(pgid, signal.SIGTERM, self.stop_grace_seconds)
         if not gone and not await self._signal_group(pgid, signal.SIGKILL, 10.0):

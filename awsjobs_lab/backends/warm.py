@@ -34,6 +34,8 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
+from .procfs import live_processes
+
 # A job may not change the runner's interpreter: such variables only act at Python's start.
 FORK_UNSAFE_ENV_PREFIX = "PYTHON"
 
@@ -106,18 +108,14 @@ def run_cli(main: Any, argv: list[str]) -> int:
 def _on_term(signum: int, frame: Any) -> None:
     """Stop: end the kernels too. jupyter_client starts each kernel in a session of its own,
     out of reach of the `killpg` that Stop sends to the job's group; they are our children."""
-    me = str(os.getpid())
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError, IndexError):
-                    with open(f"/proc/{entry}/stat", "rb") as f:
-                        raw = f.read()
-                    if raw[raw.rfind(b")") + 2 :].split()[1].decode() == me:
-                        try:  # a kernel leads its own group: end its subprocesses too
-                            os.killpg(int(entry), signal.SIGTERM)
-                        except OSError:
-                            os.kill(int(entry), signal.SIGTERM)
+    me = os.getpid()
+    for pid, stat in live_processes().items():
+        if stat.ppid == me:
+            try:  # a kernel leads its own group: end its subprocesses too
+                os.killpg(pid, signal.SIGTERM)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)  # die of the signal, as the job would have
 

@@ -75,7 +75,23 @@ async def test_config(api: Any) -> None:
     code, config = await api("GET", "config")
     assert code == 200
     assert [b["id"] for b in config["backends"]] == ["local", "ec2"]
-    assert config["backends"][0] == {"id": "local", "label": "This machine", "configured": True}
+    assert config["backends"][0] == {
+        "id": "local",
+        "label": "This machine",
+        "configured": True,
+        "capabilities": {
+            "spot": False,
+            "instance_types": False,
+            "instances": False,
+            "hourly_price": False,
+        },
+    }
+    assert config["backends"][1]["capabilities"] == {
+        "spot": True,
+        "instance_types": True,
+        "instances": True,
+        "hourly_price": True,
+    }
     assert config["default_backend"] == "local"
     assert config["defaults"] == {
         "memory_gib": 4.0,

@@ -1,0 +1,25 @@
+"""Every id and name pattern the extension checks, defined once.
+
+Requests, backends, the AWS layer and the routes all match against these, so a value accepted
+in one place is accepted everywhere. Patterns are anchored at the end (`\\Z`): use `.match`.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A job id as `models.new_job_id` makes it: 16 lowercase hex digits.
+JOB_ID_TEXT = r"[0-9a-f]{16}"
+JOB_ID = re.compile(JOB_ID_TEXT + r"\Z")
+
+# An environment variable name, portable across shells (POSIX).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# A notebook parameter: papermill writes `name = value` lines, so names must be identifiers.
+PARAMETER_NAME = ENV_NAME
+
+# An EC2 instance type as AWS spells it ("m7i.xlarge", "u-6tb1.metal").
+INSTANCE_TYPE = re.compile(r"[a-z0-9-]+\.[a-z0-9-]+\Z")
+
+# An EC2 instance id, old (8 hex digits) or new (17).
+INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}\Z")
