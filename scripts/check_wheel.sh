@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Builds awsjobs-lab the way it is published and installs it the way a user does:
+#   1. the sdist from a clean checkout of HEAD (git archive: only committed files), with the
+#      JupyterLab extension built inside, then the wheel FROM that sdist (a file the sdist
+#      misses breaks the wheel here, not on a user's machine);
+#   2. every file committed under awsjobs_lab/ must be in the wheel (package data by rule);
+#   3. the wheel alone in a fresh venv: `jupyter lab` exists, the lab extension and the server
+#      extension are enabled and OK, `awsjobs --help` runs.
+# Needs ./.venv (scripts/setup.sh). Run alone or from test.sh; exits non-zero on any failure and
+# removes its temporary folder either way.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="$ROOT/.venv/bin/python"
+LAB_EXTENSION="awsjobs-lab"
+SERVER_EXTENSION="awsjobs_lab"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/awsjobs-wheel.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+say() { printf '\n==> %s\n' "$*"; }
+fail() {
+  printf '\ncheck_wheel: FAILED: %s\n' "$*" >&2
+  exit 1
+}
+# Runs a step with its output in a log; shows the log's end only when the step fails.
+logged() {
+  local log="$WORK/$1.log"
+  shift
+  "$@" >"$log" 2>&1 || {
+    tail -n 60 "$log" >&2
+    return 1
+  }
+}
+
+[ -x "$PYTHON" ] || fail "no ./.venv: run 'bash scripts/setup.sh' first"
+"$PYTHON" -m build --version >/dev/null 2>&1 ||
+  fail "the 'build' package is missing from ./.venv: run 'bash scripts/setup.sh' (dev extra)"
+
+build_from_clean_checkout() {
+  say "Clean checkout of HEAD ($(git -C "$ROOT" rev-parse --short HEAD)); uncommitted changes are not built"
+  mkdir "$WORK/src"
+  git -C "$ROOT" archive HEAD | tar -x -C "$WORK/src"
+  # The extension's npm packages from this checkout's yarn cache (filled by setup.sh) rather
+  # than from the registry again; yarn still fetches whatever the cache lacks.
+  if [ -d "$ROOT/.yarn/cache" ]; then export YARN_CACHE_FOLDER="$ROOT/.yarn/cache"; fi
+  say "Building the sdist, then the wheel from it (isolated build environments, as pip does)"
+  logged build "$PYTHON" -m build --outdir "$WORK/dist" "$WORK/src" || fail "python -m build"
+  SDIST="$(ls "$WORK"/dist/*.tar.gz)"
+  WHEEL="$(ls "$WORK"/dist/*.whl)"
+  echo "built $(basename "$SDIST") and $(basename "$WHEEL")"
+}
+
+check_package_files_in_wheel() {
+  say "Every file committed under $SERVER_EXTENSION/ is in the wheel"
+  local missing
+  missing="$(comm -23 \
+    <(git -C "$ROOT" ls-tree -r --name-only HEAD -- "$SERVER_EXTENSION/" | sort) \
+    <("$PYTHON" -c 'import sys, zipfile; print(*zipfile.ZipFile(sys.argv[1]).namelist(), sep="\n")' \
+      "$WHEEL" | sort))"
+  [ -z "$missing" ] || fail "not in the wheel:
+$missing"
+}
+
+install_into_fresh_venv() {
+  say "Installing the wheel into a fresh venv"
+  VENV="$WORK/venv"
+  python3 -m venv "$VENV"
+  logged install "$VENV/bin/python" -m pip install "$WHEEL" || fail "pip install of the wheel"
+  # Only the new venv counts: no user-level Jupyter folders, no paths pointing elsewhere.
+  export JUPYTER_CONFIG_DIR="$WORK/jupyter/config" JUPYTER_DATA_DIR="$WORK/jupyter/data"
+  export JUPYTER_RUNTIME_DIR="$WORK/jupyter/runtime"
+  unset JUPYTER_PATH JUPYTER_CONFIG_PATH PYTHONPATH
+  cd "$WORK"
+}
+
+check_lab_extension() {
+  say "jupyter labextension list: $LAB_EXTENSION enabled and OK"
+  local listing
+  listing="$("$VENV/bin/jupyter" labextension list 2>&1)" || fail "jupyter labextension list"
+  printf '%s\n' "$listing"
+  # A line such as "awsjobs-lab v0.1.0 enabled OK (python, awsjobs-lab)" under the venv's folder.
+  awk -v dir="$VENV/share/jupyter/labextensions" -v name="$LAB_EXTENSION" '
+    { sub(/^[ \t]+/, "") }
+    /^\// { here = ($0 == dir); next }
+    here && $1 == name && $3 == "enabled" && $4 == "OK" { found = 1 }
+    END { exit !found }' <<<"$listing" ||
+    fail "$LAB_EXTENSION is not listed as enabled and OK in $VENV/share/jupyter/labextensions"
+}
+
+check_server_extension() {
+  say "jupyter server extension list: $SERVER_EXTENSION enabled and OK"
+  local listing
+  listing="$("$VENV/bin/jupyter" server extension list 2>&1)" || fail "jupyter server extension list"
+  printf '%s\n' "$listing"
+  # Under "Config dir: <venv>/etc/jupyter": "awsjobs_lab enabled", then "awsjobs_lab <version> OK".
+  awk -v dir="$VENV/etc/jupyter" -v name="$SERVER_EXTENSION" '
+    { sub(/^[ \t]+/, "") }
+    /^Config dir: / { here = ($3 == dir); next }
+    here && $1 == name && $2 == "enabled" { enabled = 1 }
+    here && $1 == name && $3 == "OK" { ok = 1 }
+    END { exit !(enabled && ok) }' <<<"$listing" ||
+    fail "$SERVER_EXTENSION is not listed as enabled and OK in $VENV/etc/jupyter"
+}
+
+check_commands() {
+  say "jupyter lab --version, awsjobs --help"
+  logged lab-version "$VENV/bin/jupyter" lab --version || fail "jupyter lab --version"
+  echo "JupyterLab $(cat "$WORK/lab-version.log")"
+  logged awsjobs-help "$VENV/bin/awsjobs" --help || fail "awsjobs --help"
+  head -n 3 "$WORK/awsjobs-help.log"
+}
+
+started=$SECONDS
+build_from_clean_checkout
+check_package_files_in_wheel
+install_into_fresh_venv
+check_lab_extension
+check_server_extension
+check_commands
+say "wheel check passed in $((SECONDS - started)) s"
