@@ -1,0 +1,166 @@
+"""The README's IAM policy allows every AWS action the server's code calls.
+
+The actions are read from the code itself (every call of a boto operation on an AWS client, and
+every paginator/waiter named), so a new call without a policy statement fails here instead of
+failing a user's first job with AccessDenied. The image builder (`awsjobs build-image`) is left
+out on purpose: the README says to run it as an administrator.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore import xform_name
+from botocore.session import get_session
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PACKAGE = ROOT / "awsjobs_lab"
+# Modules that run with the Jupyter server's credentials. The image builder is not one of them.
+SERVER_CODE = [PACKAGE / "aws", PACKAGE / "backends"]
+NOT_SERVER_CODE = {"image.py"}
+SERVICES = ("ec2", "ssm", "pricing", "s3", "scheduler")
+POLICY_HEADING = "### 6. IAM permissions of the Jupyter server"
+
+# Resource types a RunInstances call touches (AWS's list for the action, as used here): the
+# policy must name each, or AWS refuses the launch. Spot launches add the spot request.
+RUN_INSTANCES_RESOURCES = (
+    "instance/",
+    "volume/",
+    "image/",
+    "subnet/",
+    "network-interface/",
+    "security-group/",
+    "spot-instances-request/",
+)
+
+
+def _operations() -> dict[str, list[str]]:
+    """snake_case operation name → the `service:Action` names it can be."""
+    session = get_session()
+    found: dict[str, list[str]] = {}
+    for service in SERVICES:
+        model = session.get_service_model(service)
+        prefix = model.signing_name if service != "scheduler" else "scheduler"
+        for name in model.operation_names:
+            found.setdefault(xform_name(name), []).append(f"{prefix}:{name}")
+    return found
+
+
+def _receiver(node: ast.expr) -> str:
+    """The name a method is called on (`ec2` in `ec2.run_instances(...)`), or ''."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def _calls(tree: ast.AST) -> Iterator[tuple[str, str]]:
+    """(receiver, operation) of every method call and named paginator/waiter in `tree`."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        receiver = _receiver(node.func.value)
+        if receiver == "self":
+            continue  # our own methods (e.g. EC2Backend.terminate_instances), not AWS calls
+        name = node.func.attr
+        if name in ("get_paginator", "get_waiter") and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                yield receiver, first.value
+        else:
+            yield receiver, name
+
+
+def called_actions() -> dict[str, set[str]]:
+    """`service:Action` → the files that call it."""
+    operations = _operations()
+    actions: dict[str, set[str]] = {}
+    for folder in SERVER_CODE:
+        for path in sorted(folder.rglob("*.py")):
+            if path.name in NOT_SERVER_CODE:
+                continue
+            for receiver, name in _calls(ast.parse(path.read_text("utf-8"))):
+                candidates = operations.get(name, [])
+                chosen = [a for a in candidates if a.split(":")[0] in receiver.lower()]
+                for action in chosen or (candidates if len(candidates) == 1 else []):
+                    actions.setdefault(action, set()).add(str(path.relative_to(ROOT)))
+    return actions
+
+
+def readme_policy() -> dict[str, Any]:
+    text = README.read_text("utf-8")
+    section = text[text.index(POLICY_HEADING) :]
+    block = re.search(r"```json\n(.*?)```", section, re.S)
+    assert block, f"no JSON policy under {POLICY_HEADING!r} in README.md"
+    policy = json.loads(block.group(1))
+    assert isinstance(policy, dict)
+    return policy
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value or []]
+
+
+def statements_allowing(policy: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    found = []
+    for statement in policy["Statement"]:
+        if statement.get("Effect") != "Allow":
+            continue
+        for pattern in _as_list(statement.get("Action")):
+            if re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), action):
+                found.append(statement)
+                break
+    return found
+
+
+def test_the_scan_finds_the_calls_we_know_of() -> None:
+    # Guards the scanner itself: if it found nothing, the coverage test below would pass.
+    actions = called_actions()
+    for known in (
+        "ec2:RunInstances",
+        "ec2:TerminateInstances",
+        "ssm:SendCommand",
+        "ec2:DescribeInstances",
+        "pricing:GetProducts",
+    ):
+        assert known in actions, f"the scan no longer finds {known}"
+
+
+@pytest.mark.parametrize("action", sorted(called_actions()))
+def test_readme_policy_allows_every_action_the_server_calls(action: str) -> None:
+    where = ", ".join(sorted(called_actions()[action]))
+    assert statements_allowing(readme_policy(), action), (
+        f"{action} (called in {where}) is allowed by no statement of README.md's IAM policy"
+    )
+
+
+def test_run_instances_names_every_resource_a_launch_touches() -> None:
+    resources = [
+        resource
+        for statement in statements_allowing(readme_policy(), "ec2:RunInstances")
+        for resource in _as_list(statement.get("Resource"))
+    ]
+    for kind in RUN_INSTANCES_RESOURCES:
+        assert any(f":{kind}" in r or r == "*" for r in resources), (
+            f"RunInstances needs the {kind.rstrip('/')} resource in README.md's policy "
+            "(AWS refuses the launch otherwise)"
+        )
+
+
+def test_get_parameter_allows_the_users_own_image_parameter() -> None:
+    # c.EC2Backend.image_ssm_parameter may name a parameter of the user's own account.
+    resources = [
+        resource
+        for statement in statements_allowing(readme_policy(), "ssm:GetParameter")
+        for resource in _as_list(statement.get("Resource"))
+    ]
+    assert any(":ACCOUNT:parameter/" in r or r == "*" for r in resources)
+    assert any("parameter/aws/service/" in r or r == "*" for r in resources)
