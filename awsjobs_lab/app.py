@@ -22,6 +22,8 @@ BACKEND_CLASSES: dict[str, str] = {
     "local": "awsjobs_lab.backends.local.LocalBackend",
     "ec2": "awsjobs_lab.backends.ec2.EC2Backend",
 }
+# What the instance endpoints say when no enabled backend has instances (EC2 is the one that has).
+NO_INVENTORY = 'The EC2 backend is not enabled on this server: add "ec2" to c.AWSJobs.backends'
 
 
 class AWSJobs(ExtensionApp):
@@ -144,6 +146,7 @@ class AWSJobs(ExtensionApp):
             log_chunk_bytes=self.log_chunk_bytes,
             lifetime_unit_seconds=self.lifetime_unit_seconds,
             retry_seconds=self.stop_retry_seconds,
+            no_inventory_message=NO_INVENTORY,
         )
         store = JobStore(Path(self.data_path) / "jobs.sqlite")
         # Objects only: nothing starts here (no loop work in initialize_settings).

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403
 
 from awsjobs_lab.service import JobService
+from tests.server.helpers import kill_leftovers
 
 del pytest_pycollect_makeitem, pytest_pyfunc_call  # noqa: F821
 
@@ -67,11 +66,7 @@ async def service(jp_serverapp: Any) -> AsyncIterator[JobService]:
     await svc.start()
     yield svc
     with contextlib.suppress(Exception):
-        for job in await svc.store.list_active():
-            pgid = job.handle.get("pgid")
-            if isinstance(pgid, int):
-                with contextlib.suppress(OSError):
-                    os.killpg(pgid, signal.SIGKILL)
+        kill_leftovers(await svc.store.list_active())
 
 
 Fetch = Callable[..., Awaitable[Any]]

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from awsjobs_lab.backends.local import group_members
+from awsjobs_lab.backends.local import LocalBackend, group_members
+from awsjobs_lab.backends.procfs import all_pids, proc_stat
 from awsjobs_lab.models import Job, JobState, Transition, new_job_id, now
 
 # Generous: a loaded 2-core CI machine can take many seconds to start Python or papermill.
@@ -73,3 +74,21 @@ def kill_leftovers(jobs: list[Job]) -> None:
         pgid = job.handle.get("pgid")
         if isinstance(pgid, int) and group_members(pgid):
             os.killpg(pgid, signal.SIGKILL)
+
+
+async def launch(backend: LocalBackend, jobs: list[Job], job: Job) -> Recorder:
+    """Launch `job`, remembered in `jobs` (for `kill_leftovers`); what it recorded."""
+    jobs.append(job)
+    rec = Recorder()
+    await backend.launch(job, rec)
+    return rec
+
+
+def children_of(pid: int) -> list[tuple[int, str]]:
+    """(pid, state letter) of the processes whose parent is `pid`, zombies included."""
+    found = []
+    for child in all_pids():
+        stat = proc_stat(child)
+        if stat is not None and stat.ppid == pid:
+            found.append((child, stat.state))
+    return found

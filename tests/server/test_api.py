@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from awsjobs_lab.backends.base import Capabilities
 from awsjobs_lab.errors import Forbidden
 from tests.server.helpers import poll
 
@@ -217,6 +218,7 @@ class FakeEC2:
 
     id = "ec2"
     label = "AWS EC2"
+    capabilities = Capabilities(spot=True, instance_types=True, instances=True, hourly_price=True)
 
     def __init__(self) -> None:
         self.previews: list[dict[str, Any]] = []

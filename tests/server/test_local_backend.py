@@ -14,17 +14,7 @@ import pytest
 
 from awsjobs_lab.backends.local import LocalBackend, group_members, is_alive
 from awsjobs_lab.models import Job, JobState
-from tests.server.helpers import WAIT_SECONDS, make_job, poll
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.handle: dict[str, Any] = {}
-        self.fields: dict[str, Any] = {}
-
-    async def __call__(self, handle: dict[str, Any] | None = None, **fields: Any) -> None:
-        self.handle.update(handle or {})
-        self.fields.update(fields)
+from tests.server.helpers import WAIT_SECONDS, Recorder, kill_leftovers, make_job, poll
 
 
 @pytest.fixture
@@ -34,10 +24,7 @@ async def backend(tmp_path: Path) -> AsyncIterator[LocalBackend]:
     started: list[Job] = []
     b.launch = _tracking(b.launch, started)  # type: ignore[method-assign]
     yield b
-    for job in started:  # safety net: never leave a process behind
-        pgid = job.handle.get("pgid")
-        if isinstance(pgid, int) and group_members(pgid):
-            os.killpg(pgid, signal.SIGKILL)
+    kill_leftovers(started)  # safety net: never leave a process behind
 
 
 def _tracking(launch: Any, started: list[Job]) -> Any:

@@ -18,7 +18,7 @@ from awsjobs_lab.backends import local
 from awsjobs_lab.backends.local import LocalBackend, group_members, job_niceness
 from awsjobs_lab.errors import BackendError
 from awsjobs_lab.models import Job, JobState
-from tests.server.helpers import WAIT_SECONDS, Recorder, kill_leftovers, make_job, poll
+from tests.server.helpers import WAIT_SECONDS, children_of, kill_leftovers, launch, make_job, poll
 
 
 @pytest.fixture
@@ -29,28 +29,6 @@ async def plain(tmp_path: Path) -> AsyncIterator[tuple[LocalBackend, list[Job]]]
     jobs: list[Job] = []
     yield b, jobs
     kill_leftovers(jobs)
-
-
-async def launch(backend: LocalBackend, jobs: list[Job], job: Job) -> Recorder:
-    jobs.append(job)
-    rec = Recorder()
-    await backend.launch(job, rec)
-    return rec
-
-
-def children_of(pid: int) -> list[tuple[int, str]]:
-    """(pid, state letter) of the processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                raw = (entry / "stat").read_bytes()
-            except OSError:
-                continue
-            fields = raw[raw.rfind(b")") + 2 :].split()
-            if int(fields[1]) == pid:
-                found.append((int(entry.name), fields[0].decode()))
-    return found
 
 
 # -- starting processes ------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from awsjobs_lab.backends import warm as warm_module
 from awsjobs_lab.backends.local import LocalBackend, group_members, is_alive, job_niceness
 from awsjobs_lab.models import Job, JobState
-from tests.server.helpers import WAIT_SECONDS, Recorder, kill_leftovers, make_job, poll
+from tests.server.helpers import WAIT_SECONDS, children_of, kill_leftovers, launch, make_job, poll
 
 
 @pytest.fixture
@@ -36,13 +36,6 @@ async def warm(tmp_path: Path) -> AsyncIterator[tuple[LocalBackend, list[Job]]]:
     kill_leftovers(jobs)
 
 
-async def launch(backend: LocalBackend, jobs: list[Job], job: Job) -> Recorder:
-    jobs.append(job)
-    rec = Recorder()
-    await backend.launch(job, rec)
-    return rec
-
-
 def notebook(tmp_path: Path, name: str, *sources: str) -> Job:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
@@ -53,21 +46,6 @@ def notebook(tmp_path: Path, name: str, *sources: str) -> Job:
     nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
     nbformat.write(nb, tmp_path / name)
     return make_job(name)
-
-
-def children_of(pid: int) -> list[tuple[int, str]]:
-    """(pid, state letter) of the processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                raw = (entry / "stat").read_bytes()
-            except OSError:
-                continue
-            fields = raw[raw.rfind(b")") + 2 :].split()
-            if int(fields[1]) == pid:
-                found.append((int(entry.name), fields[0].decode()))
-    return found
 
 
 # -- the warm notebook runner ------------------------------------------------------------

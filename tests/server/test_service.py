@@ -18,7 +18,7 @@ from awsjobs_lab.models import Job, JobState, Outcome
 from awsjobs_lab.requests import LaunchDefaults
 from awsjobs_lab.service import JobService, ServiceOptions
 from awsjobs_lab.store import JobStore
-from tests.server.helpers import make_job, poll
+from tests.server.helpers import kill_leftovers, make_job, poll
 
 S = JobState
 
@@ -105,10 +105,7 @@ async def make_service(tmp_path: Path) -> AsyncIterator[Factory]:
     # Safety net: a failed test must not leave its processes behind.
     store = JobStore(tmp_path / "jobs.sqlite")
     await store.open()
-    for job in await store.list_active():
-        pgid = job.handle.get("pgid")
-        if isinstance(pgid, int) and group_members(pgid):
-            os.killpg(pgid, signal.SIGKILL)
+    kill_leftovers(await store.list_active())
     await store.close()
 
 
