@@ -5,16 +5,6 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 
 import { IJob, isActiveState, JobState } from './tokens';
 
-/** File extensions a job can run (lower case, with the dot). */
-export const SUPPORTED_EXTENSIONS: ReadonlyArray<string> = [
-  '.ipynb',
-  '.py',
-  '.r',
-  '.rmd',
-  '.qmd',
-  '.sh'
-];
-
 /** The extension of a path, lower case with its dot ('' when none). */
 export function extensionOf(path: string): string {
   const name = basename(path);
@@ -22,9 +12,18 @@ export function extensionOf(path: string): string {
   return dot > 0 ? name.slice(dot).toLowerCase() : '';
 }
 
-/** Whether a file can be run as a job. */
-export function isSupportedPath(path: string): boolean {
-  return SUPPORTED_EXTENSIONS.includes(extensionOf(path));
+/**
+ * Whether a file can be run as a job, given the server's file types
+ * (`GET config` `extensions`); the case of the extension does not matter.
+ */
+export function isSupportedPath(
+  path: string,
+  extensions: ReadonlyArray<string>
+): boolean {
+  const extension = extensionOf(path);
+  return (
+    extension !== '' && extensions.some(e => e.toLowerCase() === extension)
+  );
 }
 
 /** Whether the file is a notebook (parameters apply). */
@@ -99,14 +98,6 @@ export function stateLabel(state: JobState, trans: TranslationBundle): string {
     default:
       return String(state);
   }
-}
-
-/** The label of a backend id, using the server's labels when known. */
-export function backendLabel(
-  backend: string,
-  labels: { [id: string]: string } = {}
-): string {
-  return labels[backend] ?? (backend === 'ec2' ? 'EC2' : backend);
 }
 
 /**

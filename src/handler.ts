@@ -21,6 +21,14 @@ export class ApiError extends Error {
   readonly reason: string;
 }
 
+/**
+ * The text of anything thrown, for people: an `Error`'s message (an
+ * `ApiError` carries the server's own `message`), else its string form.
+ */
+export function errorText(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
+}
+
 /** Pull the user-facing message out of a JSON (or not) error body. */
 export function errorMessage(
   body: unknown,
@@ -69,8 +77,7 @@ export async function requestAPI<T>(
   try {
     response = await ServerConnection.makeRequest(url, init, serverSettings);
   } catch (error) {
-    const text = error instanceof Error ? error.message : String(error);
-    throw new ApiError(text || 'Network error', 0, 'network');
+    throw new ApiError(errorText(error) || 'Network error', 0, 'network');
   }
   const text = await response.text();
   let data: unknown = undefined;

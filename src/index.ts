@@ -12,27 +12,30 @@ import {
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStateDB } from '@jupyterlab/statedb';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
+import type { Widget } from '@lumino/widgets';
 
 // The model, the panel and the commands are all created in `activate`, so
 // these modules are needed at start-up anyway.
 // eslint-disable-next-line jupyter/prefer-lazy-imports
-import { CommandIDs, PANEL_ID, registerCommands } from './commands';
+import { registerCommands } from './commands';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { basename, stateLabel } from './format';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { JobsModel } from './model';
 import { JobsService } from './service';
-import { DEFAULT_SETTINGS, IJob, IJobsModel, IJobsSettings } from './tokens';
+import {
+  CommandIDs,
+  DEFAULT_SETTINGS,
+  IJob,
+  IJobsModel,
+  IJobsSettings,
+  PANEL_ID,
+  PanelArea,
+  PluginIDs,
+  StateKeys
+} from './tokens';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { JobsPanel } from './widgets/JobsPanel';
-
-/** The settings plugin: owns the model, its settings and its polling. */
-const SETTINGS_PLUGIN_ID = 'awsjobs-lab:plugin';
-const PANEL_PLUGIN_ID = 'awsjobs-lab:panel';
-const COMMANDS_PLUGIN_ID = 'awsjobs-lab:commands';
-
-/** IStateDB key of the selected job. */
-const SELECTION_KEY = 'awsjobs-lab:selected-job';
 
 /** Read the composite settings into typed values. */
 export function readSettings(composite: {
@@ -49,8 +52,37 @@ export function readSettings(composite: {
   return out as Partial<IJobsSettings>;
 }
 
+/**
+ * Keep the panel in the area the `panelArea` setting names: at start and
+ * whenever it changes (a shown panel stays shown). JupyterLab's own "Switch
+ * Sidebar Side" wins over it: the shell applies the user's layout on `add`.
+ */
+function followPanelArea(
+  shell: JupyterFrontEnd.IShell,
+  panel: Widget,
+  model: IJobsModel
+): void {
+  let placed: PanelArea | null = null;
+  const place = () => {
+    const area: PanelArea =
+      model.settings.panelArea === 'left' ? 'left' : 'right';
+    if (area === placed) {
+      return;
+    }
+    const shown = placed !== null && panel.isVisible;
+    placed = area;
+    shell.add(panel, area, { rank: 50 });
+    if (shown) {
+      shell.activateById(panel.id);
+    }
+  };
+  place();
+  model.changed.connect(place);
+}
+
+/** The settings plugin: owns the model, its settings and its polling. */
 const modelPlugin: JupyterFrontEndPlugin<IJobsModel> = {
-  id: SETTINGS_PLUGIN_ID,
+  id: PluginIDs.model,
   description: 'The jobs model of awsjobs-lab, with its settings.',
   autoStart: true,
   provides: IJobsModel,
@@ -66,7 +98,7 @@ const modelPlugin: JupyterFrontEndPlugin<IJobsModel> = {
     if (settingRegistry) {
       // Not awaited: the model starts with the defaults and updates.
       settingRegistry
-        .load(SETTINGS_PLUGIN_ID)
+        .load(PluginIDs.model)
         .then(settings => {
           const apply = () =>
             model.updateSettings(
@@ -86,7 +118,7 @@ const modelPlugin: JupyterFrontEndPlugin<IJobsModel> = {
 };
 
 const panelPlugin: JupyterFrontEndPlugin<void> = {
-  id: PANEL_PLUGIN_ID,
+  id: PluginIDs.panel,
   description: 'The Jobs side panel of awsjobs-lab.',
   autoStart: true,
   requires: [IJobsModel],
@@ -105,9 +137,8 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
       trans,
       translator: translator ?? nullTranslator
     });
-    panel.id = PANEL_ID;
-    // The right area, so the file browser stays in view beside the jobs.
-    app.shell.add(panel, 'right', { rank: 50 });
+    // The right area by default, so the file browser stays in view beside the jobs.
+    followPanelArea(app.shell, panel, model);
     if (restorer) {
       restorer.add(panel, PANEL_ID);
     }
@@ -115,7 +146,7 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
     // Remember the selected job across reloads.
     if (state) {
       void app.restored
-        .then(() => state.fetch(SELECTION_KEY))
+        .then(() => state.fetch(StateKeys.selectedJob))
         .then(value => {
           if (typeof value === 'string' && value && !model.selectedId) {
             model.select(value);
@@ -124,7 +155,9 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
         .catch(() => undefined)
         .then(() => {
           model.selectionChanged.connect((_, id) => {
-            void state.save(SELECTION_KEY, id ?? '').catch(() => undefined);
+            void state
+              .save(StateKeys.selectedJob, id ?? '')
+              .catch(() => undefined);
           });
         });
     }
@@ -163,7 +196,7 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
 };
 
 const commandsPlugin: JupyterFrontEndPlugin<void> = {
-  id: COMMANDS_PLUGIN_ID,
+  id: PluginIDs.commands,
   description:
     'Run-as-job commands, their context menu entries and toolbar button.',
   autoStart: true,

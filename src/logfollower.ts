@@ -5,7 +5,7 @@
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ApiError } from './handler';
+import { ApiError, errorText } from './handler';
 import {
   applyChunk,
   emptyLogState,
@@ -93,7 +93,7 @@ export class LogFollower {
           // No log file yet (the job has not started writing): try later.
           return;
         }
-        this._error = reason instanceof Error ? reason.message : String(reason);
+        this._error = errorText(reason);
         this._changed.emit(this._state);
         throw reason;
       }

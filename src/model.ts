@@ -6,7 +6,7 @@
 import { IPoll, Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ApiError } from './handler';
+import { ApiError, errorText } from './handler';
 import { compareNewestFirst } from './format';
 import type { JobsService } from './service';
 import {
@@ -272,13 +272,13 @@ export class JobsModel implements IJobsModel {
     }
   }
 
+  /** The server's config, loaded once and cached (one request in flight). */
   async ensureConfig(): Promise<IServerConfig> {
     if (this._config) {
       return this._config;
     }
     try {
-      const config = await this._service.getConfig();
-      this._config = config;
+      const config = await this._loadConfig();
       this._setStatus('ok');
       this._changed.emit();
       return config;
@@ -392,7 +392,7 @@ export class JobsModel implements IJobsModel {
     try {
       if (!this._config) {
         try {
-          this._config = await this._service.getConfig();
+          await this._loadConfig();
         } catch (reason) {
           if (reason instanceof ApiError && reason.status === 404) {
             throw reason;
@@ -445,6 +445,22 @@ export class JobsModel implements IJobsModel {
     }
   }
 
+  /** Fetch the config, sharing a request already in flight. */
+  private _loadConfig(): Promise<IServerConfig> {
+    if (!this._configRequest) {
+      this._configRequest = this._service
+        .getConfig()
+        .then(config => {
+          this._config = config;
+          return config;
+        })
+        .finally(() => {
+          this._configRequest = null;
+        });
+    }
+    return this._configRequest;
+  }
+
   private _remember(jobs: ReadonlyArray<IJob>): void {
     for (const job of jobs) {
       this._known.set(job.id, job);
@@ -473,7 +489,7 @@ export class JobsModel implements IJobsModel {
       this._error = null;
     } else {
       this._serverStatus = 'error';
-      this._error = reason instanceof Error ? reason.message : String(reason);
+      this._error = errorText(reason);
     }
     this._changed.emit();
   }
@@ -489,6 +505,7 @@ export class JobsModel implements IJobsModel {
   private _cursor: string | null = null;
   private _loadedMore = false;
   private _config: IServerConfig | null = null;
+  private _configRequest: Promise<IServerConfig> | null = null;
   private _serverStatus: ServerStatus = 'unknown';
   private _error: string | null = null;
   private _visible = false;

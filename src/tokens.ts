@@ -1,10 +1,42 @@
 /**
- * Typed mirror of the awsjobs REST API (see CONTRIBUTING.md and `awsjobs_lab/models.py`).
+ * Typed mirror of the awsjobs REST API (see CONTRIBUTING.md and `awsjobs_lab/models.py`),
+ * the front end's settings, and every id it registers (plugins, commands, the panel).
  *
  * `IJob` follows `Job.to_dict()` field for field; times are epoch seconds.
  */
 import { Token } from '@lumino/coreutils';
 import type { ISignal } from '@lumino/signaling';
+
+/** Plugin ids; the model plugin's id also names its settings (`schema/plugin.json`). */
+export namespace PluginIDs {
+  export const model = 'awsjobs-lab:plugin';
+  export const panel = 'awsjobs-lab:panel';
+  export const commands = 'awsjobs-lab:commands';
+}
+
+/** Command ids: buttons, menus (`schema/commands.json`), the palette and tests run these. */
+export namespace CommandIDs {
+  export const runFile = 'awsjobs:run-file';
+  export const runCurrent = 'awsjobs:run-current';
+  export const stopJob = 'awsjobs:stop-job';
+  export const openPanel = 'awsjobs:open-panel';
+  export const openOutput = 'awsjobs:open-output';
+  export const openLog = 'awsjobs:open-log';
+  export const deleteJob = 'awsjobs:delete-job';
+  export const rerunJob = 'awsjobs:rerun-job';
+  export const refresh = 'awsjobs:refresh';
+}
+
+/** Id of the Jobs panel in the shell (and in the layout restorer). */
+export const PANEL_ID = 'awsjobs-panel';
+
+/** IStateDB keys. */
+export namespace StateKeys {
+  /** The last launch values (not the per-file ones). */
+  export const launchForm = 'awsjobs-lab:launch-form';
+  /** The selected job. */
+  export const selectedJob = 'awsjobs-lab:selected-job';
+}
 
 /** Every job state of the server's state machine. */
 export type JobState =
@@ -123,11 +155,31 @@ export interface ILogChunk {
   complete: boolean;
 }
 
+/**
+ * What a backend offers beyond launch/stop (`Capabilities` in
+ * `awsjobs_lab/backends/base.py`): the dialog and the panel show a field or a
+ * view only when the job's backend declares it, so a new backend on the
+ * server needs no front-end change.
+ */
+export interface IBackendCapabilities {
+  /** The `spot` request field applies (cheaper, may be reclaimed). */
+  spot: boolean;
+  /** `instance_type` is honoured and `GET instance-types` previews the price. */
+  instance_types: boolean;
+  /** It has an instance inventory (`GET instances`, `POST instances/stop`). */
+  instances: boolean;
+  /** Its jobs have an hourly price and a cost so far. */
+  hourly_price: boolean;
+}
+
+export type BackendCapability = keyof IBackendCapabilities;
+
 /** One backend the server offers. */
 export interface IBackendInfo {
   id: string;
   label: string;
   configured: boolean;
+  capabilities: IBackendCapabilities;
   [extra: string]: unknown;
 }
 
@@ -140,18 +192,21 @@ export interface IServerDefaults {
   max_allowed_lifetime_minutes: number;
 }
 
+/** The largest values a job may ask for (0: no limit). */
+export interface IServerLimits {
+  memory_gib: number;
+  cpus: number;
+  max_lifetime_minutes: number;
+}
+
 /** `GET config` answer. */
 export interface IServerConfig {
   backends: IBackendInfo[];
   default_backend: string;
   defaults: IServerDefaults;
-  /** The largest values a job may ask for. */
-  limits?: {
-    memory_gib: number;
-    cpus: number;
-    max_lifetime_minutes: number;
-  };
+  limits: IServerLimits;
   aws_configured: boolean;
+  /** The file types a job can run, with their dot (e.g. `.ipynb`, `.R`). */
   extensions: string[];
 }
 
@@ -192,8 +247,11 @@ export interface IJobsSettings {
   logPollIntervalSeconds: number;
   logTailKiB: number;
   notifyOnEnd: boolean;
-  panelArea: 'left' | 'right';
+  panelArea: PanelArea;
 }
+
+/** The side of the shell that holds the Jobs panel. */
+export type PanelArea = 'left' | 'right';
 
 export const DEFAULT_SETTINGS: IJobsSettings = {
   defaultBackend: '',

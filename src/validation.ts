@@ -4,7 +4,14 @@
  */
 import type { TranslationBundle } from '@jupyterlab/translation';
 
-import type { IJob, ILaunchRequest } from './tokens';
+import { backendCan } from './backends';
+import { errorText } from './handler';
+import type {
+  IBackendInfo,
+  IJob,
+  ILaunchRequest,
+  IServerLimits
+} from './tokens';
 
 /** The launch form as typed by the user (numbers still strings). */
 export interface ILaunchForm {
@@ -27,9 +34,10 @@ export type LaunchErrors = { [field in LaunchField]?: string };
 export interface ILaunchContext {
   path: string;
   isNotebook: boolean;
-  /** Backend ids the user may choose. */
-  backends: ReadonlyArray<string>;
-  maxAllowedLifetimeMinutes: number;
+  /** The backends the user may choose (their capabilities decide the fields). */
+  backends: ReadonlyArray<IBackendInfo>;
+  /** The server's largest values (`GET config` `limits`; 0: no limit). */
+  limits: IServerLimits;
 }
 
 export interface IValidation {
@@ -39,8 +47,11 @@ export interface IValidation {
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
-export const MAX_MEMORY_GIB = 24576;
-export const MAX_CPUS = 448;
+
+/** Whether a value is above a limit (a limit of 0 is no limit). */
+function above(value: number, limit: number): boolean {
+  return limit > 0 && value > limit;
+}
 
 /** Parse `NAME=value` lines (blank lines and `#` comments ignored). */
 export function parseEnv(
@@ -96,10 +107,9 @@ export function parseParameters(
   try {
     value = JSON.parse(text);
   } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error);
     return {
       parameters: {},
-      error: trans.__('Not valid JSON: %1', detail)
+      error: trans.__('Not valid JSON: %1', errorText(error))
     };
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -120,6 +130,73 @@ function parseNumber(text: string): number | null {
   return isFinite(value) ? value : null;
 }
 
+/** The numbers of a form, each null when invalid (its error then set). */
+interface INumbers {
+  memory: number | null;
+  cpus: number | null;
+  lifetime: number | null;
+}
+
+/** Check memory, CPUs and lifetime against the server's limits. */
+function validateNumbers(
+  form: ILaunchForm,
+  limits: IServerLimits,
+  errors: LaunchErrors,
+  trans: TranslationBundle
+): INumbers {
+  const memory = parseNumber(form.memoryGib);
+  if (memory === null || memory <= 0) {
+    errors.memoryGib = trans.__('Memory must be a number of GiB above 0');
+  } else if (above(memory, limits.memory_gib)) {
+    errors.memoryGib = trans.__(
+      'Memory must be at most %1 GiB',
+      limits.memory_gib
+    );
+  }
+
+  const cpus = parseNumber(form.cpus);
+  if (cpus === null || !Number.isInteger(cpus) || cpus < 1) {
+    errors.cpus = trans.__('CPUs must be a whole number, at least 1');
+  } else if (above(cpus, limits.cpus)) {
+    errors.cpus = trans.__('CPUs must be at most %1', limits.cpus);
+  }
+
+  const lifetime = parseNumber(form.maxLifetimeMinutes);
+  if (lifetime === null || !Number.isInteger(lifetime) || lifetime < 1) {
+    errors.maxLifetimeMinutes = trans.__(
+      'Maximum lifetime must be a whole number of minutes, at least 1'
+    );
+  } else if (above(lifetime, limits.max_lifetime_minutes)) {
+    errors.maxLifetimeMinutes = trans.__(
+      'Maximum lifetime must be at most %1 minutes',
+      limits.max_lifetime_minutes
+    );
+  }
+  return { memory, cpus, lifetime };
+}
+
+/** Why a log path is refused, or null (an empty path is the default). */
+function logPathError(
+  logPath: string,
+  trans: TranslationBundle
+): string | null {
+  if (!logPath) {
+    return null;
+  }
+  if (logPath.startsWith('/') || /^[A-Za-z]:[\\/]/.test(logPath)) {
+    return trans.__(
+      'The log path is relative to the server root (no leading /)'
+    );
+  }
+  if (logPath.split(/[\\/]/).includes('..')) {
+    return trans.__('The log path cannot go above the server root');
+  }
+  if (logPath.endsWith('/')) {
+    return trans.__('The log path must name a file');
+  }
+  return null;
+}
+
 /** Validate the form; the request is null when any field is invalid. */
 export function validateLaunch(
   form: ILaunchForm,
@@ -128,51 +205,21 @@ export function validateLaunch(
 ): IValidation {
   const errors: LaunchErrors = {};
 
-  if (!context.backends.includes(form.backend)) {
+  if (!context.backends.some(b => b.id === form.backend)) {
     errors.backend = trans.__('Choose a backend');
   }
 
-  const memory = parseNumber(form.memoryGib);
-  if (memory === null || memory <= 0) {
-    errors.memoryGib = trans.__('Memory must be a number of GiB above 0');
-  } else if (memory > MAX_MEMORY_GIB) {
-    errors.memoryGib = trans.__(
-      'Memory must be at most %1 GiB',
-      MAX_MEMORY_GIB
-    );
-  }
-
-  const cpus = parseNumber(form.cpus);
-  if (cpus === null || !Number.isInteger(cpus) || cpus < 1) {
-    errors.cpus = trans.__('CPUs must be a whole number, at least 1');
-  } else if (cpus > MAX_CPUS) {
-    errors.cpus = trans.__('CPUs must be at most %1', MAX_CPUS);
-  }
-
-  const lifetime = parseNumber(form.maxLifetimeMinutes);
-  const maxLifetime = context.maxAllowedLifetimeMinutes;
-  if (lifetime === null || !Number.isInteger(lifetime) || lifetime < 1) {
-    errors.maxLifetimeMinutes = trans.__(
-      'Maximum lifetime must be a whole number of minutes, at least 1'
-    );
-  } else if (maxLifetime > 0 && lifetime > maxLifetime) {
-    errors.maxLifetimeMinutes = trans.__(
-      'Maximum lifetime must be at most %1 minutes',
-      maxLifetime
-    );
-  }
+  const { memory, cpus, lifetime } = validateNumbers(
+    form,
+    context.limits,
+    errors,
+    trans
+  );
 
   const logPath = form.logPath.trim();
-  if (logPath) {
-    if (logPath.startsWith('/') || /^[A-Za-z]:[\\/]/.test(logPath)) {
-      errors.logPath = trans.__(
-        'The log path is relative to the server root (no leading /)'
-      );
-    } else if (logPath.split(/[\\/]/).includes('..')) {
-      errors.logPath = trans.__('The log path cannot go above the server root');
-    } else if (logPath.endsWith('/')) {
-      errors.logPath = trans.__('The log path must name a file');
-    }
+  const logError = logPathError(logPath, trans);
+  if (logError) {
+    errors.logPath = logError;
   }
 
   let parameters: { [name: string]: unknown } = {};
@@ -194,16 +241,21 @@ export function validateLaunch(
     errors.instanceType = trans.__('An instance type looks like "m6i.large"');
   }
 
-  if (Object.keys(errors).length > 0) {
+  if (
+    Object.keys(errors).length > 0 ||
+    memory === null ||
+    cpus === null ||
+    lifetime === null
+  ) {
     return { errors, request: null };
   }
   const request: ILaunchRequest = {
     path: context.path,
     backend: form.backend,
-    memory_gib: memory as number,
-    cpus: cpus as number,
+    memory_gib: memory,
+    cpus,
     spot: form.spot,
-    max_lifetime_minutes: lifetime as number
+    max_lifetime_minutes: lifetime
   };
   if (logPath) {
     request.log_path = logPath;
@@ -214,7 +266,11 @@ export function validateLaunch(
   if (context.isNotebook && Object.keys(parameters).length) {
     request.parameters = parameters;
   }
-  if (instanceType && form.backend === 'ec2') {
+  // Only a backend that honours an instance type is sent one.
+  if (
+    instanceType &&
+    backendCan(context.backends, form.backend, 'instance_types')
+  ) {
     request.instance_type = instanceType;
   }
   return { errors, request };

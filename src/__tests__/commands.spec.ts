@@ -1,23 +1,17 @@
-import { initialForm, offeredBackends } from '../commands';
-import { DEFAULT_SETTINGS, IJobsModel, IServerConfig } from '../tokens';
-import { filterStates, filterValue } from '../widgets/JobsPanel';
+import { Notification } from '@jupyterlab/apputils';
+import { nullTranslator } from '@jupyterlab/translation';
+import { dangerDialog, dismissDialog } from '@jupyterlab/testutils';
 
-const CONFIG: IServerConfig = {
-  backends: [
-    { id: 'local', label: 'This machine', configured: true },
-    { id: 'ec2', label: 'EC2', configured: false }
-  ],
-  default_backend: 'local',
-  defaults: {
-    memory_gib: 4,
-    cpus: 1,
-    spot: false,
-    max_lifetime_minutes: 240,
-    max_allowed_lifetime_minutes: 10080
-  },
-  aws_configured: false,
-  extensions: []
-};
+import { offeredBackends } from '../backends';
+import { confirmThenAct, IConfirmThenAct } from '../commands/confirm';
+import { initialForm } from '../launch/form';
+import { DEFAULT_SETTINGS, IJobsModel } from '../tokens';
+import { filterStates, filterValue } from '../widgets/JobsPanel';
+import { makeConfig } from './fixtures';
+
+const trans = nullTranslator.load('awsjobs_lab');
+
+const CONFIG = makeConfig();
 
 const model = (settings = {}): IJobsModel =>
   ({ settings: { ...DEFAULT_SETTINGS, ...settings } }) as unknown as IJobsModel;
@@ -48,6 +42,65 @@ describe('launch dialog defaults', () => {
     expect(form.backend).toBe('local');
     expect(form.memoryGib).toBe('16');
     expect(form.env).toBe('A=1');
+  });
+});
+
+describe('confirmThenAct (Stop and Remove)', () => {
+  afterEach(() => {
+    Notification.manager.dismiss();
+  });
+
+  const run = (overrides: Partial<IConfirmThenAct>, acted: string[]) =>
+    confirmThenAct({
+      ask: true,
+      title: 'Stop job?',
+      body: 'Stop "a.py"?',
+      acceptLabel: 'Stop job',
+      act: async () => {
+        acted.push('act');
+      },
+      failure: error => `Could not stop a.py: ${error}`,
+      trans,
+      ...overrides
+    });
+
+  it('acts once the warning button is pressed', async () => {
+    const acted: string[] = [];
+    const done = run({}, acted);
+    await dangerDialog();
+    expect(await done).toBe(true);
+    expect(acted).toEqual(['act']);
+  });
+
+  it('does nothing when the dialog is cancelled', async () => {
+    const acted: string[] = [];
+    const done = run({}, acted);
+    await dismissDialog();
+    expect(await done).toBe(false);
+    expect(acted).toEqual([]);
+  });
+
+  it('acts without asking when told not to ask', async () => {
+    const acted: string[] = [];
+    expect(await run({ ask: false }, acted)).toBe(true);
+    expect(acted).toEqual(['act']);
+    expect(document.querySelector('.jp-Dialog')).toBeNull();
+  });
+
+  it('reports a failure as a notification, never a rejection', async () => {
+    const done = await run(
+      {
+        ask: false,
+        act: async () => {
+          throw new Error('job is gone');
+        }
+      },
+      []
+    );
+    expect(done).toBe(false);
+    expect(Notification.manager.notifications.map(n => n.message)).toContain(
+      'Could not stop a.py: job is gone'
+    );
   });
 });
 

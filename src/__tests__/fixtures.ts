@@ -4,7 +4,12 @@
  */
 import { ServerConnection } from '@jupyterlab/services';
 
-import type { IJob } from '../tokens';
+import type {
+  IBackendCapabilities,
+  IBackendInfo,
+  IJob,
+  IServerConfig
+} from '../tokens';
 
 export function makeJob(overrides: Partial<IJob> = {}): IJob {
   return {
@@ -36,6 +41,62 @@ export function makeJob(overrides: Partial<IJob> = {}): IJob {
     instance_id: null,
     elapsed_seconds: 0,
     cost_so_far: null,
+    ...overrides
+  };
+}
+
+const NONE: IBackendCapabilities = {
+  spot: false,
+  instance_types: false,
+  instances: false,
+  hourly_price: false
+};
+
+/** A backend as `GET config` serves it (no capabilities unless given). */
+export function makeBackend(
+  id: string,
+  overrides: Partial<Omit<IBackendInfo, 'capabilities'>> & {
+    capabilities?: Partial<IBackendCapabilities>;
+  } = {}
+): IBackendInfo {
+  return {
+    id,
+    label: id,
+    configured: true,
+    ...overrides,
+    capabilities: { ...NONE, ...overrides.capabilities }
+  };
+}
+
+/** The two backends the server ships, as it describes them. */
+export const LOCAL = makeBackend('local', { label: 'This machine' });
+export const EC2 = makeBackend('ec2', {
+  label: 'EC2',
+  capabilities: {
+    spot: true,
+    instance_types: true,
+    instances: true,
+    hourly_price: true
+  }
+});
+
+/** A `GET config` answer like the server's (EC2 not configured by default). */
+export function makeConfig(
+  overrides: Partial<IServerConfig> = {}
+): IServerConfig {
+  return {
+    backends: [LOCAL, { ...EC2, configured: false }],
+    default_backend: 'local',
+    defaults: {
+      memory_gib: 4,
+      cpus: 1,
+      spot: false,
+      max_lifetime_minutes: 240,
+      max_allowed_lifetime_minutes: 10080
+    },
+    limits: { memory_gib: 24576, cpus: 448, max_lifetime_minutes: 10080 },
+    aws_configured: false,
+    extensions: ['.ipynb', '.py', '.R', '.Rmd', '.qmd', '.sh'],
     ...overrides
   };
 }

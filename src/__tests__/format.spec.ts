@@ -2,7 +2,6 @@ import { nullTranslator } from '@jupyterlab/translation';
 
 import { StateBadge, stateIcon } from '../components/StateBadge';
 import {
-  backendLabel,
   compareNewestFirst,
   costSoFar,
   defaultLogPathHint,
@@ -23,7 +22,7 @@ import {
   JOB_STATES,
   TERMINAL_STATES
 } from '../tokens';
-import { makeJob } from './fixtures';
+import { makeConfig, makeJob } from './fixtures';
 
 const trans = nullTranslator.load('awsjobs_lab');
 
@@ -111,6 +110,8 @@ describe('elapsed time and cost', () => {
 });
 
 describe('paths', () => {
+  const EXTENSIONS = makeConfig().extensions;
+
   it('knows the supported files', () => {
     for (const p of [
       'a.ipynb',
@@ -121,12 +122,15 @@ describe('paths', () => {
       'f.sh',
       'G.PY'
     ]) {
-      expect(isSupportedPath(p)).toBe(true);
+      expect(isSupportedPath(p, EXTENSIONS)).toBe(true);
     }
     for (const p of ['a.txt', 'Makefile', 'dir.py/readme', '.py']) {
-      expect(isSupportedPath(p)).toBe(false);
+      expect(isSupportedPath(p, EXTENSIONS)).toBe(false);
     }
     expect(extensionOf('x/y.tar.gz')).toBe('.gz');
+    // A file type added on the server needs no front-end change.
+    expect(isSupportedPath('a.jl', EXTENSIONS)).toBe(false);
+    expect(isSupportedPath('a.jl', [...EXTENSIONS, '.jl'])).toBe(true);
     expect(isNotebookPath('x/a.ipynb')).toBe(true);
     expect(isNotebookPath('x/a.py')).toBe(false);
   });
@@ -136,11 +140,7 @@ describe('paths', () => {
     expect(defaultLogPathHint('train.ipynb', 'abc')).toBe('train.abc.log');
   });
 
-  it('labels backends and sorts newest first', () => {
-    expect(backendLabel('ec2')).toBe('EC2');
-    expect(backendLabel('local', { local: 'This machine' })).toBe(
-      'This machine'
-    );
+  it('sorts newest first', () => {
     const jobs = [
       makeJob({ id: 'a', created_at: 1 }),
       makeJob({ id: 'b', created_at: 3 }),

@@ -5,24 +5,13 @@ import { Widget } from '@lumino/widgets';
 import { JobsModel } from '../model';
 import { JobsService } from '../service';
 import { JobsPanel } from '../widgets/JobsPanel';
-import { makeJob, mockServer, settings } from './fixtures';
+import { makeConfig, makeJob, mockServer, settings } from './fixtures';
 
 const trans = nullTranslator.load('awsjobs_lab');
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
-const CONFIG = {
-  backends: [{ id: 'local', label: 'This machine', configured: true }],
-  default_backend: 'local',
-  defaults: {
-    memory_gib: 4,
-    cpus: 1,
-    spot: false,
-    max_lifetime_minutes: 240,
-    max_allowed_lifetime_minutes: 10080
-  },
-  aws_configured: false,
-  extensions: []
-};
+// As the server serves it: the EC2 backend is described even when not configured.
+const CONFIG = makeConfig();
 
 describe('JobsPanel', () => {
   let server: ReturnType<typeof mockServer> | null = null;

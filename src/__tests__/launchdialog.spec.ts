@@ -1,9 +1,10 @@
 import { nullTranslator } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
-import type { IInstanceQuery, IJobsModel } from '../tokens';
+import type { IBackendInfo, IInstanceQuery, IJobsModel } from '../tokens';
 import type { ILaunchForm } from '../validation';
 import { LaunchDialogBody } from '../widgets/LaunchDialog';
+import { EC2, LOCAL, makeBackend } from './fixtures';
 
 const trans = nullTranslator.load('awsjobs_lab');
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -66,20 +67,17 @@ describe('LaunchDialogBody', () => {
 
   const create = (
     queries: IInstanceQuery[],
-    form: Partial<ILaunchForm> = {}
+    form: Partial<ILaunchForm> = {},
+    backends: IBackendInfo[] = [LOCAL, EC2]
   ) => {
     body = new LaunchDialogBody({
       form: { ...FORM, ...form },
       context: {
         path: 'work/a.ipynb',
         isNotebook: true,
-        backends: ['local', 'ec2'],
-        maxAllowedLifetimeMinutes: 1440
+        backends,
+        limits: { memory_gib: 24576, cpus: 448, max_lifetime_minutes: 1440 }
       },
-      backends: [
-        { id: 'local', label: 'This machine', configured: true },
-        { id: 'ec2', label: 'EC2', configured: true }
-      ],
       model: fakeModel(queries),
       trans
     });
@@ -138,5 +136,26 @@ describe('LaunchDialogBody', () => {
     expect(b.getValue().memoryGib).toBe('0');
     // Untouched fields show no error yet.
     expect(b.node.querySelectorAll('.jp-AWSJobs-fieldError')).toHaveLength(1);
+  });
+
+  it('shows the fields a backend declares, whatever its id', async () => {
+    // A backend the front end has never heard of: spot only, no preview.
+    const gpu = makeBackend('gpu', {
+      label: 'GPU pool',
+      capabilities: { spot: true }
+    });
+    const queries: IInstanceQuery[] = [];
+    const b = create(queries, { backend: 'gpu' }, [LOCAL, gpu]);
+    await sleep(700);
+    await render(b);
+    expect(b.node.querySelector('input[name="spot"]')).not.toBeNull();
+    expect(b.node.querySelector('input[name="instanceType"]')).toBeNull();
+    expect(b.node.querySelector('.jp-AWSJobs-preview')).toBeNull();
+    expect(queries).toEqual([]);
+    const options = b.node.querySelectorAll('select[name="backend"] option');
+    expect(Array.from(options).map(o => o.textContent)).toEqual([
+      'This machine',
+      'GPU pool'
+    ]);
   });
 });

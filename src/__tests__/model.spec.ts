@@ -7,24 +7,9 @@ import {
 } from '../model';
 import { JobsService } from '../service';
 import type { IJob } from '../tokens';
-import { makeJob, mockServer, settings } from './fixtures';
+import { makeConfig, makeJob, mockServer, settings } from './fixtures';
 
-const CONFIG = {
-  backends: [
-    { id: 'local', label: 'This machine', configured: true },
-    { id: 'ec2', label: 'EC2', configured: false }
-  ],
-  default_backend: 'local',
-  defaults: {
-    memory_gib: 4,
-    cpus: 1,
-    spot: false,
-    max_lifetime_minutes: 240,
-    max_allowed_lifetime_minutes: 10080
-  },
-  aws_configured: false,
-  extensions: ['.ipynb', '.py']
-};
+const CONFIG = makeConfig();
 
 describe('polling decisions', () => {
   it('stands by only when hidden and nothing is active', () => {
@@ -114,6 +99,21 @@ describe('JobsModel', () => {
     expect(m.hasMore).toBe(true);
     expect(m.hasActive).toBe(true);
     expect(m.error).toBeNull();
+  });
+
+  it('loads the config once, however many ask at the same time', async () => {
+    server = mockServer({
+      'GET config': { status: 200, body: CONFIG },
+      'GET jobs': { status: 200, body: { jobs: [], next_cursor: null } }
+    });
+    const m = create();
+    const [a, b] = await Promise.all([m.ensureConfig(), m.ensureConfig()]);
+    await m.refresh();
+    expect(a).toBe(b);
+    expect(await m.ensureConfig()).toBe(a);
+    expect(
+      server.requests.filter(r => r.path === 'config').map(r => r.method)
+    ).toEqual(['GET']);
   });
 
   it('says when the server extension is missing', async () => {

@@ -9,7 +9,7 @@ import {
   parseParameters,
   validateLaunch
 } from '../validation';
-import { makeJob } from './fixtures';
+import { EC2, LOCAL, makeBackend, makeJob } from './fixtures';
 
 const trans = nullTranslator.load('awsjobs_lab');
 
@@ -29,8 +29,8 @@ const form = (overrides: Partial<ILaunchForm> = {}): ILaunchForm => ({
 const context = (overrides: Partial<ILaunchContext> = {}): ILaunchContext => ({
   path: 'work/train.py',
   isNotebook: false,
-  backends: ['local', 'ec2'],
-  maxAllowedLifetimeMinutes: 1440,
+  backends: [LOCAL, EC2],
+  limits: { memory_gib: 24576, cpus: 448, max_lifetime_minutes: 1440 },
   ...overrides
 });
 
@@ -127,6 +127,40 @@ describe('validateLaunch', () => {
       trans
     );
     expect(local.request?.instance_type).toBeUndefined();
+  });
+});
+
+describe('limits and capabilities from GET config', () => {
+  it("refuses values above the server's limits", () => {
+    const limits = { memory_gib: 64, cpus: 8, max_lifetime_minutes: 120 };
+    const { errors } = validateLaunch(
+      form({ memoryGib: '65', cpus: '9', maxLifetimeMinutes: '121' }),
+      context({ limits }),
+      trans
+    );
+    expect(errors.memoryGib).toBe('Memory must be at most 64 GiB');
+    expect(errors.cpus).toBe('CPUs must be at most 8');
+    expect(errors.maxLifetimeMinutes).toBe(
+      'Maximum lifetime must be at most 120 minutes'
+    );
+    const atLimit = validateLaunch(
+      form({ memoryGib: '64', cpus: '8', maxLifetimeMinutes: '120' }),
+      context({ limits }),
+      trans
+    );
+    expect(atLimit.errors).toEqual({});
+  });
+
+  it('sends an instance type to any backend that declares instance types', () => {
+    const pool = makeBackend('pool', {
+      capabilities: { instance_types: true }
+    });
+    const { request } = validateLaunch(
+      form({ backend: 'pool', instanceType: 'g5.xlarge' }),
+      context({ backends: [LOCAL, pool] }),
+      trans
+    );
+    expect(request?.instance_type).toBe('g5.xlarge');
   });
 });
 

@@ -2,9 +2,8 @@ import type { CommandRegistry } from '@lumino/commands';
 import type { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
-import { CommandIDs } from '../commandIds';
+import { backendLabel } from '../backends';
 import {
-  backendLabel,
   basename,
   costSoFar,
   elapsedSeconds,
@@ -14,7 +13,7 @@ import {
   formatTime,
   stateLabel
 } from '../format';
-import { IJob, IJobsModel, isActiveState } from '../tokens';
+import { CommandIDs, IJob, IJobsModel, isActiveState } from '../tokens';
 import { LogView } from '../widgets/LogView';
 import { StateBadge } from './StateBadge';
 import { useNow } from './useNow';
@@ -24,7 +23,6 @@ export interface IJobDetailsProps {
   model: IJobsModel;
   commands: CommandRegistry;
   trans: TranslationBundle;
-  backendLabels: { [id: string]: string };
 }
 
 function Row(props: {
@@ -109,7 +107,7 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
             {job.path}
           </Row>
           <Row label={trans.__('Backend')} name="backend">
-            {backendLabel(job.backend, props.backendLabels)}
+            {backendLabel(model.config, job.backend)}
           </Row>
           {job.instance_type && (
             <Row label={trans.__('Instance')} name="instance">

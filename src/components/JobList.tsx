@@ -3,16 +3,15 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import { closeIcon, stopIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { CommandIDs } from '../commandIds';
+import { backendLabel, configBackendCan } from '../backends';
 import {
-  backendLabel,
   basename,
   costSoFar,
   elapsedSeconds,
   formatCost,
   formatDuration
 } from '../format';
-import { IJob, IJobsModel, isActiveState } from '../tokens';
+import { CommandIDs, IJob, IJobsModel, isActiveState } from '../tokens';
 import { StateBadge } from './StateBadge';
 import { useNow } from './useNow';
 
@@ -22,7 +21,6 @@ export interface IJobRowProps {
   commands: CommandRegistry;
   trans: TranslationBundle;
   selected: boolean;
-  backendLabels: { [id: string]: string };
 }
 
 /** One job in the list. */
@@ -56,14 +54,14 @@ export function JobRow(props: IJobRowProps): JSX.Element {
       </div>
       <div className="jp-AWSJobs-jobLine jp-AWSJobs-jobMeta">
         <span className="jp-AWSJobs-badge jp-AWSJobs-backend">
-          {backendLabel(job.backend, props.backendLabels)}
+          {backendLabel(model.config, job.backend)}
         </span>
         {job.instance_type && (
           <span className="jp-AWSJobs-badge jp-AWSJobs-instanceType">
             {job.instance_type}
           </span>
         )}
-        {job.backend !== 'local' && job.spot && (
+        {job.spot && configBackendCan(model.config, job.backend, 'spot') && (
           <span className="jp-AWSJobs-badge jp-AWSJobs-spot">
             {trans.__('spot')}
           </span>

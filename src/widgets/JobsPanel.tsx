@@ -12,16 +12,17 @@ import {
 import { Panel } from '@lumino/widgets';
 import * as React from 'react';
 
-import { CommandIDs } from '../commandIds';
 import { JobDetails } from '../components/JobDetails';
 import { JobRow } from '../components/JobList';
 import { stateLabel } from '../format';
 import { jobsIcon } from '../icons';
 import {
   ACTIVE_STATES,
+  CommandIDs,
   IJobsModel,
   JOB_STATES,
   JobState,
+  PANEL_ID,
   TERMINAL_STATES
 } from '../tokens';
 
@@ -113,10 +114,6 @@ export function JobsView(props: IViewProps): JSX.Element {
 
 function JobsViewBody(props: IViewProps): JSX.Element {
   const { model, commands, trans } = props;
-  const labels: { [id: string]: string } = {};
-  for (const backend of model.config?.backends ?? []) {
-    labels[backend.id] = backend.label;
-  }
   if (model.serverStatus === 'missing') {
     return (
       <div className="jp-AWSJobs-missing" role="alert">
@@ -168,7 +165,6 @@ function JobsViewBody(props: IViewProps): JSX.Element {
             commands={commands}
             trans={trans}
             selected={job.id === model.selectedId}
-            backendLabels={labels}
           />
         ))}
         {model.hasMore && (
@@ -190,7 +186,6 @@ function JobsViewBody(props: IViewProps): JSX.Element {
             model={model}
             commands={commands}
             trans={trans}
-            backendLabels={labels}
           />
         ) : (
           <div className="jp-AWSJobs-details jp-AWSJobs-empty">
@@ -219,7 +214,7 @@ export class JobsPanel extends SidePanel {
     super({ translator: options.translator, content });
     const { model, commands, trans } = options;
     this._model = model;
-    this.id = 'awsjobs-panel';
+    this.id = PANEL_ID;
     this.addClass('jp-AWSJobs-panel');
     this.title.icon = jobsIcon;
     this.title.caption = trans.__('Jobs');

@@ -5,12 +5,16 @@ import { Debouncer } from '@lumino/polling';
 import type { Message } from '@lumino/messaging';
 import * as React from 'react';
 
+import { backendCan } from '../backends';
 import { defaultLogPathHint, formatPrice } from '../format';
+import { errorText } from '../handler';
 import type {
+  BackendCapability,
   IBackendInfo,
   IInstanceChoice,
   IJobsModel,
-  ILaunchRequest
+  ILaunchRequest,
+  IServerLimits
 } from '../tokens';
 import {
   ILaunchContext,
@@ -20,18 +24,27 @@ import {
   validateLaunch
 } from '../validation';
 
-/** The preview of the EC2 instance the server would choose. */
+/** The preview of the instance the server would choose. */
 export interface IPreview {
   loading: boolean;
   choice: IInstanceChoice | null;
   error: string | null;
 }
 
+type FieldElement = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
+
+/** Per-field helpers of the form (see `LaunchDialogBody._fieldHelpers`). */
+interface IFieldHelpers {
+  set: (field: LaunchField) => (event: React.ChangeEvent<FieldElement>) => void;
+  error: (field: LaunchField) => JSX.Element | null;
+  className: (field: LaunchField) => string;
+}
+
 export namespace LaunchDialogBody {
   export interface IOptions {
     form: ILaunchForm;
+    /** The file, whether it is a notebook, the backends and the limits. */
     context: ILaunchContext;
-    backends: ReadonlyArray<IBackendInfo>;
     model: IJobsModel;
     trans: TranslationBundle;
     /** Show every field's error at once (after a refused submit). */
@@ -85,39 +98,10 @@ export class LaunchDialogBody extends ReactWidget {
   }
 
   render(): JSX.Element {
-    const { trans, context, backends } = this._options;
-    const form = this._form;
-    const errors = this.errors;
-    const isEC2 = form.backend === 'ec2';
-    const shown = (field: LaunchField): string | undefined =>
-      this._showAll || this._touched.has(field) ? errors[field] : undefined;
-    const set =
-      (field: LaunchField) =>
-      (
-        event: React.ChangeEvent<
-          HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement
-        >
-      ) => {
-        const target = event.target;
-        const value =
-          target instanceof HTMLInputElement && target.type === 'checkbox'
-            ? target.checked
-            : target.value;
-        this._form = { ...this._form, [field]: value };
-        this._touched.add(field);
-        this._schedulePreview();
-        this.update();
-      };
-    const fieldError = (field: LaunchField) => {
-      const message = shown(field);
-      return message ? (
-        <div className="jp-AWSJobs-fieldError" data-field={field} role="alert">
-          {message}
-        </div>
-      ) : null;
-    };
-    const invalid = (field: LaunchField) =>
-      shown(field) ? 'jp-mod-styled jp-AWSJobs-invalid' : 'jp-mod-styled';
+    const { context } = this._options;
+    const field = this._fieldHelpers();
+    const can = (capability: BackendCapability) =>
+      backendCan(context.backends, this._form.backend, capability);
     return (
       <form
         className="jp-AWSJobs-launchForm"
@@ -132,22 +116,78 @@ export class LaunchDialogBody extends ReactWidget {
         <div className="jp-AWSJobs-launchPath" title={context.path}>
           {context.path}
         </div>
+        {this._renderBackend(field)}
+        {this._renderNumbers(field)}
+        {(can('spot') || can('instance_types')) &&
+          this._renderMachine(field, can('spot'), can('instance_types'))}
+        {this._renderTexts(field)}
+      </form>
+    );
+  }
+
+  /** What every field needs: its change handler, error line and class. */
+  private _fieldHelpers(): IFieldHelpers {
+    const errors = this.errors;
+    const shown = (field: LaunchField): string | undefined =>
+      this._showAll || this._touched.has(field) ? errors[field] : undefined;
+    return {
+      set: field => event => {
+        const target = event.target;
+        const value =
+          target instanceof HTMLInputElement && target.type === 'checkbox'
+            ? target.checked
+            : target.value;
+        this._form = { ...this._form, [field]: value };
+        this._touched.add(field);
+        this._schedulePreview();
+        this.update();
+      },
+      error: field => {
+        const message = shown(field);
+        return message ? (
+          <div
+            className="jp-AWSJobs-fieldError"
+            data-field={field}
+            role="alert"
+          >
+            {message}
+          </div>
+        ) : null;
+      },
+      className: field =>
+        shown(field) ? 'jp-mod-styled jp-AWSJobs-invalid' : 'jp-mod-styled'
+    };
+  }
+
+  private _renderBackend(field: IFieldHelpers): JSX.Element {
+    const { trans, context } = this._options;
+    return (
+      <>
         <label className="jp-AWSJobs-field">
           <span>{trans.__('Backend')}</span>
           <select
             name="backend"
-            className={invalid('backend')}
-            value={form.backend}
-            onChange={set('backend')}
+            className={field.className('backend')}
+            value={this._form.backend}
+            onChange={field.set('backend')}
           >
-            {backends.map(b => (
+            {context.backends.map(b => (
               <option key={b.id} value={b.id}>
                 {b.label}
               </option>
             ))}
           </select>
         </label>
-        {fieldError('backend')}
+        {field.error('backend')}
+      </>
+    );
+  }
+
+  private _renderNumbers(field: IFieldHelpers): JSX.Element {
+    const { trans } = this._options;
+    const form = this._form;
+    return (
+      <>
         <div className="jp-AWSJobs-fieldRow">
           <label className="jp-AWSJobs-field">
             <span>{trans.__('Memory (GiB)')}</span>
@@ -156,9 +196,9 @@ export class LaunchDialogBody extends ReactWidget {
               type="number"
               min="0"
               step="any"
-              className={invalid('memoryGib')}
+              className={field.className('memoryGib')}
               value={form.memoryGib}
-              onChange={set('memoryGib')}
+              onChange={field.set('memoryGib')}
             />
           </label>
           <label className="jp-AWSJobs-field">
@@ -168,9 +208,9 @@ export class LaunchDialogBody extends ReactWidget {
               type="number"
               min="1"
               step="1"
-              className={invalid('cpus')}
+              className={field.className('cpus')}
               value={form.cpus}
-              onChange={set('cpus')}
+              onChange={field.set('cpus')}
             />
           </label>
           <label className="jp-AWSJobs-field">
@@ -180,55 +220,79 @@ export class LaunchDialogBody extends ReactWidget {
               type="number"
               min="1"
               step="1"
-              className={invalid('maxLifetimeMinutes')}
+              className={field.className('maxLifetimeMinutes')}
               value={form.maxLifetimeMinutes}
-              onChange={set('maxLifetimeMinutes')}
+              onChange={field.set('maxLifetimeMinutes')}
             />
           </label>
         </div>
-        {fieldError('memoryGib')}
-        {fieldError('cpus')}
-        {fieldError('maxLifetimeMinutes')}
-        {isEC2 && (
-          <>
-            <div className="jp-AWSJobs-fieldRow">
-              <label className="jp-AWSJobs-field jp-AWSJobs-checkbox">
-                <input
-                  name="spot"
-                  type="checkbox"
-                  checked={form.spot}
-                  onChange={set('spot')}
-                />
-                <span>{trans.__('Spot instance')}</span>
-              </label>
-              <label className="jp-AWSJobs-field">
-                <span>{trans.__('Instance type (optional)')}</span>
-                <input
-                  name="instanceType"
-                  type="text"
-                  className={invalid('instanceType')}
-                  placeholder={trans.__('cheapest that fits')}
-                  value={form.instanceType}
-                  onChange={set('instanceType')}
-                />
-              </label>
-            </div>
-            {fieldError('instanceType')}
-            {this._renderPreview()}
-          </>
-        )}
+        {field.error('memoryGib')}
+        {field.error('cpus')}
+        {field.error('maxLifetimeMinutes')}
+      </>
+    );
+  }
+
+  /** Spot and instance type, for a backend that declares them. */
+  private _renderMachine(
+    field: IFieldHelpers,
+    spot: boolean,
+    instanceTypes: boolean
+  ): JSX.Element {
+    const { trans } = this._options;
+    const form = this._form;
+    return (
+      <>
+        <div className="jp-AWSJobs-fieldRow">
+          {spot && (
+            <label className="jp-AWSJobs-field jp-AWSJobs-checkbox">
+              <input
+                name="spot"
+                type="checkbox"
+                checked={form.spot}
+                onChange={field.set('spot')}
+              />
+              <span>{trans.__('Spot instance')}</span>
+            </label>
+          )}
+          {instanceTypes && (
+            <label className="jp-AWSJobs-field">
+              <span>{trans.__('Instance type (optional)')}</span>
+              <input
+                name="instanceType"
+                type="text"
+                className={field.className('instanceType')}
+                placeholder={trans.__('cheapest that fits')}
+                value={form.instanceType}
+                onChange={field.set('instanceType')}
+              />
+            </label>
+          )}
+        </div>
+        {instanceTypes && field.error('instanceType')}
+        {instanceTypes && this._renderPreview()}
+      </>
+    );
+  }
+
+  /** Log path, notebook parameters and environment. */
+  private _renderTexts(field: IFieldHelpers): JSX.Element {
+    const { trans, context } = this._options;
+    const form = this._form;
+    return (
+      <>
         <label className="jp-AWSJobs-field">
           <span>{trans.__('Log file')}</span>
           <input
             name="logPath"
             type="text"
-            className={invalid('logPath')}
+            className={field.className('logPath')}
             placeholder={defaultLogPathHint(context.path)}
             value={form.logPath}
-            onChange={set('logPath')}
+            onChange={field.set('logPath')}
           />
         </label>
-        {fieldError('logPath')}
+        {field.error('logPath')}
         {context.isNotebook && (
           <>
             <label className="jp-AWSJobs-field">
@@ -236,13 +300,13 @@ export class LaunchDialogBody extends ReactWidget {
               <textarea
                 name="parameters"
                 rows={3}
-                className={invalid('parameters')}
+                className={field.className('parameters')}
                 placeholder={trans.__('{"alpha": 0.5}')}
                 value={form.parameters}
-                onChange={set('parameters')}
+                onChange={field.set('parameters')}
               />
             </label>
-            {fieldError('parameters')}
+            {field.error('parameters')}
           </>
         )}
         <label className="jp-AWSJobs-field">
@@ -250,14 +314,14 @@ export class LaunchDialogBody extends ReactWidget {
           <textarea
             name="env"
             rows={2}
-            className={invalid('env')}
+            className={field.className('env')}
             placeholder={trans.__('SEED=42')}
             value={form.env}
-            onChange={set('env')}
+            onChange={field.set('env')}
           />
         </label>
-        {fieldError('env')}
-      </form>
+        {field.error('env')}
+      </>
     );
   }
 
@@ -303,8 +367,14 @@ export class LaunchDialogBody extends ReactWidget {
     );
   }
 
+  /** Whether the chosen backend previews the instance it would launch. */
+  private get _previews(): boolean {
+    const { context } = this._options;
+    return backendCan(context.backends, this._form.backend, 'instance_types');
+  }
+
   private _schedulePreview(): void {
-    if (this._form.backend !== 'ec2') {
+    if (!this._previews) {
       return;
     }
     void this._previewDebouncer.invoke();
@@ -314,7 +384,7 @@ export class LaunchDialogBody extends ReactWidget {
     const form = this._form;
     const errors = this.errors;
     if (
-      form.backend !== 'ec2' ||
+      !this._previews ||
       errors.memoryGib ||
       errors.cpus ||
       errors.instanceType
@@ -344,7 +414,7 @@ export class LaunchDialogBody extends ReactWidget {
       this._preview = {
         loading: false,
         choice: null,
-        error: reason instanceof Error ? reason.message : String(reason)
+        error: errorText(reason)
       };
     }
     this.update();
@@ -377,7 +447,7 @@ export namespace LaunchDialog {
     isNotebook: boolean;
     form: ILaunchForm;
     backends: ReadonlyArray<IBackendInfo>;
-    maxAllowedLifetimeMinutes: number;
+    limits: IServerLimits;
     model: IJobsModel;
     trans: TranslationBundle;
     title?: string;
@@ -401,8 +471,8 @@ export async function showLaunchDialog(
   const context: ILaunchContext = {
     path: options.path,
     isNotebook: options.isNotebook,
-    backends: options.backends.map(b => b.id),
-    maxAllowedLifetimeMinutes: options.maxAllowedLifetimeMinutes
+    backends: options.backends,
+    limits: options.limits
   };
   let form = options.form;
   let showAllErrors = false;
@@ -411,7 +481,6 @@ export async function showLaunchDialog(
     const body = new LaunchDialogBody({
       form,
       context,
-      backends: options.backends,
       model: options.model,
       trans,
       showAllErrors,
