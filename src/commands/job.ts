@@ -45,59 +45,30 @@ export function registerJobCommands(options: ICommandsOptions): void {
     execute: () => model.refresh()
   });
 
-  commands.addCommand(CommandIDs.stopJob, {
-    describedBy: jobArgs(trans, true),
+  addConfirmedJobCommand(options, CommandIDs.stopJob, {
     label: trans.__('Stop Job…'),
     caption: trans.__('Stop the job and release its machine'),
-    isEnabled: args => {
-      const job = jobArg(model, args);
-      return !!job && job.state !== 'stopping' && isActiveState(job.state);
-    },
-    execute: async args => {
-      const job = jobArg(model, args);
-      if (!job) {
-        return;
-      }
-      await confirmThenAct({
-        ask: args.confirm !== false,
-        title: trans.__('Stop job?'),
-        body: stopQuestion(model, job, trans),
-        acceptLabel: trans.__('Stop job'),
-        act: () => model.stop(job.id),
-        failure: error =>
-          trans.__('Could not stop %1: %2', basename(job.path), error),
-        trans
-      });
-    }
+    applies: job => job.state !== 'stopping' && isActiveState(job.state),
+    title: trans.__('Stop job?'),
+    question: job => stopQuestion(model, job, trans),
+    acceptLabel: trans.__('Stop job'),
+    act: job => model.stop(job.id),
+    failure: (name, error) => trans.__('Could not stop %1: %2', name, error)
   });
 
-  commands.addCommand(CommandIDs.deleteJob, {
-    describedBy: jobArgs(trans, true),
+  addConfirmedJobCommand(options, CommandIDs.deleteJob, {
     label: trans.__('Remove Job…'),
     caption: trans.__('Remove a finished job from the list'),
-    isEnabled: args => {
-      const job = jobArg(model, args);
-      return !!job && !isActiveState(job.state);
-    },
-    execute: async args => {
-      const job = jobArg(model, args);
-      if (!job) {
-        return;
-      }
-      await confirmThenAct({
-        ask: args.confirm !== false,
-        title: trans.__('Remove job?'),
-        body: trans.__(
-          'Remove "%1" from the job list? Its log file and output stay on disk.',
-          basename(job.path)
-        ),
-        acceptLabel: trans.__('Remove'),
-        act: () => model.remove(job.id),
-        failure: error =>
-          trans.__('Could not remove %1: %2', basename(job.path), error),
-        trans
-      });
-    }
+    applies: job => !isActiveState(job.state),
+    title: trans.__('Remove job?'),
+    question: job =>
+      trans.__(
+        'Remove "%1" from the job list? Its log file and output stay on disk.',
+        basename(job.path)
+      ),
+    acceptLabel: trans.__('Remove'),
+    act: job => model.remove(job.id),
+    failure: (name, error) => trans.__('Could not remove %1: %2', name, error)
   });
 
   commands.addCommand(CommandIDs.openOutput, {
@@ -121,6 +92,52 @@ export function registerJobCommands(options: ICommandsOptions): void {
       if (job && (await largeLogAccepted(model, job, trans))) {
         await openFile(options, job.log_path, 'Editor');
       }
+    }
+  });
+}
+
+/** A command on one job that asks first (unless `confirm: false`), then acts. */
+interface IConfirmedJobCommand {
+  label: string;
+  caption: string;
+  /** Whether the command applies to this job (else it is disabled). */
+  applies: (job: IJob) => boolean;
+  title: string;
+  question: (job: IJob) => string;
+  acceptLabel: string;
+  act: (job: IJob) => Promise<unknown>;
+  /** The failure's text, given the file's name and the error's text. */
+  failure: (name: string, error: string) => string;
+}
+
+function addConfirmedJobCommand(
+  options: ICommandsOptions,
+  id: string,
+  spec: IConfirmedJobCommand
+): void {
+  const { model, trans } = options;
+  options.app.commands.addCommand(id, {
+    describedBy: jobArgs(trans, true),
+    label: spec.label,
+    caption: spec.caption,
+    isEnabled: args => {
+      const job = jobArg(model, args);
+      return !!job && spec.applies(job);
+    },
+    execute: async args => {
+      const job = jobArg(model, args);
+      if (!job) {
+        return;
+      }
+      await confirmThenAct({
+        ask: args.confirm !== false,
+        title: spec.title,
+        body: spec.question(job),
+        acceptLabel: spec.acceptLabel,
+        act: () => spec.act(job),
+        failure: error => spec.failure(basename(job.path), error),
+        trans
+      });
     }
   });
 }

@@ -33,6 +33,12 @@ export interface IPreview {
 
 type FieldElement = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
 
+/** The fields typed into an `<input>` (all but the backend, spot and text areas). */
+type InputField = Exclude<
+  LaunchField,
+  'backend' | 'spot' | 'parameters' | 'env'
+>;
+
 /** Per-field helpers of the form (see `LaunchDialogBody._fieldHelpers`). */
 interface IFieldHelpers {
   set: (field: LaunchField) => (event: React.ChangeEvent<FieldElement>) => void;
@@ -185,51 +191,51 @@ export class LaunchDialogBody extends ReactWidget {
 
   private _renderNumbers(field: IFieldHelpers): JSX.Element {
     const { trans } = this._options;
-    const form = this._form;
     return (
       <>
         <div className="jp-AWSJobs-fieldRow">
-          <label className="jp-AWSJobs-field">
-            <span>{trans.__('Memory (GiB)')}</span>
-            <input
-              name="memoryGib"
-              type="number"
-              min="0"
-              step="any"
-              className={field.className('memoryGib')}
-              value={form.memoryGib}
-              onChange={field.set('memoryGib')}
-            />
-          </label>
-          <label className="jp-AWSJobs-field">
-            <span>{trans.__('CPUs')}</span>
-            <input
-              name="cpus"
-              type="number"
-              min="1"
-              step="1"
-              className={field.className('cpus')}
-              value={form.cpus}
-              onChange={field.set('cpus')}
-            />
-          </label>
-          <label className="jp-AWSJobs-field">
-            <span>{trans.__('Max lifetime (min)')}</span>
-            <input
-              name="maxLifetimeMinutes"
-              type="number"
-              min="1"
-              step="1"
-              className={field.className('maxLifetimeMinutes')}
-              value={form.maxLifetimeMinutes}
-              onChange={field.set('maxLifetimeMinutes')}
-            />
-          </label>
+          {this._input(field, 'memoryGib', trans.__('Memory (GiB)'), {
+            type: 'number',
+            min: '0',
+            step: 'any'
+          })}
+          {this._input(field, 'cpus', trans.__('CPUs'), {
+            type: 'number',
+            min: '1',
+            step: '1'
+          })}
+          {this._input(
+            field,
+            'maxLifetimeMinutes',
+            trans.__('Max lifetime (min)'),
+            { type: 'number', min: '1', step: '1' }
+          )}
         </div>
         {field.error('memoryGib')}
         {field.error('cpus')}
         {field.error('maxLifetimeMinutes')}
       </>
+    );
+  }
+
+  /** A labelled input of one text or number field of the form. */
+  private _input(
+    field: IFieldHelpers,
+    name: InputField,
+    label: string,
+    attributes: React.InputHTMLAttributes<HTMLInputElement>
+  ): JSX.Element {
+    return (
+      <label className="jp-AWSJobs-field">
+        <span>{label}</span>
+        <input
+          name={name}
+          {...attributes}
+          className={field.className(name)}
+          value={this._form[name]}
+          onChange={field.set(name)}
+        />
+      </label>
     );
   }
 
@@ -255,19 +261,13 @@ export class LaunchDialogBody extends ReactWidget {
               <span>{trans.__('Spot instance')}</span>
             </label>
           )}
-          {instanceTypes && (
-            <label className="jp-AWSJobs-field">
-              <span>{trans.__('Instance type (optional)')}</span>
-              <input
-                name="instanceType"
-                type="text"
-                className={field.className('instanceType')}
-                placeholder={trans.__('cheapest that fits')}
-                value={form.instanceType}
-                onChange={field.set('instanceType')}
-              />
-            </label>
-          )}
+          {instanceTypes &&
+            this._input(
+              field,
+              'instanceType',
+              trans.__('Instance type (optional)'),
+              { type: 'text', placeholder: trans.__('cheapest that fits') }
+            )}
         </div>
         {instanceTypes && field.error('instanceType')}
         {instanceTypes && this._renderPreview()}
@@ -281,17 +281,10 @@ export class LaunchDialogBody extends ReactWidget {
     const form = this._form;
     return (
       <>
-        <label className="jp-AWSJobs-field">
-          <span>{trans.__('Log file')}</span>
-          <input
-            name="logPath"
-            type="text"
-            className={field.className('logPath')}
-            placeholder={defaultLogPathHint(context.path)}
-            value={form.logPath}
-            onChange={field.set('logPath')}
-          />
-        </label>
+        {this._input(field, 'logPath', trans.__('Log file'), {
+          type: 'text',
+          placeholder: defaultLogPathHint(context.path)
+        })}
         {field.error('logPath')}
         {context.isNotebook && (
           <>
