@@ -324,7 +324,7 @@ def cmd_stop_instances(args: argparse.Namespace, out: TextIO, err: TextIO) -> in
 def cmd_build_image(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import asyncio
 
-    from . import image
+    from .aws import image
 
     extra = None
     if args.extra_script:

@@ -1,2 +1,3 @@
-"""The AWS layer of the EC2 backend: clients, catalogue and prices, selection, the worker's boot
-script, the SSM command and the monitor. Only `backends/ec2.py` uses it."""
+"""The AWS layer, shared by the EC2 backend (`backends/ec2/`) and the image builder (`image.py`):
+clients, errors, tags, instances, SSM, launch, catalogue and prices, selection, the worker's boot
+script, the job's command and the monitor."""

@@ -30,7 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .clients import AWSClients, error_code, error_message
+from .clients import AWSClients
+from .errors import error_code, error_message
 
 log = logging.getLogger(__name__)
 

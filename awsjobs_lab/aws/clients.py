@@ -13,20 +13,6 @@ from typing import Any
 
 from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
-from botocore.exceptions import ClientError
-
-# Error codes that mean "slow down" rather than "wrong".
-THROTTLING_CODES = frozenset(
-    {
-        "RequestLimitExceeded",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestThrottled",
-        "RequestThrottledException",
-    }
-)
 
 # The Price List API is served from a few regions only; us-east-1 answers for every region.
 PRICING_REGION = "us-east-1"
@@ -42,24 +28,6 @@ def shared_session() -> AioSession:
     if _SESSION is None:
         _SESSION = get_session()
     return _SESSION
-
-
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a ClientError ('' for anything else)."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def error_message(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return f"{err.get('Code', '')}: {err.get('Message', '')}".strip(": ")
-    return str(exc) or type(exc).__name__
-
-
-def is_throttling(exc: BaseException) -> bool:
-    return error_code(exc) in THROTTLING_CODES
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

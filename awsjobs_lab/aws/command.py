@@ -24,17 +24,9 @@ from ..errors import InvalidRequest
 from ..patterns import ENV_NAME
 from .userdata import FAILED_MARKER, MARKER_DIR, READY_MARKER
 
-DOCUMENT = "AWS-RunShellScript"
-# AWS-RunShellScript accepts executionTimeout up to 172800 s (48 h).
-MAX_EXECUTION_TIMEOUT = 172800
-MIN_EXECUTION_TIMEOUT = 60
 # Exit codes of our own failures (not the script's).
 EXIT_NOT_MOUNTED = 97
 EXIT_NO_FOLDER = 96
-
-
-def execution_timeout(remaining_seconds: float) -> int:
-    return int(max(MIN_EXECUTION_TIMEOUT, min(MAX_EXECUTION_TIMEOUT, remaining_seconds)))
 
 
 def build_commands(
@@ -124,20 +116,3 @@ def build_commands(
         'awsjobs_finish "$awsjobs_rc"',
     ]
     return lines
-
-
-def send_command_parameters(
-    *, instance_id: str, commands: list[str], timeout_seconds: int, comment: str
-) -> dict[str, object]:
-    """Keyword arguments of `ssm.send_command` for one instance (never a fan-out target)."""
-    return {
-        "InstanceIds": [instance_id],
-        "DocumentName": DOCUMENT,
-        "Comment": comment[:100],
-        "Parameters": {
-            "commands": commands,
-            "executionTimeout": [str(execution_timeout(timeout_seconds))],
-        },
-        # How long the agent may take to pick the command up, not how long it runs.
-        "TimeoutSeconds": 600,
-    }

@@ -28,126 +28,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from ..jobfiles import outcome_from_exit_code, read_exit_code
 from ..models import JobState, Outcome
-from .clients import AWSClients, backoff_delay, error_code, error_message, is_throttling
-from .command import MAX_EXECUTION_TIMEOUT
+from . import ssm
+from .clients import AWSClients, backoff_delay
+from .errors import AWS_ERRORS, error_message, is_throttling
+from .instances import (
+    ALIVE,
+    GONE,
+    HALTED,
+    MAX_FILTER_VALUES,
+    MISSING,
+    describe_ids,
+    describe_instances,
+    launch_time,
+    managed_filters,
+    state_of,
+    terminate,
+)
+from .ssm import MAX_EXECUTION_TIMEOUT
 
 log = logging.getLogger(__name__)
 
-ALIVE = frozenset({"pending", "running"})
-HALTED = frozenset({"stopping", "stopped"})
-GONE = frozenset({"shutting-down", "terminated"})
-COMMAND_DONE = frozenset(
-    {
-        "Success",
-        "Failed",
-        "TimedOut",
-        "Cancelled",
-        "Cancelling",
-        "Undeliverable",
-        "DeliveryTimedOut",
-        "ExecutionTimedOut",
-        "Terminated",
-        "InvalidPlatform",
-        "AccessDenied",
-    }
-)
 SPOT_INTERRUPTION = "Server.SpotInstanceTermination"
 SELF_SHUTDOWN = "Client.InstanceInitiatedShutdown"
 # A self-shutdown this close to the deadline counts as the deadline (boot takes a while).
 DEADLINE_SLACK_SECONDS = 120.0
-MAX_FILTER_VALUES = 200
-TERMINATE_CHUNK = 1000
-
-
-def managed_filters(owner: str) -> list[dict[str, Any]]:
-    """DescribeInstances filters for the instances this tool launched (for this owner)."""
-    filters: list[dict[str, Any]] = [{"Name": "tag:awsjobs:managed", "Values": ["true"]}]
-    if owner:
-        filters.append({"Name": "tag:awsjobs:owner", "Values": [owner]})
-    return filters
-
-
-def tags_of(instance: Mapping[str, Any]) -> dict[str, str]:
-    return {t["Key"]: t.get("Value", "") for t in instance.get("Tags", []) or []}
-
-
-def state_of(instance: Mapping[str, Any] | None) -> str | None:
-    if instance is None:
-        return None
-    return str(instance.get("State", {}).get("Name", "")) or None
-
-
-def timestamp(value: Any) -> float | None:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return float(value.timestamp())
-    if isinstance(value, str) and value:
-        with contextlib.suppress(ValueError):
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    return None
-
-
-async def describe_instances(ec2: Any, filters: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every instance matching `filters`, by id (paginated, 1000 per page)."""
-    out: dict[str, dict[str, Any]] = {}
-    paginator = ec2.get_paginator("describe_instances")
-    async for page in paginator.paginate(Filters=filters, PaginationConfig={"PageSize": 1000}):
-        for reservation in page.get("Reservations", []):
-            for instance in reservation.get("Instances", []):
-                out[instance["InstanceId"]] = instance
-    return out
-
-
-async def describe_ids(ec2: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Instances by id; unknown ids are simply absent (a filter, not InstanceIds, which would
-    fail the whole call on one unknown id)."""
-    ids = sorted(set(ids))
-    out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), MAX_FILTER_VALUES):
-        chunk = ids[start : start + MAX_FILTER_VALUES]
-        out.update(await describe_instances(ec2, [{"Name": "instance-id", "Values": chunk}]))
-    return out
-
-
-async def terminate(ec2: Any, ids: Iterable[str]) -> dict[str, str]:
-    """TerminateInstances; id → state after the call ('shutting-down', 'terminated', or
-    'missing' for an id EC2 no longer knows). Raises on other errors."""
-    ids = sorted(set(ids))
-    result: dict[str, str] = {}
-    for start in range(0, len(ids), TERMINATE_CHUNK):
-        chunk = ids[start : start + TERMINATE_CHUNK]
-        try:
-            resp = await ec2.terminate_instances(InstanceIds=chunk)
-        except ClientError as exc:
-            if error_code(exc) not in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
-                raise
-            if len(chunk) == 1:
-                result[chunk[0]] = "missing"
-                continue
-            for one in chunk:  # one unknown id fails the batch: go one by one
-                result.update(await terminate(ec2, [one]))
-            continue
-        for row in resp.get("TerminatingInstances", []):
-            result[row["InstanceId"]] = str(row.get("CurrentState", {}).get("Name", ""))
-    return result
-
-
-def outcome_for_exit_code(code: int) -> Outcome:
-    if code == 0:
-        return Outcome(JobState.SUCCEEDED, exit_code=0)
-    return Outcome(JobState.FAILED, exit_code=code, error=f"exited with code {code}")
 
 
 def classify(
@@ -161,7 +74,7 @@ def classify(
     """How a job ended, from its instance's description and its exit code file, or None while
     it is still going. Pure; the caller decides about grace periods and termination."""
     if exit_code is not None:
-        return outcome_for_exit_code(exit_code)
+        return outcome_from_exit_code(exit_code)
     state = state_of(instance)
     if instance is None or state is None:
         return Outcome(
@@ -223,21 +136,6 @@ def outcome_for_command(invocation: Mapping[str, Any]) -> Outcome:
         JobState.FAILED,
         error=f"the job's command ended ({detail}{code}) without an exit code{tail}",
     )
-
-
-def read_exit_code(path: Path) -> int | None:
-    """The integer in an exit_code file, or None if it isn't there (yet)."""
-    try:
-        text = path.read_text("utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        log.warning("awsjobs: cannot read %s: %s", path, exc)
-        return None
-    try:
-        return int(text.split()[0]) if text else None
-    except ValueError:
-        return None
 
 
 def _read_all(paths: Mapping[str, Path]) -> dict[str, int]:
@@ -418,7 +316,7 @@ class Monitor:
                 unexplained = [w.instance_id for w in watches if w.instance_id not in instances]
                 if unexplained:
                     instances.update(await describe_ids(ec2, unexplained[:MAX_FILTER_VALUES]))
-            except (ClientError, BotoCoreError) as exc:
+            except AWS_ERRORS as exc:
                 self.stats.failed_cycles += 1
                 if is_throttling(exc):
                     self.stats.throttled_cycles += 1
@@ -473,9 +371,9 @@ class Monitor:
     ) -> Outcome | None:
         if instance is not None:
             w.seen = True
-            w.launch_time = timestamp(instance.get("LaunchTime")) or w.launch_time
+            w.launch_time = launch_time(instance) or w.launch_time
         if exit_code is not None:
-            return outcome_for_exit_code(exit_code)
+            return outcome_from_exit_code(exit_code)
         state = state_of(instance)
         if instance is None and not w.seen and now - w.registered_at < self.missing_grace:
             return None  # EC2 is eventually consistent right after RunInstances
@@ -530,7 +428,7 @@ class Monitor:
             ):
                 return None
             invocation = await self._get_invocation(w)
-            if invocation is not None and invocation.get("Status") in COMMAND_DONE:
+            if ssm.is_done(invocation):
                 detail = outcome_for_command(invocation).error or ""
                 outcome = Outcome(JobState.FAILED, error=f"{outcome.error}; {detail}")
         return outcome
@@ -540,7 +438,7 @@ class Monitor:
             if not w.command_id or now - w.last_command_check < self.command_check_interval:
                 return None
             invocation = await self._get_invocation(w)
-            if invocation is None or invocation.get("Status") not in COMMAND_DONE:
+            if not ssm.is_done(invocation):
                 return None
             w.invocation = invocation
             w.gone_at = now
@@ -554,25 +452,20 @@ class Monitor:
             return None
         self._budget -= 1
         w.last_command_check = time.time()
-        ssm = await self.clients.ssm()
         try:
-            resp = await ssm.get_command_invocation(
-                CommandId=w.command_id, InstanceId=w.instance_id
-            )
-        except (ClientError, BotoCoreError) as exc:
-            if error_code(exc) not in ("InvocationDoesNotExist", "InvalidCommandId"):
-                log.info("awsjobs: command status of job %s: %s", w.job_id, error_message(exc))
+            return await ssm.get_invocation(await self.clients.ssm(), w.command_id, w.instance_id)
+        except AWS_ERRORS as exc:
+            log.info("awsjobs: command status of job %s: %s", w.job_id, error_message(exc))
             return None
-        return dict(resp)
 
     async def _terminate_and_resolve(self, ec2: Any, ending: list[Watch]) -> None:
         try:
             states = await terminate(ec2, [w.instance_id for w in ending])
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             log.warning("awsjobs: cannot terminate finished jobs' instances yet: %s", exc)
             return  # the verdicts stay; the next cycle tries again
         for w in ending:
-            if states.get(w.instance_id) in ("shutting-down", "terminated", "missing"):
+            if states.get(w.instance_id) in GONE | {MISSING}:
                 assert w.verdict is not None
                 self.resolve(w.job_id, w.verdict)
             else:

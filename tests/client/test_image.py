@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from awsjobs_lab import image
+from awsjobs_lab.aws import image
 from awsjobs_lab.cli import main
 
 VERSIONS = {

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from awsjobs_lab import image
+from awsjobs_lab.aws import image
 
 FAKE_DNF = """#!/bin/bash
 echo "dnf $*" >> "$FAKE_LOG"

@@ -7,7 +7,8 @@ import subprocess
 import pytest
 from ec2_helpers import Recorder, make_job
 
-from awsjobs_lab.aws import clients, command, monitor, userdata
+from awsjobs_lab import jobfiles
+from awsjobs_lab.aws import clients, command, instances, monitor, ssm, userdata
 from awsjobs_lab.errors import InvalidRequest
 from awsjobs_lab.models import JobState
 
@@ -73,13 +74,13 @@ def test_outcome_for_command():
 
 def test_read_exit_code(tmp_path):
     path = tmp_path / "exit_code"
-    assert monitor.read_exit_code(path) is None
+    assert jobfiles.read_exit_code(path) is None
     path.write_text("")
-    assert monitor.read_exit_code(path) is None
+    assert jobfiles.read_exit_code(path) is None
     path.write_text("137\n")
-    assert monitor.read_exit_code(path) == 137
+    assert jobfiles.read_exit_code(path) == 137
     path.write_text("garbage")
-    assert monitor.read_exit_code(path) is None
+    assert jobfiles.read_exit_code(path) is None
 
 
 def test_backoff_delay_is_bounded_and_grows():
@@ -148,9 +149,9 @@ def test_command_builder_refuses_unsafe_input():
 
 
 def test_execution_timeout_is_clamped():
-    assert command.execution_timeout(-5) == 60
-    assert command.execution_timeout(3600.7) == 3600
-    assert command.execution_timeout(10**9) == 172800
+    assert ssm.execution_timeout(-5) == 60
+    assert ssm.execution_timeout(3600.7) == 3600
+    assert ssm.execution_timeout(10**9) == 172800
 
 
 async def test_image_from_an_ssm_parameter(make_backend, root, aws):
@@ -172,5 +173,5 @@ async def test_terminate_copes_with_unknown_ids_in_a_batch(make_backend, root, a
     await backend.launch(job, Recorder(job))
     ec2 = await aws("ec2")
     iid = job.handle["instance_id"]
-    states = await monitor.terminate(ec2, [iid, "i-0123456789abcdef0"])
+    states = await instances.terminate(ec2, [iid, "i-0123456789abcdef0"])
     assert states == {iid: "shutting-down", "i-0123456789abcdef0": "missing"}

@@ -9,16 +9,16 @@
 4. `CreateImage`, tag the AMI `awsjobs:image=true` plus the versions, wait until available;
 5. terminate the builder in every outcome (success, failure, Ctrl-C, cancellation) and confirm.
 
+It launches, sends and terminates through the same AWS layer as the EC2 backend (`launch`,
+`ssm`, `instances`, `tags`); what is its own is the install script, CreateImage and the waits.
 Talks to AWS through aiobotocore only (the EC2 backend's `AWSClients`), never boto3.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -27,17 +27,19 @@ from pathlib import Path
 from typing import Any
 
 from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from .aws.clients import AWSClients, error_code, error_message
+from . import instances, ssm, tags
+from .clients import AWSClients
+from .errors import AWS_ERRORS, error_message
+from .launch import DEFAULT_ROOT_DEVICE, LaunchSpec, describe_image, run_instances_parameters
 
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-INSTALL_SCRIPT = Path(__file__).parent / "worker" / "install-worker.sh"
+INSTALL_SCRIPT = Path(__file__).parent.parent / "worker" / "install-worker.sh"
 VERSIONS_PREFIX = "AWSJOBS_VERSIONS "
 REMOTE_DIR = "/opt/awsjobs-build"
 REMOTE_LOG = "/var/log/awsjobs-build-image.log"
-TAG_VALUE_RE = re.compile(r"[^\w .:/=+\-@]")
-COMMAND_DONE = frozenset({"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"})
+BUILD_COMMENT = "awsjobs build-image"
 
 Say = Callable[[str], None]
 
@@ -138,17 +140,6 @@ def parse_versions(output: str) -> dict[str, str]:
     return {}
 
 
-def _tag_value(value: str) -> str:
-    return TAG_VALUE_RE.sub("_", value)[:256] or "none"
-
-
-def _user_name() -> str:
-    try:
-        return TAG_VALUE_RE.sub("_", getpass.getuser())[:255]
-    except Exception:
-        return "unknown"
-
-
 def _lab_version() -> str:
     try:
         from importlib.metadata import version
@@ -159,20 +150,15 @@ def _lab_version() -> str:
 
 
 def image_tags(versions: dict[str, str], base_ami: str, extra: dict[str, str]) -> dict[str, str]:
-    tags = {
-        "awsjobs:image": "true",
-        "awsjobs:base-ami": base_ami,
-        "awsjobs:lab-version": _lab_version(),
+    found = {
+        tags.IMAGE: tags.TRUE,
+        tags.BASE_AMI: base_ami,
+        tags.LAB_VERSION: _lab_version(),
     }
     for name, value in sorted(versions.items()):
-        key = "awsjobs:version:" + re.sub(r"[^\w.\-]", "_", name)
-        tags[key[:128]] = _tag_value(value)
-    tags.update(extra)
-    return tags
-
-
-def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
+        found[tags.version_key(name)] = tags.tag_value(value) or "none"
+    found.update(extra)
+    return found
 
 
 async def _resolve_region(options: BuildOptions, session: AioSession) -> str:
@@ -198,31 +184,31 @@ async def build_image(
     builder: str | None = None
     try:
         ec2 = await clients.ec2()
-        ssm = await clients.ssm()
+        ssm_client = await clients.ssm()
         try:
             if not options.instance_profile:
                 say(
                     "Note: no --instance-profile; the builder's SSM agent can only register if "
                     "the account has Default Host Management Configuration enabled"
                 )
-            base_ami = options.base_ami or await _latest_al2023(ssm)
+            base_ami = options.base_ami or await _latest_al2023(ssm_client)
             say(f"Base image: {base_ami}")
             builder = await _launch_builder(ec2, options, base_ami, build_id)
             say(f"Builder instance {builder} ({options.instance_type}) launched")
             script = options.install_script or install_script_text()
             command_id = await _send_command(
-                ssm, builder, build_command(script, options.extra_script), options, say
+                ssm_client, builder, build_command(script, options.extra_script), options, say
             )
             say(f"Install command {command_id} sent; waiting (this takes 10-20 minutes)")
-            output = await _wait_command(ssm, command_id, builder, options)
+            output = await _wait_command(ssm_client, command_id, builder, options)
             versions = parse_versions(output)
             if not versions:
                 say("Warning: the install script printed no AWSJOBS_VERSIONS line")
             else:
                 say("Installed: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
             name = options.name or time.strftime("awsjobs-worker-%Y%m%d-%H%M%S", time.gmtime())
-            tags = image_tags(versions, base_ami, options.extra_tags)
-            image_id = await _create_image(ec2, builder, name, tags, options, say)
+            ami_tags = image_tags(versions, base_ami, options.extra_tags)
+            image_id = await _create_image(ec2, builder, name, ami_tags, options, say)
             return BuildResult(
                 image_id=image_id,
                 name=name,
@@ -230,11 +216,11 @@ async def build_image(
                 base_ami=base_ami,
                 builder_instance_id=builder,
                 versions=versions,
-                tags=tags,
+                tags=ami_tags,
             )
         except ClientError as e:
             raise ImageBuildError(f"AWS refused: {error_message(e)}") from e
-        except BotoCoreError as e:  # no credentials, no network, ...
+        except AWS_ERRORS as e:  # no credentials, no network, ...
             raise ImageBuildError(f"AWS: {e}") from e
         finally:
             # Runs on success, on failure and on cancellation (Ctrl-C under asyncio.run).
@@ -256,118 +242,78 @@ async def _uninterruptible(coro: Coroutine[Any, Any, None], say: Say) -> None:
     task.result()
 
 
-async def _latest_al2023(ssm: Any) -> str:
-    resp = await ssm.get_parameter(Name=AL2023_PARAMETER)
+async def _latest_al2023(ssm_client: Any) -> str:
+    resp = await ssm_client.get_parameter(Name=AL2023_PARAMETER)
     return str(resp["Parameter"]["Value"])
 
 
-async def _root_device(ec2: Any, image_id: str) -> str:
-    try:
-        images = (await ec2.describe_images(ImageIds=[image_id])).get("Images", [])
-    except ClientError:
-        images = []
-    if images and images[0].get("RootDeviceName"):
-        return str(images[0]["RootDeviceName"])
-    return "/dev/xvda"  # Amazon Linux's root device
-
-
 async def _launch_builder(ec2: Any, options: BuildOptions, base_ami: str, build_id: str) -> str:
-    tags = _tag_list(
-        {
-            "Name": "awsjobs-image-builder",
-            "awsjobs:managed": "true",
-            "awsjobs:role": "image-builder",
-            "awsjobs:build-id": build_id,
-            # So `awsjobs instances` lists a builder, and `awsjobs stop-instances` may end it.
-            "awsjobs:owner": _user_name(),
-        }
-    )
     # A deadline on the box itself, in case this process dies without cleaning up: it shuts
     # down (and so terminates) after the longest the build may take. CreateImage reboots the
     # instance, which clears the pending shutdown, so it never cuts the image short.
     deadline_minutes = int((options.agent_timeout_seconds + options.wait_timeout_seconds) / 60 + 30)
     user_data = f"#!/bin/bash\nshutdown -h +{deadline_minutes} 'awsjobs image builder deadline'\n"
-    params: dict[str, Any] = {
-        "ImageId": base_ami,
-        "InstanceType": options.instance_type,
-        "MinCount": 1,
-        "MaxCount": 1,
-        "ClientToken": f"awsjobs-build-{build_id}",
-        "InstanceInitiatedShutdownBehavior": "terminate",
-        "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2},
-        "BlockDeviceMappings": [
-            {
-                "DeviceName": await _root_device(ec2, base_ami),
-                "Ebs": {
-                    "VolumeSize": options.volume_size_gib,
-                    "VolumeType": "gp3",
-                    "DeleteOnTermination": True,
-                },
-            }
-        ],
-        "UserData": user_data,
-        "TagSpecifications": [
-            {"ResourceType": "instance", "Tags": tags},
-            {"ResourceType": "volume", "Tags": tags},
-        ],
-    }
-    if options.instance_profile:
-        key = "Arn" if options.instance_profile.startswith("arn:") else "Name"
-        params["IamInstanceProfile"] = {key: options.instance_profile}
-    if options.subnet_id:
-        params["SubnetId"] = options.subnet_id
-    if options.security_group_ids:
-        params["SecurityGroupIds"] = list(options.security_group_ids)
-    resp = await ec2.run_instances(**params)
+    image = await describe_image(ec2, base_ami)
+    spec = LaunchSpec(
+        image_id=base_ami,
+        instance_type=options.instance_type,
+        user_data=user_data,
+        tags={
+            tags.NAME: "awsjobs-image-builder",
+            tags.MANAGED: tags.TRUE,
+            tags.ROLE: tags.ROLE_IMAGE_BUILDER,
+            tags.BUILD_ID: build_id,
+            # So `awsjobs instances` lists a builder, and `awsjobs stop-instances` may end it.
+            tags.OWNER: tags.owner_tag_value(tags.user_name()),
+        },
+        client_token=f"awsjobs-build-{build_id}",
+        root_device=(image or {}).get("RootDeviceName") or DEFAULT_ROOT_DEVICE,
+        root_volume_gib=options.volume_size_gib,
+        subnet_id=options.subnet_id,
+        security_group_ids=options.security_group_ids,
+        instance_profile=options.instance_profile or "",
+    )
+    resp = await ec2.run_instances(**run_instances_parameters(spec))
     return str(resp["Instances"][0]["InstanceId"])
 
 
 async def _send_command(
-    ssm: Any, instance_id: str, commands: list[str], options: BuildOptions, say: Say
+    ssm_client: Any, instance_id: str, commands: list[str], options: BuildOptions, say: Say
 ) -> str:
-    """SendCommand, retried on InvalidInstanceId (what SSM says until the agent registers)."""
-    deadline = time.monotonic() + options.agent_timeout_seconds
-    waited = False
-    while True:
-        try:
-            resp = await ssm.send_command(
-                InstanceIds=[instance_id],
-                DocumentName="AWS-RunShellScript",
-                Comment="awsjobs build-image",
-                TimeoutSeconds=600,  # to start delivering; the run's own limit is below
-                Parameters={
-                    "commands": commands,
-                    "executionTimeout": [str(int(options.wait_timeout_seconds))],
-                },
-            )
-            return str(resp["Command"]["CommandId"])
-        except ClientError as e:
-            if error_code(e) != "InvalidInstanceId":
-                raise
-            if time.monotonic() >= deadline:
-                raise ImageBuildError(
-                    f"The SSM agent of {instance_id} did not register within "
-                    f"{options.agent_timeout_seconds:g} s. Does its instance profile have "
-                    "AmazonSSMManagedInstanceCore (--instance-profile), and can the subnet "
-                    "reach SSM?"
-                ) from e
-            if not waited:
-                say("Waiting for the builder's SSM agent to register")
-                waited = True
-            await asyncio.sleep(options.poll_seconds)
+    """SendCommand, retried while the builder's SSM agent is not yet registered."""
+    try:
+        command_id = await ssm.send_until_registered(
+            ssm_client,
+            instance_id,
+            lambda: ssm.shell_script_parameters(
+                instance_id=instance_id,
+                commands=commands,
+                execution_seconds=options.wait_timeout_seconds,
+                comment=BUILD_COMMENT,
+            ),
+            timeout_seconds=options.agent_timeout_seconds,
+            pause=lambda attempt: options.poll_seconds,
+            on_first_wait=lambda: say("Waiting for the builder's SSM agent to register"),
+        )
+    except ssm.AgentNotRegistered as e:
+        raise ImageBuildError(
+            f"The SSM agent of {instance_id} did not register within "
+            f"{options.agent_timeout_seconds:g} s. Does its instance profile have "
+            "AmazonSSMManagedInstanceCore (--instance-profile), and can the subnet "
+            "reach SSM?"
+        ) from e
+    assert command_id is not None  # nothing asks it to give up
+    return command_id
 
 
-async def _wait_command(ssm: Any, command_id: str, instance_id: str, options: BuildOptions) -> str:
+async def _wait_command(
+    ssm_client: Any, command_id: str, instance_id: str, options: BuildOptions
+) -> str:
     deadline = time.monotonic() + options.wait_timeout_seconds + 300
     while True:
-        try:
-            inv = await ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
-        except ClientError as e:
-            if error_code(e) != "InvocationDoesNotExist":
-                raise
-            inv = {"Status": "Pending"}
+        inv = await ssm.get_invocation(ssm_client, command_id, instance_id) or {}
         status = str(inv.get("Status", ""))
-        if status in COMMAND_DONE:
+        if ssm.is_done(inv):
             out = str(inv.get("StandardOutputContent") or "")
             if status == "Success":
                 return out
@@ -389,7 +335,7 @@ async def _create_image(
     ec2: Any,
     instance_id: str,
     name: str,
-    tags: dict[str, str],
+    ami_tags: dict[str, str],
     options: BuildOptions,
     say: Say,
 ) -> str:
@@ -399,7 +345,7 @@ async def _create_image(
         Description="awsjobs-lab worker image (python, papermill, R, rmarkdown, quarto, efs)",
     )
     image_id = str(resp["ImageId"])
-    await ec2.create_tags(Resources=[image_id], Tags=_tag_list({"Name": name, **tags}))
+    await ec2.create_tags(Resources=[image_id], Tags=tags.tag_list({tags.NAME: name, **ami_tags}))
     say(f"Image {image_id} ({name}) is being created; waiting until it is available")
     deadline = time.monotonic() + options.image_timeout_seconds
     while True:
@@ -426,19 +372,15 @@ async def _terminate_builders(
     was cut short before its id came back) and confirm they are shutting down or gone."""
     ids: set[str] = {known} if known else set()
     try:
-        resp = await ec2.describe_instances(
-            Filters=[
-                {"Name": "tag:awsjobs:build-id", "Values": [build_id]},
-                {
-                    "Name": "instance-state-name",
-                    "Values": ["pending", "running", "stopping", "stopped"],
-                },
-            ]
+        found = await instances.describe_instances(
+            ec2,
+            [
+                tags.tag_filter(tags.BUILD_ID, build_id),
+                instances.state_filter(instances.UNFINISHED),
+            ],
         )
-        for reservation in resp.get("Reservations", []):
-            for inst in reservation.get("Instances", []):
-                ids.add(str(inst["InstanceId"]))
-    except (ClientError, BotoCoreError) as e:
+        ids.update(found)
+    except AWS_ERRORS as e:
         say(f"Warning: could not look for builder instances: {error_message(e)}")
     if not ids:
         return
@@ -446,19 +388,10 @@ async def _terminate_builders(
     deadline = time.monotonic() + options.terminate_timeout_seconds
     while True:
         try:
-            await ec2.terminate_instances(InstanceIds=wanted)
-            resp = await ec2.describe_instances(InstanceIds=wanted)
-            states = {
-                str(i["InstanceId"]): str(i["State"]["Name"])
-                for r in resp.get("Reservations", [])
-                for i in r.get("Instances", [])
-            }
-            if all(states.get(i, "terminated") in ("shutting-down", "terminated") for i in wanted):
+            if not await instances.terminate_and_check(ec2, wanted, attempts=1):
                 say(f"Builder {', '.join(wanted)} terminated")
                 return
-        except (ClientError, BotoCoreError) as e:
-            if error_code(e) == "InvalidInstanceID.NotFound":
-                return
+        except AWS_ERRORS as e:
             say(f"Warning: terminating the builder failed: {error_message(e)}; retrying")
         if time.monotonic() >= deadline:
             say(

@@ -1,0 +1,156 @@
+"""EC2 instances: describe them (by filters, by ids), terminate them, and confirm they are gone.
+
+EC2's instance states fall in three groups here: ALIVE (running or about to), HALTED (stopped:
+it bills its volume, and a job on it is over), GONE (shutting down or terminated: done).
+An instance EC2 no longer lists counts as gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..errors import BackendError
+from . import tags
+from .errors import AWS_ERRORS, aws_errors, error_code
+
+ALIVE = frozenset({"pending", "running"})
+HALTED = frozenset({"stopping", "stopped"})
+GONE = frozenset({"shutting-down", "terminated"})
+UNFINISHED = ALIVE | HALTED  # not (yet) shutting down: it may still need terminating
+# Not terminated: what is listed as this tool's live instances.
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+MISSING = "missing"  # what `terminate` reports for an id EC2 no longer knows
+NOT_FOUND_CODES = ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
+MAX_FILTER_VALUES = 200
+TERMINATE_CHUNK = 1000
+
+Instances = dict[str, dict[str, Any]]
+
+
+def state_of(instance: Mapping[str, Any] | None) -> str | None:
+    if instance is None:
+        return None
+    return str(instance.get("State", {}).get("Name", "")) or None
+
+
+def timestamp(value: Any) -> float | None:
+    """A time as AWS gives it (datetime, or ISO text) in seconds since the epoch."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return float(value.timestamp())
+    if isinstance(value, str) and value:
+        with contextlib.suppress(ValueError):
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+def launch_time(instance: Mapping[str, Any]) -> float | None:
+    return timestamp(instance.get("LaunchTime"))
+
+
+def state_filter(states: Iterable[str]) -> dict[str, Any]:
+    return {"Name": "instance-state-name", "Values": sorted(states)}
+
+
+def managed_filters(owner: str) -> list[dict[str, Any]]:
+    """DescribeInstances filters for the instances this tool launched (for this owner)."""
+    filters = [tags.tag_filter(tags.MANAGED, tags.TRUE)]
+    if owner:
+        filters.append(tags.tag_filter(tags.OWNER, owner))
+    return filters
+
+
+async def describe_instances(ec2: Any, filters: list[dict[str, Any]]) -> Instances:
+    """Every instance matching `filters`, by id (paginated, 1000 per page)."""
+    out: Instances = {}
+    paginator = ec2.get_paginator("describe_instances")
+    async for page in paginator.paginate(Filters=filters, PaginationConfig={"PageSize": 1000}):
+        for reservation in page.get("Reservations", []):
+            for instance in reservation.get("Instances", []):
+                out[instance["InstanceId"]] = instance
+    return out
+
+
+async def describe_ids(ec2: Any, ids: Iterable[str]) -> Instances:
+    """Instances by id; unknown ids are simply absent (a filter, not InstanceIds, which would
+    fail the whole call on one unknown id)."""
+    ids = sorted(set(ids))
+    out: Instances = {}
+    for start in range(0, len(ids), MAX_FILTER_VALUES):
+        chunk = ids[start : start + MAX_FILTER_VALUES]
+        out.update(await describe_instances(ec2, [{"Name": "instance-id", "Values": chunk}]))
+    return out
+
+
+async def is_gone(ec2: Any, instance_id: str) -> bool:
+    """True if the instance is halted or gone; False while alive or if EC2 cannot say."""
+    try:
+        found = await describe_ids(ec2, [instance_id])
+    except AWS_ERRORS:
+        return False
+    return state_of(found.get(instance_id)) in GONE | HALTED
+
+
+async def terminate(ec2: Any, ids: Iterable[str]) -> dict[str, str]:
+    """TerminateInstances; id → state after the call ('shutting-down', 'terminated', or
+    'missing' for an id EC2 no longer knows). Raises on other errors."""
+    ids = sorted(set(ids))
+    result: dict[str, str] = {}
+    for start in range(0, len(ids), TERMINATE_CHUNK):
+        chunk = ids[start : start + TERMINATE_CHUNK]
+        try:
+            resp = await ec2.terminate_instances(InstanceIds=chunk)
+        except ClientError as exc:
+            if error_code(exc) not in NOT_FOUND_CODES:
+                raise
+            if len(chunk) == 1:
+                result[chunk[0]] = MISSING
+                continue
+            for one in chunk:  # one unknown id fails the batch: go one by one
+                result.update(await terminate(ec2, [one]))
+            continue
+        for row in resp.get("TerminatingInstances", []):
+            result[row["InstanceId"]] = str(row.get("CurrentState", {}).get("Name", ""))
+    return result
+
+
+async def terminate_and_check(
+    ec2: Any, ids: Iterable[str], *, attempts: int = 3, delay: float = 1.0
+) -> dict[str, str]:
+    """TerminateInstances, then DescribeInstances up to `attempts` times (`delay` apart) until
+    each instance is shutting down, terminated or gone. Returns those that are not yet (id →
+    state): empty once all are confirmed. AWS errors propagate."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    await terminate(ec2, ids)
+    alive: dict[str, str] = {}
+    for attempt in range(max(1, attempts)):
+        found = await describe_ids(ec2, ids)
+        alive = {i: state_of(found[i]) or "" for i in ids if i in found}
+        alive = {i: s for i, s in alive.items() if s not in GONE}
+        if not alive:
+            return {}
+        if attempt + 1 < attempts:
+            await asyncio.sleep(delay)
+    return alive
+
+
+async def terminate_confirmed(
+    ec2: Any, ids: Iterable[str], *, attempts: int = 3, delay: float = 1.0
+) -> None:
+    """`terminate_and_check`, raising `BackendError` if AWS fails or the instances are not
+    confirmed gone yet (the caller retries)."""
+    ids = sorted(set(ids))
+    with aws_errors(f"terminating {', '.join(ids)}"):
+        alive = await terminate_and_check(ec2, ids, attempts=attempts, delay=delay)
+    if alive:
+        states = ", ".join(f"{i} is {s}" for i, s in alive.items())
+        raise BackendError(f"termination not confirmed yet: {states}")

@@ -1,0 +1,495 @@
+"""EC2 + SSM backend: each job runs on its own freshly launched instance.
+
+Launch: choose the cheapest instance type that fits (`choice`), `RunInstances` with the
+worker's boot script (`aws.userdata`: EFS mount, lifetime deadline) and
+`InstanceInitiatedShutdownBehavior=terminate` (`aws.launch`), record the instance id at once,
+then `SendCommand` the job's script (`aws.command`, `aws.ssm`). Status: one monitor loop for
+every job (`aws.monitor`). Stop: `CancelCommand` (best effort) + `TerminateInstances`,
+confirmed (`aws.instances`). Settings and checks: `settings`; the instance inventory (preview,
+list, terminate ours, orphans): `inventory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+from typing import Any
+
+from ...aws import instances, ssm, tags
+from ...aws.catalog import Catalog, OnDemandPrices
+from ...aws.clients import AWSClients, backoff_delay
+from ...aws.command import build_commands
+from ...aws.errors import AWS_ERRORS, aws_errors, error_message
+from ...aws.launch import Launcher, LaunchSpec, run_instances_parameters
+from ...aws.monitor import Monitor, classify, outcome_for_command
+from ...aws.select import Candidate
+from ...aws.userdata import build_user_data
+from ...errors import BackendError
+from ...models import Job, JobState, Outcome
+from ...runners import build_command
+from ..base import RecordHandle
+from .choice import InstanceChoice, WorkerImage
+from .inventory import Inventory
+from .settings import EC2Settings
+
+STOPPED = Outcome(JobState.STOPPED, error="stopped on request")
+
+
+class EC2Backend(EC2Settings):
+    """Runs each job on its own freshly launched EC2 instance, driven through SSM."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._clients: AWSClients | None = None
+        self._choice: InstanceChoice | None = None
+        self._inventory: Inventory | None = None
+        self._launcher: Launcher | None = None
+        self._monitor: Monitor | None = None
+        self._stopping: set[str] = set()
+        self._started = False  # start() was called: the monitor loop runs
+        self._warmup: asyncio.Task[None] | None = None
+
+    # -- the AWS helpers, each made on first use ---------------------------------------------
+
+    @property
+    def clients(self) -> AWSClients:
+        if self._clients is None:
+            self._clients = AWSClients(
+                region=self.region,
+                endpoint_url=self.endpoint_url,
+                pricing_endpoint_url=self.pricing_endpoint_url,
+            )
+        return self._clients
+
+    @property
+    def choice(self) -> InstanceChoice:
+        if self._choice is None:
+            self._choice = InstanceChoice(self, self.clients)
+        return self._choice
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.choice.catalog
+
+    @property
+    def prices(self) -> OnDemandPrices:
+        return self.choice.prices
+
+    @property
+    def inventory(self) -> Inventory:
+        if self._inventory is None:
+            self._inventory = Inventory(self, self.clients, self.choice)
+        return self._inventory
+
+    @property
+    def launcher(self) -> Launcher:
+        if self._launcher is None:
+            self._launcher = Launcher(
+                self.clients,
+                max_concurrent=self.max_concurrent_run_instances,
+                max_attempts=self.max_launch_attempts,
+                terminate=self._terminate_quietly,
+            )
+        return self._launcher
+
+    @property
+    def monitor(self) -> Monitor:
+        if self._monitor is None:
+            self._monitor = Monitor(
+                self.clients,
+                owner=self.owner_tag,
+                interval=self.monitor_interval_seconds,
+                max_backoff=self.monitor_max_backoff_seconds,
+                command_check_interval=self.command_check_interval_seconds,
+                command_checks_per_cycle=self.command_checks_per_cycle,
+                exit_grace=self.exit_code_grace_seconds,
+            )
+        return self._monitor
+
+    # -- life cycle of the backend -----------------------------------------------------------
+
+    async def start(self) -> None:
+        # No AWS call is awaited here: the server must start even without credentials or
+        # network. On-demand prices are warmed in the background so the first preview is fast.
+        self._started = True
+        self.monitor.start()
+        if self.is_configured() and self.warm_prices_on_start:
+            self._warmup = asyncio.get_running_loop().create_task(
+                self.choice.warm_prices(), name="awsjobs-ec2-prices"
+            )
+
+    async def close(self) -> None:
+        warmup, self._warmup = self._warmup, None
+        if warmup is not None and not warmup.done():
+            warmup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warmup
+        if self._monitor is not None:
+            await self._monitor.close()
+        if self._clients is not None:
+            await self._clients.close()
+
+    # -- the instance inventory (base.InstanceInventory) -------------------------------------
+
+    async def preview(
+        self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None = None
+    ) -> dict[str, Any]:
+        return await self.inventory.preview(
+            memory_gib=memory_gib, cpus=cpus, spot=spot, instance_type=instance_type
+        )
+
+    async def list_instances(self) -> list[dict[str, Any]]:
+        return await self.inventory.list_instances()
+
+    async def terminate_instances(self, ids: Iterable[str]) -> list[str]:
+        return await self.inventory.terminate_instances(ids)
+
+    async def find_orphans(self, active_job_ids: set[str]) -> list[dict[str, Any]]:
+        return await self.inventory.find_orphans(active_job_ids)
+
+    async def reconcile(self, active_jobs: Iterable[Job | str]) -> dict[str, list[dict[str, Any]]]:
+        return await self.inventory.reconcile(active_jobs)
+
+    async def check_request(self, job: Job) -> None:
+        """Optional async part of validation (the service may await it before accepting a
+        job, to answer 400): a requested instance type must exist and be allowed."""
+        self.validate(job)
+        if job.requested_instance_type:
+            await self.preview(
+                memory_gib=job.memory_gib,
+                cpus=job.cpus,
+                spot=job.spot,
+                instance_type=job.requested_instance_type,
+            )
+
+    # -- launch ------------------------------------------------------------------------------
+
+    def request_stop(self, job_id: str) -> None:
+        """Make an in-flight launch of this job give up as soon as possible (it terminates
+        what it launched). `stop()` does this too; the service may call this early."""
+        self._stopping.add(job_id)
+        if self._monitor is not None:
+            self._monitor.mark_stopping(job_id)
+
+    async def launch(self, job: Job, record: RecordHandle) -> None:
+        self.validate(job)
+        argv = build_command(job, python=self.worker_python)
+        commands = self._job_commands(job, argv)
+        user_data = build_user_data(
+            job_id=job.id,
+            lifetime_minutes=job.max_lifetime_minutes,
+            efs_file_system_id=self.efs_file_system_id,
+            efs_access_point_id=self.efs_access_point_id,
+            efs_use_iam=self.efs_use_iam,
+            mount_path=self.mount_path,
+            region=self.region,
+            extra_commands=self.extra_user_data,
+        )
+        await asyncio.to_thread(self._prepare_files, job)
+        with aws_errors("choosing an instance type failed"):
+            candidates = await self.choice.candidates(
+                memory_gib=job.memory_gib,
+                cpus=job.cpus,
+                spot=job.spot,
+                instance_type=job.requested_instance_type,
+            )
+            image = await self.choice.image()
+        instance, chosen = await self.launcher.run_first_available(
+            job.id,
+            candidates,
+            lambda candidate, attempt: self._run_parameters(
+                job, candidate, user_data, attempt, image
+            ),
+            stopping=lambda: job.id in self._stopping,
+        )
+        iid = instance["InstanceId"]
+        launched_at = time.time()
+        try:
+            await record(
+                {
+                    "instance_id": iid,
+                    "availability_zone": chosen.availability_zone,
+                    "subnet_id": chosen.subnet_id,
+                    "spot": chosen.spot,
+                    "price_source": chosen.price_source,
+                },
+                instance_type=chosen.instance_type,
+                hourly_price=chosen.hourly_price,
+                command=argv,
+                started_at=launched_at,
+            )
+        except BaseException:
+            # Never leave an instance nobody knows about.
+            await self._terminate_quietly([iid], job.id)
+            raise
+        if job.id in self._stopping:
+            await self._terminate_quietly([iid], job.id)
+            return  # stop() confirms the termination
+        command_id = await self._send_job_command(job, iid, commands, launched_at)
+        if command_id is not None:
+            await record({"command_id": command_id})
+
+    def _job_commands(self, job: Job, argv: list[str]) -> list[str]:
+        """The job's SSM script, with absolute paths (the same on the server and the worker)."""
+        root = PurePosixPath(self.root_dir)
+        return build_commands(
+            job_id=job.id,
+            argv=argv,
+            cwd=str((root / job.path).parent),
+            log_path=str(root / job.log_path),
+            exit_code_path=self.exit_code_path(job).as_posix(),
+            env=job.env,
+        )
+
+    def _prepare_files(self, job: Job) -> None:
+        self.job_state_dir(job).mkdir(parents=True, exist_ok=True)
+        self.exit_code_path(job).unlink(missing_ok=True)
+
+    def _run_parameters(
+        self, job: Job, c: Candidate, user_data: str, attempt: int, image: WorkerImage
+    ) -> dict[str, Any]:
+        name = PurePosixPath(job.path).name
+        job_tags = {
+            **{str(k): str(v) for k, v in self.extra_tags.items()},
+            tags.NAME: tags.tag_value(f"awsjobs-{name}-{job.id}"),
+            tags.JOB_ID: job.id,
+            tags.OWNER: self.owner_tag or tags.UNKNOWN_OWNER,
+            tags.MANAGED: tags.TRUE,
+            tags.ROLE: tags.ROLE_JOB,
+        }
+        if c.hourly_price is not None:
+            job_tags[tags.HOURLY_PRICE] = f"{c.hourly_price:.6f}"
+        spec = LaunchSpec(
+            image_id=image.image_id,
+            instance_type=c.instance_type,
+            user_data=user_data,
+            tags=job_tags,
+            client_token=f"awsjobs-{job.id}-{attempt}",
+            root_device=image.root_device,
+            root_volume_gib=self.root_volume_gib,
+            subnet_id=c.subnet_id,
+            security_group_ids=self.security_group_ids,
+            instance_profile=self.instance_profile,
+            key_name=self.key_name,
+            spot=c.spot,
+        )
+        return run_instances_parameters(spec)
+
+    async def _send_job_command(
+        self, job: Job, iid: str, commands: list[str], launched_at: float
+    ) -> str | None:
+        """SendCommand the job's script, retried while the instance's SSM agent registers.
+        None if the instance went away meanwhile (the monitor then rules) or a Stop came."""
+        deadline = job.deadline(launched_at, unit_seconds=self.lifetime_unit_seconds)
+        ec2 = await self.clients.ec2()
+        comment = f"awsjobs {job.id} {PurePosixPath(job.path).name}"
+
+        async def give_up(failures: int) -> bool:
+            if job.id in self._stopping:
+                return True
+            return failures > 0 and failures % 5 == 0 and await instances.is_gone(ec2, iid)
+
+        try:
+            return await ssm.send_until_registered(
+                await self.clients.ssm(),
+                iid,
+                lambda: ssm.shell_script_parameters(
+                    instance_id=iid,
+                    commands=commands,
+                    execution_seconds=deadline - time.time(),
+                    comment=comment,
+                ),
+                timeout_seconds=self.launch_timeout_seconds,
+                pause=lambda n: backoff_delay(
+                    n, self.ssm_retry_seconds, self.ssm_retry_max_seconds
+                ),
+                give_up=give_up,
+            )
+        except ssm.AgentNotRegistered as exc:
+            confirmed = await self._terminate_quietly([iid], job.id)
+            raise BackendError(
+                f"instance {iid} did not accept the job's command through SSM within "
+                f"{self.launch_timeout_seconds:g} s (is the SSM agent on the AMI, and does the "
+                "instance profile allow AmazonSSMManagedInstanceCore? can the subnet reach "
+                f"SSM?); the instance {'was terminated' if confirmed else 'is being terminated'}"
+            ) from exc
+        except AWS_ERRORS as exc:
+            await self._terminate_quietly([iid], job.id)
+            raise BackendError(
+                f"SendCommand failed: {error_message(exc)}; instance {iid} terminated"
+            ) from exc
+
+    def _send_pause(self, failures: int) -> float:
+        """Seconds between SendCommand attempts while the agent registers."""
+        return backoff_delay(failures, self.ssm_retry_seconds, self.ssm_retry_max_seconds)
+
+    # -- terminating -------------------------------------------------------------------------
+
+    async def _terminate_confirmed(self, ids: Iterable[str]) -> None:
+        """Terminate and confirm (BackendError if that cannot be confirmed yet)."""
+        await instances.terminate_confirmed(
+            await self.clients.ec2(),
+            ids,
+            attempts=self.stop_confirm_attempts,
+            delay=self.stop_confirm_delay_seconds,
+        )
+
+    async def _terminate_quietly(self, ids: list[str], job_id: str) -> bool:
+        """Terminate and confirm, logging instead of raising. True once confirmed."""
+        try:
+            await self._terminate_confirmed(ids)
+            return True
+        except Exception as exc:
+            self.log.warning(
+                "awsjobs: could not confirm termination of %s (job %s): %s", ids, job_id, exc
+            )
+            return False
+
+    # -- wait, stop, reattach ----------------------------------------------------------------
+
+    def _lifetime_seconds(self, job: Job) -> float:
+        """The job's max lifetime as a duration (its deadline counted from 0)."""
+        return job.deadline(0.0, unit_seconds=self.lifetime_unit_seconds)
+
+    async def wait(self, job: Job) -> Outcome:
+        if job.id in self._stopping:
+            return STOPPED
+        iid = job.instance_id
+        if not iid:
+            return Outcome(JobState.FAILED, error="no instance was launched for this job")
+        future = self.monitor.watch(
+            job_id=job.id,
+            instance_id=iid,
+            command_id=job.handle.get("command_id"),
+            exit_code_path=self.exit_code_path(job),
+            lifetime_seconds=self._lifetime_seconds(job),
+            started_at=job.started_at or job.created_at,
+        )
+        if self._started:
+            self.monitor.start()  # (again, if it had ended)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.done():
+                self.monitor.unwatch(job.id)
+            raise
+
+    async def _job_instances(self, job: Job) -> instances.Instances:
+        """Every instance of this job: the recorded one and any tagged with its id."""
+        ec2 = await self.clients.ec2()
+        found = await instances.describe_instances(
+            ec2,
+            [tags.tag_filter(tags.JOB_ID, job.id), tags.tag_filter(tags.MANAGED, tags.TRUE)],
+        )
+        iid = job.instance_id
+        if iid and iid not in found:
+            found.update(await instances.describe_ids(ec2, [iid]))
+        return found
+
+    async def stop(self, job: Job) -> None:
+        """Cancel the command (best effort), terminate every instance of the job (also one
+        whose RunInstances is still in flight) and confirm. Idempotent."""
+        self.request_stop(job.id)
+        command_id = job.handle.get("command_id")
+        if command_id:
+            await self._cancel_command(str(command_id), job.instance_id)
+        ids: set[str] = set()
+        in_flight = self.launcher.in_flight(job.id)
+        if in_flight is not None:
+            # RunInstances in flight: wait for its answer so its instance is not missed.
+            done, _ = await asyncio.wait({in_flight}, timeout=120)
+            if in_flight not in done:
+                raise BackendError("an instance launch is still in flight; retrying")
+            if not in_flight.cancelled() and in_flight.exception() is None:
+                ids.add(in_flight.result()["InstanceId"])
+        with aws_errors(f"looking up the instances of job {job.id}"):
+            found = await self._job_instances(job)
+        ids |= {i for i, inst in found.items() if instances.state_of(inst) != "terminated"}
+        await self._terminate_confirmed(ids)
+        if ids:
+            self.log.info("awsjobs: job %s stopped; terminated %s", job.id, ", ".join(sorted(ids)))
+        if self._monitor is not None:
+            self._monitor.resolve(job.id, STOPPED)
+
+    async def _cancel_command(self, command_id: str, iid: str | None) -> None:
+        # Best effort: TerminateInstances is what makes Stop safe. (moto has no CancelCommand.)
+        try:
+            await ssm.cancel(await self.clients.ssm(), command_id, iid)
+        except Exception as exc:
+            self.log.info("awsjobs: CancelCommand %s: %s (ignored)", command_id, exc)
+
+    async def reattach(self, job: Job) -> Outcome | None:
+        """After a restart: None if the job's instance is alive with its command (the service
+        then calls wait), else how it ended. Raises BackendError if AWS can't be read."""
+        with aws_errors(f"looking up job {job.id} after a restart"):
+            return await self._reattach(job)
+
+    async def _reattach(self, job: Job) -> Outcome | None:
+        exit_code = await asyncio.to_thread(self.read_exit_code, job)
+        found = await self._job_instances(job)
+        iid = job.instance_id
+        if iid is None and found:
+            # The server stopped before the id was recorded: the newest tagged instance.
+            iid = max(found, key=lambda i: instances.launch_time(found[i]) or 0.0)
+        instance = found.get(iid) if iid else None
+        live = [i for i, inst in found.items() if instances.state_of(inst) in instances.UNFINISHED]
+        extra = [i for i in live if i != iid]
+        if extra:
+            self.log.warning("awsjobs: job %s has extra instances %s; terminating", job.id, extra)
+            await self._terminate_quietly(extra, job.id)
+        if exit_code is not None:
+            if iid in live:
+                await self._terminate_confirmed([iid])
+            return classify(instance, exit_code, now=time.time(), deadline=0.0)
+        if iid is None:
+            since = time.time() - max(job.created_at, job.updated_at)
+            if since < self.reattach_grace_seconds:
+                # EC2 is eventually consistent: an instance launched just before the restart
+                # may not be listed yet. The service retries reattach on BackendError.
+                raise BackendError(f"no instance of job {job.id} is visible yet")
+            return Outcome(
+                JobState.FAILED, error="the server stopped before an instance was launched"
+            )
+        return await self._reattach_instance(job, iid, instance)
+
+    async def _reattach_instance(
+        self, job: Job, iid: str, instance: dict[str, Any] | None
+    ) -> Outcome | None:
+        """Reattach a job without an exit code to its instance: alive, or how it ended."""
+        if instances.state_of(instance) in instances.ALIVE:
+            if not job.handle.get("command_id") and not await ssm.find_command(
+                await self.clients.ssm(), iid
+            ):
+                await self._terminate_confirmed([iid])
+                return Outcome(
+                    JobState.FAILED,
+                    error="the server stopped while the job was launching; its instance "
+                    f"{iid} was terminated",
+                )
+            return None
+        start = instances.launch_time(instance) if instance else None
+        deadline = job.deadline(start, unit_seconds=self.lifetime_unit_seconds)
+        outcome = classify(instance, None, now=time.time(), deadline=deadline)
+        if outcome is not None and instances.state_of(instance) in instances.HALTED:
+            await self._terminate_confirmed([iid])
+        if outcome is not None and outcome.state is JobState.FAILED:
+            detail = await self._command_detail(job, iid)
+            if detail:
+                outcome = Outcome(JobState.FAILED, error=f"{outcome.error}; {detail}")
+        return outcome
+
+    async def _command_detail(self, job: Job, iid: str) -> str | None:
+        """Why the job's command ended, from SSM (None if unknown or still running)."""
+        command_id = job.handle.get("command_id")
+        if not command_id:
+            return None
+        try:
+            inv = await ssm.get_invocation(await self.clients.ssm(), command_id, iid)
+        except AWS_ERRORS:
+            return None
+        if inv is None or inv.get("Status") in ssm.COMMAND_RUNNING:
+            return None
+        return outcome_for_command(inv).error

@@ -1,0 +1,306 @@
+"""The EC2 backend's settings (`c.EC2Backend.*`) and its configuration checks.
+
+Minimum configuration (`is_configured`): `image_id` (or `image_ssm_parameter`), `subnet_ids`,
+`efs_file_system_id`, and `instance_profile_name` (or `instance_profile_arn`): without an
+instance profile the SSM agent can't register and no command could ever reach the worker.
+The server's root must lie inside `efs_mount_path` (default: the server root itself), so that
+absolute paths are the same on the server and on the worker.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import PurePosixPath
+from typing import Any, ClassVar
+
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
+
+from ...aws import tags
+from ...aws.select import Policy
+from ...errors import InvalidRequest
+from ...models import Job
+from ..base import Backend, BackendNotConfigured, Capabilities
+
+
+class EC2Settings(Backend):
+    """What an EC2 backend is configured with, and whether that is enough to run jobs."""
+
+    id: ClassVar[str] = "ec2"
+    label: ClassVar[str] = "AWS EC2"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        spot=True, instance_types=True, instances=True, hourly_price=True
+    )
+
+    # -- where and what to launch ------------------------------------------------------------
+    region = Unicode(
+        help="AWS region of the workers (default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)."
+    ).tag(config=True)
+    endpoint_url = Unicode(
+        "",
+        help="EC2 and SSM endpoint (e.g. a moto server in tests). Empty: botocore's default, "
+        "which honours $AWS_ENDPOINT_URL.",
+    ).tag(config=True)
+    pricing_endpoint_url = Unicode(
+        "", help="Price List API endpoint (empty: the public us-east-1 endpoint)."
+    ).tag(config=True)
+    image_id = Unicode(
+        "",
+        help="AMI of the workers: Linux with the SSM agent, amazon-efs-utils (or NFS client), "
+        "Python 3 with papermill and ipykernel, and R/Quarto if you run those. "
+        "`awsjobs build-image` builds one.",
+    ).tag(config=True)
+    image_ssm_parameter = Unicode(
+        "",
+        help="Instead of image_id: an SSM parameter holding the AMI id, resolved once per server "
+        "start (e.g. '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64').",
+    ).tag(config=True)
+    architecture = Unicode(
+        "x86_64",
+        help="CPU architecture of the AMI ('x86_64' or 'arm64'); only matching instance types are "
+        "considered. Read from the AMI itself when EC2 can describe it.",
+    ).tag(config=True)
+    subnet_ids = List(
+        Unicode(),
+        help="Subnets to launch into, at most one per availability zone. Spot jobs go to the "
+        "zone with the cheapest price; on-demand jobs to the first subnet (the next on "
+        "capacity errors). Workers need a route to SSM (NAT, public IP, or VPC endpoints).",
+    ).tag(config=True)
+    security_group_ids = List(
+        Unicode(),
+        help="Security groups of the workers (empty: the VPC's default group). The EFS mount "
+        "targets must accept NFS (TCP 2049) from them.",
+    ).tag(config=True)
+    instance_profile_name = Unicode(
+        "", help="IAM instance profile of the workers (needs AmazonSSMManagedInstanceCore)."
+    ).tag(config=True)
+    instance_profile_arn = Unicode("", help="The instance profile by ARN instead of name.").tag(
+        config=True
+    )
+    key_name = Unicode("", help="Optional EC2 key pair for SSH into workers.").tag(config=True)
+    root_volume_gib = Int(30, help="Size of the worker's root volume (gp3), GiB.").tag(config=True)
+    root_device_name = Unicode(
+        "/dev/xvda",
+        help="Root device of the AMI, used when EC2 cannot describe the image.",
+    ).tag(config=True)
+    extra_tags = Dict(
+        value_trait=Unicode(), help="More tags on every worker instance and volume."
+    ).tag(config=True)
+    extra_user_data = Unicode(
+        "", help="Shell commands appended to the worker's boot script (run as root)."
+    ).tag(config=True)
+    worker_python = Unicode("python3", help="Python interpreter on the worker.").tag(config=True)
+
+    # -- shared file system ------------------------------------------------------------------
+    efs_file_system_id = Unicode(
+        "", help="EFS file system (fs-...) mounted on the server and on every worker."
+    ).tag(config=True)
+    efs_access_point_id = Unicode(
+        "", help="Optional EFS access point (fsap-...); requires amazon-efs-utils on the AMI."
+    ).tag(config=True)
+    efs_mount_path = Unicode(
+        "",
+        help="Where workers mount the file system: the path where the server has it mounted "
+        "(default: the server root). The server root must be inside it.",
+    ).tag(config=True)
+    efs_use_iam = Bool(
+        False, help="Mount with the 'iam' option (when the file system policy requires IAM)."
+    ).tag(config=True)
+
+    # -- choice of instance ------------------------------------------------------------------
+    allowed_families = List(
+        Unicode(),
+        help="Only these instance families (e.g. ['m7i', 'c7a', 'r7*']); empty: all.",
+    ).tag(config=True)
+    denied_families = List(
+        Unicode(),
+        default_value=["t1", "t2", "t3", "t3a", "t4g"],
+        help="Never these families. Default: the burstable ones, whose CPU credits run out "
+        "during long jobs.",
+    ).tag(config=True)
+    include_accelerated_types = Bool(
+        False,
+        help="Let automatic choice pick GPU/FPGA/Inferentia types (a requested type is always "
+        "allowed).",
+    ).tag(config=True)
+    max_priced_types = Int(
+        40, help="How many of the smallest fitting types are priced when choosing."
+    ).tag(config=True)
+    max_launch_attempts = Int(
+        3,
+        help="On a capacity error (no capacity, spot price too high) try up to this many "
+        "candidates (next zone or next-cheapest type).",
+    ).tag(config=True)
+    cache_dir = Unicode(help="Where on-demand prices are cached (default: Jupyter data dir).").tag(
+        config=True
+    )
+    warm_prices_on_start = Bool(
+        True, help="Read on-demand prices in the background when the server starts."
+    ).tag(config=True)
+    price_cache_max_age_hours = Float(
+        168.0, help="On-demand prices younger than this are used without asking AWS."
+    ).tag(config=True)
+
+    # -- ownership, monitor, timeouts --------------------------------------------------------
+    owner = Unicode(
+        help="Tag awsjobs:owner of this server's instances (default: the OS user). Instances "
+        "of other owners are neither listed nor stopped from here. Empty: no owner check."
+    ).tag(config=True)
+    terminate_orphans = Bool(
+        False,
+        help="On start, terminate our tagged instances that belong to no active job. Off by "
+        "default: they are only logged (each still halts itself at its lifetime deadline), "
+        "because another server with the same owner may be running them.",
+    ).tag(config=True)
+    monitor_interval_seconds = Float(15.0, help="Seconds between monitor cycles.").tag(config=True)
+    monitor_max_backoff_seconds = Float(
+        300.0, help="Longest pause of the monitor when AWS throttles or fails."
+    ).tag(config=True)
+    command_check_interval_seconds = Float(
+        120.0,
+        help="How often (per job) the monitor asks SSM again about a command that is past its "
+        "execution timeout without an exit code (running jobs are never asked).",
+    ).tag(config=True)
+    command_checks_per_cycle = Int(
+        1,
+        help="At most this many SSM status calls per monitor cycle (they are only for jobs "
+        "whose command ended without an exit code); more than 1 raises the bound of 4 AWS "
+        "calls per cycle.",
+    ).tag(config=True)
+    exit_code_grace_seconds = Float(
+        90.0,
+        help="How long to wait for a job's exit_code file after its instance or command ended "
+        "(the server's NFS client may cache directory listings).",
+    ).tag(config=True)
+    max_concurrent_run_instances = Int(
+        8,
+        help="How many RunInstances calls may be in flight at once. AWS rate-limits "
+        "RunInstances per account; a burst of jobs queues here instead of being throttled.",
+    ).tag(config=True)
+    launch_timeout_seconds = Float(
+        600.0,
+        help="How long a new instance may take until SSM accepts the job's command; then the "
+        "job fails and the instance is terminated.",
+    ).tag(config=True)
+    ssm_retry_seconds = Float(
+        2.0, help="First pause between SendCommand attempts while the agent registers."
+    ).tag(config=True)
+    ssm_retry_max_seconds = Float(15.0, help="Longest pause between SendCommand attempts.").tag(
+        config=True
+    )
+    reattach_grace_seconds = Float(
+        120.0,
+        help="After a restart, how long a job with no visible instance is looked for again "
+        "before it is declared never launched (EC2 lists new instances with a delay).",
+    ).tag(config=True)
+    stop_confirm_attempts = Int(
+        3, help="DescribeInstances checks after TerminateInstances before a Stop is retried."
+    ).tag(config=True)
+    stop_confirm_delay_seconds = Float(1.0, help="Pause between those checks.").tag(config=True)
+
+    @default("region")
+    def _default_region(self) -> str:
+        return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+    @default("owner")
+    def _default_owner(self) -> str:
+        return tags.user_name()
+
+    @default("cache_dir")
+    def _default_cache_dir(self) -> str:
+        from jupyter_core.paths import jupyter_data_dir
+
+        return os.path.join(jupyter_data_dir(), "awsjobs_lab", "cache")
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def missing_settings(self) -> list[str]:
+        """The settings still to set before jobs can run here, as c.EC2Backend.* names."""
+        missing = []
+        if not (self.image_id or self.image_ssm_parameter):
+            missing.append("image_id")
+        if not self.subnet_ids:
+            missing.append("subnet_ids")
+        if not self.efs_file_system_id:
+            missing.append("efs_file_system_id")
+        if not (self.instance_profile_name or self.instance_profile_arn):
+            missing.append("instance_profile_name")
+        return missing
+
+    def mount_problem(self) -> str | None:
+        """Why workers could not see the server's files at the same paths, or None."""
+        if not self.root_dir:
+            return None
+        mount = PurePosixPath(self.mount_path)
+        root = PurePosixPath(self.root_dir)
+        if not mount.is_absolute():
+            return f"c.EC2Backend.efs_mount_path must be an absolute path, not {str(mount)!r}"
+        if root != mount and mount not in root.parents:
+            return (
+                f"the server root {str(root)!r} is not inside c.EC2Backend.efs_mount_path "
+                f"{str(mount)!r}: workers could not see the job's files"
+            )
+        return None
+
+    @property
+    def owner_tag(self) -> str:
+        """The value of our awsjobs:owner tag ('' = no owner check)."""
+        return tags.owner_tag_value(self.owner)
+
+    @property
+    def instance_profile(self) -> str:
+        """The workers' instance profile, by ARN or by name ('' when not set)."""
+        return self.instance_profile_arn or self.instance_profile_name
+
+    @property
+    def mount_path(self) -> str:
+        """Where workers mount EFS: `efs_mount_path`, or the server root."""
+        return self.efs_mount_path or str(self.root_dir)
+
+    def is_configured(self) -> bool:
+        return not self.missing_settings() and self.mount_problem() is None
+
+    def describe(self) -> dict[str, Any]:
+        data = super().describe()
+        data.update(
+            {
+                "region": self.region,
+                "owner": self.owner,
+                "missing_settings": [f"c.EC2Backend.{m}" for m in self.missing_settings()],
+                "problem": self.mount_problem(),
+                "architecture": self.architecture,
+                "efs_mount_path": self.mount_path,
+                "spot_supported": True,
+            }
+        )
+        return data
+
+    def configuration_problem(self) -> str | None:
+        """None when jobs can run here, else what to set (shown to users as is)."""
+        missing = self.missing_settings()
+        if missing:
+            names = ", ".join(f"c.EC2Backend.{m}" for m in missing)
+            return f"The EC2 backend is not configured: set {names}."
+        problem = self.mount_problem()
+        if problem:
+            return f"The EC2 backend is misconfigured: {problem}."
+        return None
+
+    def require_configured(self) -> None:
+        problem = self.configuration_problem()
+        if problem:
+            raise BackendNotConfigured(problem)
+
+    def validate(self, job: Job) -> None:
+        self.require_configured()
+        for name in job.env:
+            if name.upper().startswith("AWSJOBS_"):
+                raise InvalidRequest(f"env: {name} is reserved (names starting with AWSJOBS_).")
+
+    def policy(self) -> Policy:
+        """Which instance types automatic choice may consider."""
+        return Policy(
+            allowed_families=tuple(self.allowed_families),
+            denied_families=tuple(self.denied_families),
+            include_accelerated=self.include_accelerated_types,
+            max_priced_types=self.max_priced_types,
+        )
