@@ -18,21 +18,20 @@ from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any
 
-from ...aws import instances, ssm, tags
+from ...aws import instances, ssm
 from ...aws.catalog import Catalog, OnDemandPrices
 from ...aws.clients import AWSClients, backoff_delay
-from ...aws.command import build_commands
 from ...aws.errors import AWS_ERRORS, aws_errors, error_message
-from ...aws.launch import Launcher, LaunchSpec, run_instances_parameters
-from ...aws.monitor import Monitor, classify, outcome_for_command
-from ...aws.select import Candidate
-from ...aws.userdata import build_user_data
+from ...aws.launch import Launcher
+from ...aws.monitor import Monitor, classify
 from ...errors import BackendError
 from ...models import Job, JobState, Outcome
 from ...runners import build_command
 from ..base import RecordHandle
-from .choice import InstanceChoice, WorkerImage
+from . import worker
+from .choice import InstanceChoice
 from .inventory import Inventory
+from .job_instances import JobInstances
 from .settings import EC2Settings
 
 STOPPED = Outcome(JobState.STOPPED, error="stopped on request")
@@ -46,6 +45,7 @@ class EC2Backend(EC2Settings):
         self._clients: AWSClients | None = None
         self._choice: InstanceChoice | None = None
         self._inventory: Inventory | None = None
+        self._job_instances: JobInstances | None = None
         self._launcher: Launcher | None = None
         self._monitor: Monitor | None = None
         self._stopping: set[str] = set()
@@ -85,13 +85,19 @@ class EC2Backend(EC2Settings):
         return self._inventory
 
     @property
+    def job_instances(self) -> JobInstances:
+        if self._job_instances is None:
+            self._job_instances = JobInstances(self, self.clients)
+        return self._job_instances
+
+    @property
     def launcher(self) -> Launcher:
         if self._launcher is None:
             self._launcher = Launcher(
                 self.clients,
                 max_concurrent=self.max_concurrent_run_instances,
                 max_attempts=self.max_launch_attempts,
-                terminate=self._terminate_quietly,
+                terminate=self.job_instances.terminate_quietly,
             )
         return self._launcher
 
@@ -177,18 +183,9 @@ class EC2Backend(EC2Settings):
     async def launch(self, job: Job, record: RecordHandle) -> None:
         self.validate(job)
         argv = build_command(job, python=self.worker_python)
-        commands = self._job_commands(job, argv)
-        user_data = build_user_data(
-            job_id=job.id,
-            lifetime_minutes=job.max_lifetime_minutes,
-            efs_file_system_id=self.efs_file_system_id,
-            efs_access_point_id=self.efs_access_point_id,
-            efs_use_iam=self.efs_use_iam,
-            mount_path=self.mount_path,
-            region=self.region,
-            extra_commands=self.extra_user_data,
-        )
-        await asyncio.to_thread(self._prepare_files, job)
+        commands = worker.job_commands(self, job, argv)
+        user_data = worker.user_data(self, job)
+        await asyncio.to_thread(worker.prepare_files, self, job)
         with aws_errors("choosing an instance type failed"):
             candidates = await self.choice.candidates(
                 memory_gib=job.memory_gib,
@@ -200,8 +197,8 @@ class EC2Backend(EC2Settings):
         instance, chosen = await self.launcher.run_first_available(
             job.id,
             candidates,
-            lambda candidate, attempt: self._run_parameters(
-                job, candidate, user_data, attempt, image
+            lambda candidate, attempt: worker.run_parameters(
+                self, job, candidate, user_data, attempt, image
             ),
             stopping=lambda: job.id in self._stopping,
         )
@@ -223,60 +220,14 @@ class EC2Backend(EC2Settings):
             )
         except BaseException:
             # Never leave an instance nobody knows about.
-            await self._terminate_quietly([iid], job.id)
+            await self.job_instances.terminate_quietly([iid], job.id)
             raise
         if job.id in self._stopping:
-            await self._terminate_quietly([iid], job.id)
+            await self.job_instances.terminate_quietly([iid], job.id)
             return  # stop() confirms the termination
         command_id = await self._send_job_command(job, iid, commands, launched_at)
         if command_id is not None:
             await record({"command_id": command_id})
-
-    def _job_commands(self, job: Job, argv: list[str]) -> list[str]:
-        """The job's SSM script, with absolute paths (the same on the server and the worker)."""
-        root = PurePosixPath(self.root_dir)
-        return build_commands(
-            job_id=job.id,
-            argv=argv,
-            cwd=str((root / job.path).parent),
-            log_path=str(root / job.log_path),
-            exit_code_path=self.exit_code_path(job).as_posix(),
-            env=job.env,
-        )
-
-    def _prepare_files(self, job: Job) -> None:
-        self.job_state_dir(job).mkdir(parents=True, exist_ok=True)
-        self.exit_code_path(job).unlink(missing_ok=True)
-
-    def _run_parameters(
-        self, job: Job, c: Candidate, user_data: str, attempt: int, image: WorkerImage
-    ) -> dict[str, Any]:
-        name = PurePosixPath(job.path).name
-        job_tags = {
-            **{str(k): str(v) for k, v in self.extra_tags.items()},
-            tags.NAME: tags.tag_value(f"awsjobs-{name}-{job.id}"),
-            tags.JOB_ID: job.id,
-            tags.OWNER: self.owner_tag or tags.UNKNOWN_OWNER,
-            tags.MANAGED: tags.TRUE,
-            tags.ROLE: tags.ROLE_JOB,
-        }
-        if c.hourly_price is not None:
-            job_tags[tags.HOURLY_PRICE] = f"{c.hourly_price:.6f}"
-        spec = LaunchSpec(
-            image_id=image.image_id,
-            instance_type=c.instance_type,
-            user_data=user_data,
-            tags=job_tags,
-            client_token=f"awsjobs-{job.id}-{attempt}",
-            root_device=image.root_device,
-            root_volume_gib=self.root_volume_gib,
-            subnet_id=c.subnet_id,
-            security_group_ids=self.security_group_ids,
-            instance_profile=self.instance_profile,
-            key_name=self.key_name,
-            spot=c.spot,
-        )
-        return run_instances_parameters(spec)
 
     async def _send_job_command(
         self, job: Job, iid: str, commands: list[str], launched_at: float
@@ -309,7 +260,7 @@ class EC2Backend(EC2Settings):
                 give_up=give_up,
             )
         except ssm.AgentNotRegistered as exc:
-            confirmed = await self._terminate_quietly([iid], job.id)
+            confirmed = await self.job_instances.terminate_quietly([iid], job.id)
             raise BackendError(
                 f"instance {iid} did not accept the job's command through SSM within "
                 f"{self.launch_timeout_seconds:g} s (is the SSM agent on the AMI, and does the "
@@ -317,7 +268,7 @@ class EC2Backend(EC2Settings):
                 f"SSM?); the instance {'was terminated' if confirmed else 'is being terminated'}"
             ) from exc
         except AWS_ERRORS as exc:
-            await self._terminate_quietly([iid], job.id)
+            await self.job_instances.terminate_quietly([iid], job.id)
             raise BackendError(
                 f"SendCommand failed: {error_message(exc)}; instance {iid} terminated"
             ) from exc
@@ -325,28 +276,6 @@ class EC2Backend(EC2Settings):
     def _send_pause(self, failures: int) -> float:
         """Seconds between SendCommand attempts while the agent registers."""
         return backoff_delay(failures, self.ssm_retry_seconds, self.ssm_retry_max_seconds)
-
-    # -- terminating -------------------------------------------------------------------------
-
-    async def _terminate_confirmed(self, ids: Iterable[str]) -> None:
-        """Terminate and confirm (BackendError if that cannot be confirmed yet)."""
-        await instances.terminate_confirmed(
-            await self.clients.ec2(),
-            ids,
-            attempts=self.stop_confirm_attempts,
-            delay=self.stop_confirm_delay_seconds,
-        )
-
-    async def _terminate_quietly(self, ids: list[str], job_id: str) -> bool:
-        """Terminate and confirm, logging instead of raising. True once confirmed."""
-        try:
-            await self._terminate_confirmed(ids)
-            return True
-        except Exception as exc:
-            self.log.warning(
-                "awsjobs: could not confirm termination of %s (job %s): %s", ids, job_id, exc
-            )
-            return False
 
     # -- wait, stop, reattach ----------------------------------------------------------------
 
@@ -377,25 +306,13 @@ class EC2Backend(EC2Settings):
                 self.monitor.unwatch(job.id)
             raise
 
-    async def _job_instances(self, job: Job) -> instances.Instances:
-        """Every instance of this job: the recorded one and any tagged with its id."""
-        ec2 = await self.clients.ec2()
-        found = await instances.describe_instances(
-            ec2,
-            [tags.tag_filter(tags.JOB_ID, job.id), tags.tag_filter(tags.MANAGED, tags.TRUE)],
-        )
-        iid = job.instance_id
-        if iid and iid not in found:
-            found.update(await instances.describe_ids(ec2, [iid]))
-        return found
-
     async def stop(self, job: Job) -> None:
         """Cancel the command (best effort), terminate every instance of the job (also one
         whose RunInstances is still in flight) and confirm. Idempotent."""
         self.request_stop(job.id)
         command_id = job.handle.get("command_id")
         if command_id:
-            await self._cancel_command(str(command_id), job.instance_id)
+            await self.job_instances.cancel_command(str(command_id), job.instance_id)
         ids: set[str] = set()
         in_flight = self.launcher.in_flight(job.id)
         if in_flight is not None:
@@ -406,20 +323,13 @@ class EC2Backend(EC2Settings):
             if not in_flight.cancelled() and in_flight.exception() is None:
                 ids.add(in_flight.result()["InstanceId"])
         with aws_errors(f"looking up the instances of job {job.id}"):
-            found = await self._job_instances(job)
+            found = await self.job_instances.of_job(job)
         ids |= {i for i, inst in found.items() if instances.state_of(inst) != "terminated"}
-        await self._terminate_confirmed(ids)
+        await self.job_instances.terminate_confirmed(ids)
         if ids:
             self.log.info("awsjobs: job %s stopped; terminated %s", job.id, ", ".join(sorted(ids)))
         if self._monitor is not None:
             self._monitor.resolve(job.id, STOPPED)
-
-    async def _cancel_command(self, command_id: str, iid: str | None) -> None:
-        # Best effort: TerminateInstances is what makes Stop safe. (moto has no CancelCommand.)
-        try:
-            await ssm.cancel(await self.clients.ssm(), command_id, iid)
-        except Exception as exc:
-            self.log.info("awsjobs: CancelCommand %s: %s (ignored)", command_id, exc)
 
     async def reattach(self, job: Job) -> Outcome | None:
         """After a restart: None if the job's instance is alive with its command (the service
@@ -429,7 +339,7 @@ class EC2Backend(EC2Settings):
 
     async def _reattach(self, job: Job) -> Outcome | None:
         exit_code = await asyncio.to_thread(self.read_exit_code, job)
-        found = await self._job_instances(job)
+        found = await self.job_instances.of_job(job)
         iid = job.instance_id
         if iid is None and found:
             # The server stopped before the id was recorded: the newest tagged instance.
@@ -439,10 +349,10 @@ class EC2Backend(EC2Settings):
         extra = [i for i in live if i != iid]
         if extra:
             self.log.warning("awsjobs: job %s has extra instances %s; terminating", job.id, extra)
-            await self._terminate_quietly(extra, job.id)
+            await self.job_instances.terminate_quietly(extra, job.id)
         if exit_code is not None:
             if iid in live:
-                await self._terminate_confirmed([iid])
+                await self.job_instances.terminate_confirmed([iid])
             return classify(instance, exit_code, now=time.time(), deadline=0.0)
         if iid is None:
             since = time.time() - max(job.created_at, job.updated_at)
@@ -460,10 +370,8 @@ class EC2Backend(EC2Settings):
     ) -> Outcome | None:
         """Reattach a job without an exit code to its instance: alive, or how it ended."""
         if instances.state_of(instance) in instances.ALIVE:
-            if not job.handle.get("command_id") and not await ssm.find_command(
-                await self.clients.ssm(), iid
-            ):
-                await self._terminate_confirmed([iid])
+            if not job.handle.get("command_id") and not await self.job_instances.has_command(iid):
+                await self.job_instances.terminate_confirmed([iid])
                 return Outcome(
                     JobState.FAILED,
                     error="the server stopped while the job was launching; its instance "
@@ -474,22 +382,9 @@ class EC2Backend(EC2Settings):
         deadline = job.deadline(start, unit_seconds=self.lifetime_unit_seconds)
         outcome = classify(instance, None, now=time.time(), deadline=deadline)
         if outcome is not None and instances.state_of(instance) in instances.HALTED:
-            await self._terminate_confirmed([iid])
+            await self.job_instances.terminate_confirmed([iid])
         if outcome is not None and outcome.state is JobState.FAILED:
-            detail = await self._command_detail(job, iid)
+            detail = await self.job_instances.command_detail(job, iid)
             if detail:
                 outcome = Outcome(JobState.FAILED, error=f"{outcome.error}; {detail}")
         return outcome
-
-    async def _command_detail(self, job: Job, iid: str) -> str | None:
-        """Why the job's command ended, from SSM (None if unknown or still running)."""
-        command_id = job.handle.get("command_id")
-        if not command_id:
-            return None
-        try:
-            inv = await ssm.get_invocation(await self.clients.ssm(), command_id, iid)
-        except AWS_ERRORS:
-            return None
-        if inv is None or inv.get("Status") in ssm.COMMAND_RUNNING:
-            return None
-        return outcome_for_command(inv).error

@@ -1,0 +1,79 @@
+"""A job's instances on AWS: find them (recorded or tagged with the job's id), terminate them
+and confirm they are gone, and ask SSM about the job's command on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ...aws import instances, ssm, tags
+from ...aws.clients import AWSClients
+from ...aws.errors import AWS_ERRORS
+from ...aws.monitor import outcome_for_command
+from ...models import Job
+from .settings import EC2Settings
+
+
+class JobInstances:
+    """Per-job AWS actions of the EC2 backend (Stop, reattach after a restart, launch cleanup)."""
+
+    def __init__(self, settings: EC2Settings, clients: AWSClients) -> None:
+        self.settings = settings
+        self.clients = clients
+
+    async def of_job(self, job: Job) -> instances.Instances:
+        """Every instance of this job: the recorded one and any tagged with its id. AWS
+        errors propagate."""
+        ec2 = await self.clients.ec2()
+        found = await instances.describe_instances(
+            ec2,
+            [tags.tag_filter(tags.JOB_ID, job.id), tags.tag_filter(tags.MANAGED, tags.TRUE)],
+        )
+        iid = job.instance_id
+        if iid and iid not in found:
+            found.update(await instances.describe_ids(ec2, [iid]))
+        return found
+
+    async def terminate_confirmed(self, ids: Iterable[str]) -> None:
+        """Terminate and confirm (BackendError if that cannot be confirmed yet)."""
+        await instances.terminate_confirmed(
+            await self.clients.ec2(),
+            ids,
+            attempts=self.settings.stop_confirm_attempts,
+            delay=self.settings.stop_confirm_delay_seconds,
+        )
+
+    async def terminate_quietly(self, ids: list[str], job_id: str) -> bool:
+        """Terminate and confirm, logging instead of raising. True once confirmed."""
+        try:
+            await self.terminate_confirmed(ids)
+            return True
+        except Exception as exc:
+            self.settings.log.warning(
+                "awsjobs: could not confirm termination of %s (job %s): %s", ids, job_id, exc
+            )
+            return False
+
+    async def cancel_command(self, command_id: str, iid: str | None) -> None:
+        # Best effort: TerminateInstances is what makes Stop safe. (moto has no CancelCommand.)
+        try:
+            await ssm.cancel(await self.clients.ssm(), command_id, iid)
+        except Exception as exc:
+            self.settings.log.info("awsjobs: CancelCommand %s: %s (ignored)", command_id, exc)
+
+    async def has_command(self, iid: str) -> bool:
+        """Whether the job's command was ever sent to the instance (by this or an earlier
+        server process)."""
+        return await ssm.find_command(await self.clients.ssm(), iid) is not None
+
+    async def command_detail(self, job: Job, iid: str) -> str | None:
+        """Why the job's command ended, from SSM (None if unknown or still running)."""
+        command_id = job.handle.get("command_id")
+        if not command_id:
+            return None
+        try:
+            inv = await ssm.get_invocation(await self.clients.ssm(), command_id, iid)
+        except AWS_ERRORS:
+            return None
+        if inv is None or inv.get("Status") in ssm.COMMAND_RUNNING:
+            return None
+        return outcome_for_command(inv).error

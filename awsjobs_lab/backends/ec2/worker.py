@@ -1,0 +1,93 @@
+"""What a job's worker instance is given: its RunInstances parameters (tags, image, placement),
+its boot script and the SSM script that runs the job, from the backend's settings and the job.
+Pure, apart from preparing the job's state folder."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from ...aws import tags
+from ...aws.command import build_commands
+from ...aws.launch import LaunchSpec, run_instances_parameters
+from ...aws.select import Candidate
+from ...aws.userdata import build_user_data
+from ...models import Job
+from .choice import WorkerImage
+from .settings import EC2Settings
+
+
+def job_commands(settings: EC2Settings, job: Job, argv: list[str]) -> list[str]:
+    """The job's SSM script, with absolute paths (the same on the server and the worker)."""
+    root = PurePosixPath(settings.root_dir)
+    return build_commands(
+        job_id=job.id,
+        argv=argv,
+        cwd=str((root / job.path).parent),
+        log_path=str(root / job.log_path),
+        exit_code_path=settings.exit_code_path(job).as_posix(),
+        env=job.env,
+    )
+
+
+def user_data(settings: EC2Settings, job: Job) -> str:
+    """The worker's boot script: mount the shared file system, halt at the lifetime deadline
+    (in real minutes: the worker's own clock knows nothing of a shrunk test minute)."""
+    return build_user_data(
+        job_id=job.id,
+        lifetime_minutes=job.max_lifetime_minutes,
+        efs_file_system_id=settings.efs_file_system_id,
+        efs_access_point_id=settings.efs_access_point_id,
+        efs_use_iam=settings.efs_use_iam,
+        mount_path=settings.mount_path,
+        region=settings.region,
+        extra_commands=settings.extra_user_data,
+    )
+
+
+def prepare_files(settings: EC2Settings, job: Job) -> None:
+    """The job's state folder, without an exit code from an earlier run. Blocking."""
+    settings.job_state_dir(job).mkdir(parents=True, exist_ok=True)
+    settings.exit_code_path(job).unlink(missing_ok=True)
+
+
+def job_tags(settings: EC2Settings, job: Job, candidate: Candidate) -> dict[str, str]:
+    """The tags of a job's instance and volume: ours, this owner's, this job's."""
+    name = PurePosixPath(job.path).name
+    found = {
+        **{str(k): str(v) for k, v in settings.extra_tags.items()},
+        tags.NAME: tags.tag_value(f"awsjobs-{name}-{job.id}"),
+        tags.JOB_ID: job.id,
+        tags.OWNER: settings.owner_tag or tags.UNKNOWN_OWNER,
+        tags.MANAGED: tags.TRUE,
+        tags.ROLE: tags.ROLE_JOB,
+    }
+    if candidate.hourly_price is not None:
+        found[tags.HOURLY_PRICE] = f"{candidate.hourly_price:.6f}"
+    return found
+
+
+def run_parameters(
+    settings: EC2Settings,
+    job: Job,
+    candidate: Candidate,
+    boot_script: str,
+    attempt: int,
+    image: WorkerImage,
+) -> dict[str, Any]:
+    """RunInstances' arguments for the job's `attempt`-th candidate."""
+    spec = LaunchSpec(
+        image_id=image.image_id,
+        instance_type=candidate.instance_type,
+        user_data=boot_script,
+        tags=job_tags(settings, job, candidate),
+        client_token=f"awsjobs-{job.id}-{attempt}",
+        root_device=image.root_device,
+        root_volume_gib=settings.root_volume_gib,
+        subnet_id=candidate.subnet_id,
+        security_group_ids=settings.security_group_ids,
+        instance_profile=settings.instance_profile,
+        key_name=settings.key_name,
+        spot=candidate.spot,
+    )
+    return run_instances_parameters(spec)
