@@ -140,30 +140,6 @@ class JobDriver:
             self._ensure_stopper(job_id)
         return job
 
-    async def close(self) -> None:
-        """Let in-flight launches finish (a while), then cancel and await every task. Never
-        stops a job: jobs outlive the server and are resumed on the next start."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._launches:
-            _, late = await asyncio.wait(
-                set(self._launches), timeout=self.options.close_launch_timeout_seconds
-            )
-            if late:
-                self.log.warning("awsjobs: %d launch(es) still in flight at shutdown", len(late))
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
-        """A task that `close` cancels and awaits."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # -- stopping ------------------------------------------------------------------------------
 
     def _ensure_stopper(self, job_id: str) -> None:
@@ -412,3 +388,29 @@ class JobDriver:
             return await self.store.transition(job_id, target, reason, expected=expected, **fields)
         except InvalidTransition:
             return None
+
+    # -- the driver's own tasks ----------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Let in-flight launches finish (a while), then cancel and await every task. Never
+        stops a job: jobs outlive the server and are resumed on the next start."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._launches:
+            _, late = await asyncio.wait(
+                set(self._launches), timeout=self.options.close_launch_timeout_seconds
+            )
+            if late:
+                self.log.warning("awsjobs: %d launch(es) still in flight at shutdown", len(late))
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        """A task that `close` cancels and awaits."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
