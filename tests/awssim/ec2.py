@@ -91,7 +91,7 @@ class Ec2Hooks:
         return result_answer(response, {"Images": [i for i in images if i.id not in unlisted]})
 
     def create_tags(self, response: BaseResponse, original: Original) -> Answer | None:
-        return self._hidden(response, response._get_param("ResourceIds", []))
+        return self._hidden(response, response._get_param("Resources", []))
 
     def deregister_image(self, response: BaseResponse, original: Original) -> Answer | None:
         return self._hidden(response, [response._get_param("ImageId")])

@@ -61,11 +61,16 @@ class SsmHooks:
         return None
 
     def _unregistered(self, response: BaseResponse) -> Answer | None:
-        """AWS answers InvalidInstanceId until the instance's agent has registered."""
-        now = time.monotonic()
+        """AWS answers InvalidInstanceId until the instance's agent has registered, and for
+        an instance that is not running. A running managed instance whose agent is offline for
+        a while (a reboot) takes the command: it stays Pending until delivered or timed out."""
         machines = self.world.fleet.machines
         ids = response._get_param("InstanceIds", []) or []
-        bad = [i for i in ids if i not in machines or not machines[i].registered(now)]
+        bad = [
+            i
+            for i in ids
+            if i not in machines or not machines[i].agent_seen or machines[i].state != "running"
+        ]
         if not bad:
             return None
         self.world.record.fault("ssm", "SendCommand", "InvalidInstanceId")
