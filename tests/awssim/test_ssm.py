@@ -1,0 +1,151 @@
+"""SSM as on AWS: late registration, statuses and their exact strings, the timeout ceiling,
+no fan-out, ListCommandInvocations and CancelCommand."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.awssim.server import SimulatedAWS
+from tests.awssim.support import Clients, eventually, launch, registered
+
+
+async def send(ssm: Any, instance_id: str, *lines: str, **params: Any) -> str:
+    parameters = {"commands": list(lines)}
+    parameters.update(params.pop("extra", {}))
+    answer = await ssm.send_command(
+        InstanceIds=[instance_id],
+        DocumentName="AWS-RunShellScript",
+        Parameters=parameters,
+        **params,
+    )
+    return str(answer["Command"]["CommandId"])
+
+
+async def invocation(ssm: Any, command_id: str, instance_id: str) -> dict[str, Any]:
+    return dict(await ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id))
+
+
+async def ends_as(ssm: Any, command_id: str, instance_id: str, details: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        answer = await invocation(ssm, command_id, instance_id)
+        return answer if answer["StatusDetails"] == details else None
+
+    result: dict[str, Any] = await eventually(check)
+    return result
+
+
+async def test_send_command_waits_for_the_agent_to_register(
+    sim: SimulatedAWS, aws: Clients
+) -> None:
+    sim.configure({"clock": {"agent_register_seconds": 0.5}})
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    instance_id = await launch(ec2)
+    with pytest.raises(ClientError) as error:
+        await send(ssm, instance_id, "true")
+    assert error.value.response["Error"]["Code"] == "InvalidInstanceId"
+    info = await ssm.describe_instance_information()
+    assert info["InstanceInformationList"] == []
+    await registered(sim, instance_id)
+    info = await ssm.describe_instance_information(
+        Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]
+    )
+    assert [(i["InstanceId"], i["PingStatus"]) for i in info["InstanceInformationList"]] == [
+        (instance_id, "Online")
+    ]
+    command_id = await send(ssm, instance_id, "echo hello")
+    answer = await ends_as(ssm, command_id, instance_id, "Success")
+    assert (answer["Status"], answer["ResponseCode"]) == ("Success", 0)
+    assert answer["StandardOutputContent"] == "hello\n"
+
+
+async def test_a_command_goes_only_to_the_named_instance(sim: SimulatedAWS, aws: Clients) -> None:
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    first, second = await launch(ec2), await launch(ec2)
+    await registered(sim, first)
+    command_id = await send(ssm, first, "true")
+    listed = await ssm.list_command_invocations(CommandId=command_id)
+    assert [i["InstanceId"] for i in listed["CommandInvocations"]] == [first]
+    assert (await ssm.list_commands(InstanceId=second))["Commands"] == []
+
+
+async def test_the_execution_timeout_ceiling(sim: SimulatedAWS, aws: Clients) -> None:
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    instance_id = await launch(ec2)
+    await registered(sim, instance_id)
+    with pytest.raises(ClientError) as error:
+        await send(ssm, instance_id, "true", extra={"executionTimeout": ["172801"]})
+    assert error.value.response["Error"]["Code"] == "InvalidParameters"
+    await send(ssm, instance_id, "true", extra={"executionTimeout": ["172800"]})
+
+
+async def test_failed_and_execution_timed_out(sim: SimulatedAWS, aws: Clients) -> None:
+    sim.configure({"clock": {"ssm_timeout_scale": 0.01}})  # executionTimeout 60 → 0.6 s
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    instance_id = await launch(ec2)
+    await registered(sim, instance_id)
+    failed = await send(ssm, instance_id, "echo oops >&2", "exit 3")
+    answer = await ends_as(ssm, failed, instance_id, "Failed")
+    assert (answer["Status"], answer["ResponseCode"]) == ("Failed", 3)
+    assert answer["StandardErrorContent"] == "oops\n"
+    slow = await send(ssm, instance_id, "sleep 30", extra={"executionTimeout": ["60"]})
+    answer = await ends_as(ssm, slow, instance_id, "Execution Timed Out")
+    assert answer["Status"] == "TimedOut"
+
+
+async def test_delivery_timed_out_and_undeliverable(sim: SimulatedAWS, aws: Clients) -> None:
+    """A reboot takes the agent offline: the command waits Pending, then times out; one
+    still pending when the instance is terminated is Undeliverable."""
+    sim.configure({"clock": {"ssm_timeout_scale": 0.01, "reboot_seconds": 30}})
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    instance_id = await launch(ec2)
+    await registered(sim, instance_id)
+    sim.reboot(instance_id)
+    late = await send(ssm, instance_id, "true", TimeoutSeconds=30)  # 0.3 s here
+    assert (await invocation(ssm, late, instance_id))["Status"] == "Pending"
+    answer = await ends_as(ssm, late, instance_id, "Delivery Timed Out")
+    assert answer["Status"] == "TimedOut"
+    lost = await send(ssm, instance_id, "true", TimeoutSeconds=3000)
+    info = await ssm.describe_instance_information()
+    assert info["InstanceInformationList"][0]["PingStatus"] == "ConnectionLost"
+    await ec2.terminate_instances(InstanceIds=[instance_id])
+    answer = await ends_as(ssm, lost, instance_id, "Undeliverable")
+    assert answer["Status"] == "Failed"
+
+
+async def test_cancel_command_kills_the_command(sim: SimulatedAWS, aws: Clients) -> None:
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    instance_id = await launch(ec2)
+    await registered(sim, instance_id)
+    marker = sim.sandbox(instance_id) / "still-running"
+    command_id = await send(ssm, instance_id, "sleep 0.5", f"touch {marker}")
+    await ends_as(ssm, command_id, instance_id, "InProgress")
+    await ssm.cancel_command(CommandId=command_id)
+    answer = await ends_as(ssm, command_id, instance_id, "Cancelled")
+    assert answer["Status"] == "Cancelled"
+    listed = await ssm.list_command_invocations(CommandId=command_id, Details=True)
+    (row,) = listed["CommandInvocations"]
+    assert row["Status"] == "Cancelled"
+    assert row["CommandPlugins"][0]["Name"] == "aws:runShellScript"
+    await asyncio.sleep(1.0)
+    assert not marker.exists()  # the process group was killed
+
+
+async def test_invocations_take_a_while_to_appear_and_can_be_forced(
+    sim: SimulatedAWS, aws: Clients
+) -> None:
+    sim.configure({"consistency": {"invocation_not_found_seconds": 1.0}})
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    instance_id = await launch(ec2)
+    await registered(sim, instance_id)
+    command_id = await send(ssm, instance_id, "sleep 5")
+    with pytest.raises(ClientError) as error:
+        await invocation(ssm, command_id, instance_id)
+    assert error.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+    sim.force_invocation(command_id, instance_id, "Terminated")
+    await asyncio.sleep(1.0)
+    answer = await ends_as(ssm, command_id, instance_id, "Terminated")
+    assert answer["Status"] == "Cancelled"
