@@ -42,7 +42,7 @@ def start_moto() -> tuple[Any, str]:
     from moto.server import ThreadedMotoServer
     from moto.ssm import models as ssm_models
 
-    # moto bug (AWS-TESTING.md §5): SendCommand without Targets fans out to every instance of
+    # moto bug (docs/aws-testing.md §5): SendCommand without Targets fans out to every instance of
     # the region, which makes each command cost O(instances). A command reaches its InstanceIds.
     original_targets = ssm_models.Command._get_instance_ids_from_targets
 
@@ -71,7 +71,7 @@ def start_moto() -> tuple[Any, str]:
 
 def _add_cancel_command() -> None:
     """moto has no SSM CancelCommand (HTTP 500, retried by botocore): the shim of
-    AWS-TESTING.md §5, so a Stop costs what it costs on AWS."""
+    docs/aws-testing.md §5, so a Stop costs what it costs on AWS."""
     from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.core.responses import ActionResult
     from moto.ssm.models import ssm_backends
@@ -137,7 +137,7 @@ def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
             "aws: moto 127.0.0.1 in the benchmark's process; monitor interval 1.5 s and per-job "
             "command check 12 s (the defaults 15 s / 120 s divided by 10: the same checks per "
             "cycle); SSM commands kept InProgress as on AWS while a job runs; moto's missing "
-            "CancelCommand added (AWS-TESTING.md §5); EC2 backend otherwise at its defaults"
+            "CancelCommand added (docs/aws-testing.md §5); EC2 backend otherwise at its defaults"
         )
         try:
             launch_overhead(report, server, client, n=8 if quick else 30)

@@ -21,15 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moto_support import DUMMY_AWS_ENV as AWS_ENV
+
 REPO = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-}
 # Generous bound for a server to come up on a loaded 2-core box: a safety net, not an assertion.
 STARTUP_LIMIT = 120.0
 

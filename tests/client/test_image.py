@@ -1,7 +1,7 @@
 """`awsjobs build-image` against moto (server mode, in this process; never real AWS).
 
 moto says every SSM command succeeded at once with empty output, so the tests shape the
-command's invocation in-process right after SendCommand (AWS-TESTING.md §4.3): the versions
+command's invocation in-process right after SendCommand (docs/aws-testing.md §4.3): the versions
 line, a failure, or "still running" for the interruption test.
 """
 
@@ -408,7 +408,8 @@ def test_cli_build_image_missing_extra_script(capsys: pytest.CaptureFixture[str]
     assert "--extra-script" in capsys.readouterr().err
 
 
-# Defined outside moto's package, so moto serialises it as a proper SSM error (AWS-TESTING §6.3).
+# Defined outside moto's package, so moto serialises it as a proper SSM error
+# (docs/aws-testing.md §6.3).
 def _invalid_instance_id_class() -> type:
     from moto.core.exceptions import ServiceException
 

@@ -3,57 +3,42 @@
 Never real AWS: dummy credentials are set before any session exists, every EC2/SSM client
 points at moto, `AWS_ENDPOINT_URL` points at moto as a safety net, and the Pricing client
 points at a closed local port unless a test puts an `AioStubber` in front of it (moto has no
-pricing backend). See /work/shared/AWS-TESTING.md for what moto serves and lacks.
+pricing backend). The moto server, the test-side `aws` clients and `moto_backend` come from
+tests/conftest.py (tests/moto_support.py). What these tests rely on about moto:
+tests/ec2/README.md; the details: docs/aws-testing.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }
+from moto_support import (
+    DUMMY_AWS_ENV,
+    REGION,
+    ClientFactory,
+    send_command_to_listed_instances_only,
 )
+
+os.environ.update(DUMMY_AWS_ENV)
 os.environ.pop("AWS_PROFILE", None)
 
-from botocore.config import Config
 from ec2_helpers import Faults, error_class
 from moto.core.responses import ActionResult, BaseResponse
 
-from awsjobs_lab.aws.clients import shared_session
 from awsjobs_lab.backends.ec2 import EC2Backend
 
-REGION = "us-east-1"
 # Families kept small on purpose: moto serialises ~3.5 ms per instance type.
 TEST_FAMILIES = ["m7i", "c7i", "c7a", "r7i"]
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens: a pricing call fails at once
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A clean moto for this test, with the shims of AWS-TESTING.md §5 that we need."""
+def moto_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A clean moto for this test, with the shims of docs/aws-testing.md §5 that we need."""
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     # Reset EC2 and IAM only: re-initialising moto's SSM backend (its public parameters)
@@ -63,52 +48,12 @@ def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
     ec2_backends.reset()
     iam_backends.reset()
-
-    # moto bug: SendCommand without Targets fans out to every instance in the region. With
-    # this shim a command reaches only the InstanceIds we pass, so targeting mistakes show.
-    from moto.ssm import models as ssm_models
-
-    original = ssm_models.Command._get_instance_ids_from_targets
-    monkeypatch.setattr(
-        ssm_models.Command,
-        "_get_instance_ids_from_targets",
-        lambda self: original(self) if self.targets else [],
-    )
+    send_command_to_listed_instances_only(monkeypatch)
     return moto_server
 
 
 @pytest.fixture
-def moto_backend(moto: str) -> Callable[[str], Any]:
-    """In-process access to moto's models (call it each time: a reset replaces them)."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.ec2.models import ec2_backends
-    from moto.ssm.models import ssm_backends
-
-    tables: dict[str, Any] = {"ec2": ec2_backends, "ssm": ssm_backends}
-    return lambda service: tables[service][DEFAULT_ACCOUNT_ID][REGION]
-
-
-@pytest.fixture
-async def aws(moto: str) -> AsyncIterator[Callable[[str], Awaitable[Any]]]:
-    """Test-side clients (`ec2 = await aws("ec2")`), one attempt each, closed at teardown."""
-    session = shared_session()  # one session: it caches the parsed service models
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def make(service: str) -> Any:
-            return await stack.enter_async_context(
-                session.create_client(
-                    service,
-                    region_name=REGION,
-                    endpoint_url=moto,
-                    config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
-                )
-            )
-
-        yield make
-
-
-@pytest.fixture
-async def subnets(aws: Callable[[str], Awaitable[Any]]) -> dict[str, str]:
+async def subnets(aws: ClientFactory) -> dict[str, str]:
     """Availability zone → moto's default subnet in it."""
     ec2 = await aws("ec2")
     resp = await ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
@@ -116,7 +61,7 @@ async def subnets(aws: Callable[[str], Awaitable[Any]]) -> dict[str, str]:
 
 
 @pytest.fixture
-async def instance_profile(aws: Callable[[str], Awaitable[Any]]) -> str:
+async def instance_profile(aws: ClientFactory) -> str:
     """The workers' instance profile (moto checks that it exists)."""
     iam = await aws("iam")
     await iam.create_instance_profile(InstanceProfileName="awsjobs-worker")
@@ -133,14 +78,14 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def make_backend(
-    moto: str, root: Path, tmp_path: Path, subnets: dict[str, str], instance_profile: str
+    moto_endpoint: str, root: Path, tmp_path: Path, subnets: dict[str, str], instance_profile: str
 ) -> AsyncIterator[Callable[..., EC2Backend]]:
     """Backends wired to moto, configured like a real site, with test-speed timings."""
     made: list[EC2Backend] = []
 
     def make(**traits: Any) -> EC2Backend:
         settings: dict[str, Any] = {
-            "endpoint_url": moto,
+            "endpoint_url": moto_endpoint,
             "pricing_endpoint_url": CLOSED_PORT_URL,
             "region": REGION,
             "image_id": "ami-12c6146b",
@@ -171,9 +116,9 @@ async def make_backend(
         await backend.close()
 
 
-# -- fault injection at moto's dispatcher (AWS-TESTING.md §6.3) ------------------------------
+# -- fault injection at moto's dispatcher (docs/aws-testing.md §6.3) -------------------------
 @pytest.fixture
-def faults(moto: str, monkeypatch: pytest.MonkeyPatch) -> Faults:
+def faults(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Faults:
     state = Faults()
     original = BaseResponse.call_action
 
@@ -202,9 +147,9 @@ def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def seed_spot(moto: str, monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], str]:
+def seed_spot(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], str]:
     """Spot prices moto will answer ((type, zone) → price); moto's own are all 0.00001.
-    AWS-TESTING.md §4.4: the price is a constant in moto's response layer, so patch that."""
+    docs/aws-testing.md §4.4: the price is a constant in moto's response layer, so patch that."""
     from moto.ec2.responses.spot_instances import SpotInstances
 
     seed: dict[tuple[str, str], str] = {}

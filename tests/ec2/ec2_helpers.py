@@ -81,7 +81,7 @@ class Faults:
 
 
 def set_state(moto_backend: Callable[[str], Any], instance_id: str, reason_code: str) -> None:
-    """Terminate an instance in moto with a given StateReason (AWS-TESTING.md §4.2)."""
+    """Terminate an instance in moto with a given StateReason (docs/aws-testing.md §4.2)."""
     from moto.ec2.models.instances import StateReason
 
     inst = moto_backend("ec2").get_instance(instance_id)
