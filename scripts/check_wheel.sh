@@ -14,6 +14,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="$ROOT/.venv/bin/python"
 LAB_EXTENSION="awsjobs-lab"
 SERVER_EXTENSION="awsjobs_lab"
+# One commit for the whole check: others may commit while it runs.
+COMMIT="$(git -C "$ROOT" rev-parse HEAD)"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/awsjobs-wheel.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
@@ -23,6 +25,8 @@ fail() {
   printf '\ncheck_wheel: FAILED: %s\n' "$*" >&2
   exit 1
 }
+# jupyter's listings colour "enabled" and "OK" even when not printing to a terminal.
+without_colours() { sed 's/\x1b\[[0-9;]*m//g'; }
 # Runs a step with its output in a log; shows the log's end only when the step fails.
 logged() {
   local log="$WORK/$1.log"
@@ -38,12 +42,16 @@ logged() {
   fail "the 'build' package is missing from ./.venv: run 'bash scripts/setup.sh' (dev extra)"
 
 build_from_clean_checkout() {
-  say "Clean checkout of HEAD ($(git -C "$ROOT" rev-parse --short HEAD)); uncommitted changes are not built"
+  say "Clean checkout of HEAD (${COMMIT:0:7}); uncommitted changes are not built"
   mkdir "$WORK/src"
-  git -C "$ROOT" archive HEAD | tar -x -C "$WORK/src"
-  # The extension's npm packages from this checkout's yarn cache (filled by setup.sh) rather
-  # than from the registry again; yarn still fetches whatever the cache lacks.
-  if [ -d "$ROOT/.yarn/cache" ]; then export YARN_CACHE_FOLDER="$ROOT/.yarn/cache"; fi
+  git -C "$ROOT" archive "$COMMIT" | tar -x -C "$WORK/src"
+  # The extension's npm packages from a copy of this checkout's yarn cache (filled by setup.sh)
+  # rather than from the registry again; yarn fetches what it lacks. A copy, because yarn also
+  # deletes the cache entries HEAD's yarn.lock does not use, which the working tree may need.
+  if [ -d "$ROOT/.yarn/cache" ]; then
+    cp -R "$ROOT/.yarn/cache" "$WORK/yarn-cache"
+    export YARN_CACHE_FOLDER="$WORK/yarn-cache"
+  fi
   say "Building the sdist, then the wheel from it (isolated build environments, as pip does)"
   logged build "$PYTHON" -m build --outdir "$WORK/dist" "$WORK/src" || fail "python -m build"
   SDIST="$(ls "$WORK"/dist/*.tar.gz)"
@@ -55,7 +63,7 @@ check_package_files_in_wheel() {
   say "Every file committed under $SERVER_EXTENSION/ is in the wheel"
   local missing
   missing="$(comm -23 \
-    <(git -C "$ROOT" ls-tree -r --name-only HEAD -- "$SERVER_EXTENSION/" | sort) \
+    <(git -C "$ROOT" ls-tree -r --name-only "$COMMIT" -- "$SERVER_EXTENSION/" | sort) \
     <("$PYTHON" -c 'import sys, zipfile; print(*zipfile.ZipFile(sys.argv[1]).namelist(), sep="\n")' \
       "$WHEEL" | sort))"
   [ -z "$missing" ] || fail "not in the wheel:
@@ -77,7 +85,8 @@ install_into_fresh_venv() {
 check_lab_extension() {
   say "jupyter labextension list: $LAB_EXTENSION enabled and OK"
   local listing
-  listing="$("$VENV/bin/jupyter" labextension list 2>&1)" || fail "jupyter labextension list"
+  listing="$("$VENV/bin/jupyter" labextension list 2>&1 | without_colours)" ||
+    fail "jupyter labextension list"
   printf '%s\n' "$listing"
   # A line such as "awsjobs-lab v0.1.0 enabled OK (python, awsjobs-lab)" under the venv's folder.
   awk -v dir="$VENV/share/jupyter/labextensions" -v name="$LAB_EXTENSION" '
@@ -91,7 +100,8 @@ check_lab_extension() {
 check_server_extension() {
   say "jupyter server extension list: $SERVER_EXTENSION enabled and OK"
   local listing
-  listing="$("$VENV/bin/jupyter" server extension list 2>&1)" || fail "jupyter server extension list"
+  listing="$("$VENV/bin/jupyter" server extension list 2>&1 | without_colours)" ||
+    fail "jupyter server extension list"
   printf '%s\n' "$listing"
   # Under "Config dir: <venv>/etc/jupyter": "awsjobs_lab enabled", then "awsjobs_lab <version> OK".
   awk -v dir="$VENV/etc/jupyter" -v name="$SERVER_EXTENSION" '
