@@ -8,9 +8,12 @@
 #      extension are enabled and OK, `awsjobs --help` runs.
 # Needs ./.venv (scripts/setup.sh). Run alone or from test.sh; exits non-zero on any failure and
 # removes its temporary folder either way.
+#   bash scripts/check_wheel.sh [OUTDIR]   also keep the checked sdist and wheel in OUTDIR
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUTDIR="${1:-}"
+[ -z "$OUTDIR" ] || OUTDIR="$(mkdir -p "$OUTDIR" && cd "$OUTDIR" && pwd)"
 PYTHON="$ROOT/.venv/bin/python"
 LAB_EXTENSION="awsjobs-lab"
 SERVER_EXTENSION="awsjobs_lab"
@@ -128,4 +131,8 @@ install_into_fresh_venv
 check_lab_extension
 check_server_extension
 check_commands
+if [ -n "$OUTDIR" ]; then
+  cp "$SDIST" "$WHEEL" "$OUTDIR/"
+  echo "kept in $OUTDIR: $(basename "$SDIST") $(basename "$WHEEL")"
+fi
 say "wheel check passed in $((SECONDS - started)) s"
