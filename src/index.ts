@@ -12,7 +12,6 @@ import {
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStateDB } from '@jupyterlab/statedb';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
-import type { Widget } from '@lumino/widgets';
 
 // The model, the panel and the commands are all created in `activate`, so
 // these modules are needed at start-up anyway.
@@ -30,12 +29,12 @@ import {
   IJobsModel,
   IJobsSettings,
   PANEL_ID,
-  PanelArea,
   PluginIDs,
   StateKeys
 } from './tokens';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { JobsPanel } from './widgets/JobsPanel';
+import { followPanelArea } from './widgets/placement';
 
 /** Read the composite settings into typed values. */
 export function readSettings(composite: {
@@ -50,34 +49,6 @@ export function readSettings(composite: {
     }
   }
   return out as Partial<IJobsSettings>;
-}
-
-/**
- * Keep the panel in the area the `panelArea` setting names: at start and
- * whenever it changes (a shown panel stays shown). JupyterLab's own "Switch
- * Sidebar Side" wins over it: the shell applies the user's layout on `add`.
- */
-function followPanelArea(
-  shell: JupyterFrontEnd.IShell,
-  panel: Widget,
-  model: IJobsModel
-): void {
-  let placed: PanelArea | null = null;
-  const place = () => {
-    const area: PanelArea =
-      model.settings.panelArea === 'left' ? 'left' : 'right';
-    if (area === placed) {
-      return;
-    }
-    const shown = placed !== null && panel.isVisible;
-    placed = area;
-    shell.add(panel, area, { rank: 50 });
-    if (shown) {
-      shell.activateById(panel.id);
-    }
-  };
-  place();
-  model.changed.connect(place);
 }
 
 /** The settings plugin: owns the model, its settings and its polling. */

@@ -85,7 +85,10 @@ export class JobsService {
     return this._request<IServerConfig>('config');
   }
 
-  /** `GET instance-types` (EC2 only; 400 when EC2 isn't configured). */
+  /**
+   * `GET instance-types`: the price preview of the backend with the
+   * `instance_types` capability (400 when none is configured).
+   */
   instanceTypes(query: IInstanceQuery): Promise<IInstanceTypes> {
     const qs = queryString({
       memory_gib: query.memory_gib,
