@@ -143,6 +143,7 @@ class Fleet:
             self._finish_termination(machine)
         elif target == "stopped":
             self._set_state(machine, "stopped", stop=True)
+            self._set_reason(machine, machine.life.state_reason or USER_SHUTDOWN)
             machine.life.stop_billing()
 
     def _boot(self, machine: Machine, now: float) -> None:
