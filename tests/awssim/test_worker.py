@@ -95,14 +95,22 @@ async def reaches(ec2: Any, instance_id: str, state: str) -> None:
     await eventually(check)
 
 
+async def booted(
+    sim: SimulatedAWS, aws: Clients, user_data: str, **params: Any
+) -> tuple[Any, Any, str]:
+    """EC2 and SSM clients and an instance launched with `user_data`, its agent registered."""
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    instance_id = await launch(ec2, UserData=user_data, **params)
+    await registered(sim, instance_id)
+    return ec2, ssm, instance_id
+
+
 async def test_a_job_runs_writes_its_files_and_its_instance_terminates(
     sim: SimulatedAWS, aws: Clients, efs: Path
 ) -> None:
-    ec2, ssm = await aws("ec2"), await aws("ssm")
-    instance_id = await launch(
-        ec2, UserData=boot_script(efs), InstanceInitiatedShutdownBehavior="terminate"
+    ec2, ssm, instance_id = await booted(
+        sim, aws, boot_script(efs), InstanceInitiatedShutdownBehavior="terminate"
     )
-    await registered(sim, instance_id)
     command_id = await run_job(ssm, instance_id, command(efs, "sh -c 'echo hello; exit 4'"))
     await reaches(ec2, instance_id, "terminated")
     assert (efs / ".jobs" / "j1" / "exit_code").read_text() == "4\n"
@@ -124,9 +132,7 @@ async def test_a_job_runs_writes_its_files_and_its_instance_terminates(
 async def test_shutdown_behaviour_stop_leaves_the_instance_stopped(
     sim: SimulatedAWS, aws: Clients, efs: Path
 ) -> None:
-    ec2, ssm = await aws("ec2"), await aws("ssm")
-    instance_id = await launch(ec2, UserData=boot_script(efs))  # AWS's default: stop
-    await registered(sim, instance_id)
+    ec2, ssm, instance_id = await booted(sim, aws, boot_script(efs))  # AWS's default: stop
     await run_job(ssm, instance_id, command(efs, "true"))
     await reaches(ec2, instance_id, "stopped")
     reason = (await describe(ec2, instance_id))["StateReason"]["Code"]
@@ -147,9 +153,7 @@ async def test_the_lifetime_shutdown_fires_by_itself(
 async def test_a_reboot_loses_processes_markers_and_the_scheduled_shutdown(
     sim: SimulatedAWS, aws: Clients, efs: Path
 ) -> None:
-    ec2, ssm = await aws("ec2"), await aws("ssm")
-    instance_id = await launch(ec2, UserData=boot_script(efs))
-    await registered(sim, instance_id)
+    ec2, ssm, instance_id = await booted(sim, aws, boot_script(efs))
     sandbox = sim.sandbox(instance_id)
     command_id = await run_job(ssm, instance_id, command(efs, "sleep 30"))
 
@@ -179,12 +183,10 @@ async def test_a_reboot_loses_processes_markers_and_the_scheduled_shutdown(
 async def test_a_failed_mount_and_the_efs_folder_check(
     sim: SimulatedAWS, aws: Clients, efs: Path, tmp_path: Path
 ) -> None:
-    ec2, ssm = await aws("ec2"), await aws("ssm")
     elsewhere = tmp_path / "not-efs"
-    instance_id = await launch(
-        ec2, UserData=boot_script(elsewhere), InstanceInitiatedShutdownBehavior="terminate"
+    ec2, ssm, instance_id = await booted(
+        sim, aws, boot_script(elsewhere), InstanceInitiatedShutdownBehavior="terminate"
     )
-    await registered(sim, instance_id)
     command_id = await run_job(ssm, instance_id, command(efs, "true"))
     await reaches(ec2, instance_id, "terminated")
     answer = await ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
@@ -200,9 +202,7 @@ async def test_a_failed_mount_and_the_efs_folder_check(
 async def test_terminate_instances_kills_the_running_command(
     sim: SimulatedAWS, aws: Clients, efs: Path
 ) -> None:
-    ec2, ssm = await aws("ec2"), await aws("ssm")
-    instance_id = await launch(ec2, UserData=boot_script(efs))
-    await registered(sim, instance_id)
+    ec2, ssm, instance_id = await booted(sim, aws, boot_script(efs))
     marker = efs / "finished"
     command_id = await run_job(ssm, instance_id, command(efs, f"sleep 0.6; touch {marker}"))
 
