@@ -63,7 +63,7 @@ async def aws(sim: SimulatedAWS, aio_session: AioSession) -> AsyncIterator[Clien
                     service,
                     region_name=REGION,
                     endpoint_url=sim.endpoint_url,
-                    config=Config(retries=retries, **config),  # type: ignore[arg-type]
+                    config=Config(retries=retries, **config),
                 )
             )
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from moto.core.responses import BaseResponse
+from moto.ec2.responses import EC2Response
 
 from .capacity import LaunchAsk, quota_group, refusal, vcpus
 from .errors import Answer, error_answer, result_answer
@@ -16,6 +17,13 @@ from .machines import GONE
 from .world import PASS, Hook, World
 
 Original = Callable[[], Answer]
+
+
+def as_ec2(response: BaseResponse) -> EC2Response:
+    """The EC2 side of moto's response object (hooks are registered for EC2 actions only)."""
+    if not isinstance(response, EC2Response):
+        raise TypeError(f"not an EC2 call: {type(response).__name__}")
+    return response
 
 
 def not_found_message(kind: str, ids: list[str]) -> str:
@@ -57,7 +65,7 @@ class Ec2Hooks:
             if instances
             else ("InvalidAMIID.NotFound", "image", images)
         )
-        self.world.record.fault(response.service_name, response._get_action(), code)
+        self.world.record.fault("ec2", response._get_action(), code)
         return error_answer(response, code, not_found_message(kind, ids))
 
     def describe_instances(self, response: BaseResponse, original: Original) -> Answer | None:
@@ -68,9 +76,11 @@ class Ec2Hooks:
         unlisted = self.world.visibility.unlisted()
         if not unlisted:
             return PASS
-        backend = response.ec2_backend
+        backend = as_ec2(response).ec2_backend
         reservations = []
-        for reservation in backend.describe_instances(filters=response._filters_from_querystring()):
+        for reservation in backend.describe_instances(
+            filters=as_ec2(response)._filters_from_querystring()
+        ):
             reservation.instances = [i for i in reservation.instances if i.id not in unlisted]
             if reservation.instances:
                 reservations.append(reservation)
@@ -82,9 +92,9 @@ class Ec2Hooks:
         unlisted = self.world.visibility.unlisted()
         if hidden is not None or not unlisted:
             return hidden
-        images = response.ec2_backend.describe_images(
+        images = as_ec2(response).ec2_backend.describe_images(
             ami_ids=ids,
-            filters=response._filters_from_querystring(),
+            filters=as_ec2(response)._filters_from_querystring(),
             exec_users=response._get_param("ExecutableUsers", []),
             owners=response._get_param("Owners", []),
         )
@@ -107,7 +117,7 @@ class Ec2Hooks:
         refused = refused or self._refusal(response)
         if refused is not None:
             return refused
-        backend = response.ec2_backend
+        backend = as_ec2(response).ec2_backend
         before = set(backend.reservations)
         answer = original()
         market = _market(response)
@@ -128,7 +138,7 @@ class Ec2Hooks:
         known = self.world.client_tokens.get(token)
         if known is None:
             return None
-        reservation = response.ec2_backend.reservations.get(known[0])
+        reservation = as_ec2(response).ec2_backend.reservations.get(known[0])
         if reservation is None:  # moto was reset
             del self.world.client_tokens[token]
             return None
@@ -206,7 +216,7 @@ class Ec2Hooks:
         hidden = self._hidden(response, [instance_id])
         if hidden is not None:
             return hidden
-        backend = response.ec2_backend
+        backend = as_ec2(response).ec2_backend
         before = set(backend.amis)
         answer = original()
         for image_id in set(backend.amis) - before:
@@ -228,7 +238,7 @@ def _zone(response: BaseResponse) -> str:
     subnet_id = response._get_param("SubnetId")
     if not zone and subnet_id:
         try:
-            zone = response.ec2_backend.get_subnet(subnet_id).availability_zone
+            zone = as_ec2(response).ec2_backend.get_subnet(subnet_id).availability_zone
         except Exception:  # an unknown subnet: moto's own call will answer for it
             zone = ""
     return str(zone or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -25,6 +26,8 @@ from .config import SimConfig
 from .control import SimulatorApp
 from .record import Record
 from .simulator import Simulator
+
+LOG = logging.getLogger(__name__)
 
 
 class _QuietHandler(MotoRequestHandler):
@@ -103,7 +106,10 @@ class SimulatedAWS:
 
     def _tick(self) -> None:
         while not self._stopping.wait(self.config.clock.tick_seconds):
-            self.simulator.tick()
+            try:
+                self.simulator.tick()
+            except Exception:  # keep the clock going; the next call or tick retries
+                LOG.exception("awssim: a clock tick failed")
 
     @property
     def endpoint_url(self) -> str:

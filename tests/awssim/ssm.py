@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from moto.core.responses import BaseResponse
+from moto.ssm.models import SimpleSystemManagerBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
 
 from .agent import Invocation
 from .errors import Answer, error_answer, result_answer
@@ -19,6 +21,13 @@ from .world import PASS, Hook, World
 Original = Callable[[], Answer]
 MAX_EXECUTION_TIMEOUT = 172800  # AWS-RunShellScript's executionTimeout: 1 … 172800 seconds
 LIST_OUTPUT_LIMIT = 2500  # ListCommandInvocations' plugin Output: the first 2,500 characters
+
+
+def ssm_backend(response: BaseResponse) -> SimpleSystemManagerBackend:
+    """The SSM backend of moto's response object (hooks are registered for SSM actions only)."""
+    if not isinstance(response, SimpleSystemManagerResponse):
+        raise TypeError(f"not an SSM call: {type(response).__name__}")
+    return response.ssm_backend
 
 
 class SsmHooks:
@@ -41,7 +50,7 @@ class SsmHooks:
         answer = original()
         if answer[0] != 200:
             return answer
-        backend = response.ssm_backend
+        backend = ssm_backend(response)
         command = backend.get_command_by_id(json.loads(answer[2])["Command"]["CommandId"])
         self.world.agent.track(command)
         self.world.visibility.created_invocation(command.command_id, self.world.config.consistency)
@@ -93,7 +102,7 @@ class SsmHooks:
         instance_id = response._get_param("InstanceId")
         details = bool(response._get_param("Details"))
         if command_id:
-            response.ssm_backend.get_command_by_id(command_id)  # InvalidCommandId if unknown
+            ssm_backend(response).get_command_by_id(command_id)  # InvalidCommandId if unknown
         rows = [
             _invocation_row(invocation, details, response.region)
             for invocation in self.world.agent.invocations
@@ -104,7 +113,7 @@ class SsmHooks:
 
     def cancel_command(self, response: BaseResponse, original: Original) -> Answer:
         command_id = response._get_param("CommandId") or ""
-        response.ssm_backend.get_command_by_id(command_id)  # InvalidCommandId if unknown
+        ssm_backend(response).get_command_by_id(command_id)  # InvalidCommandId if unknown
         self.world.agent.cancel(command_id, response._get_param("InstanceIds", []) or [])
         return result_answer(response, {})
 
