@@ -11,6 +11,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, Unicode, default, validate
 
 from .backends.base import Backend
+from .errors import AWSJobsError
 from .handlers import handler_table
 from .logs import DEFAULT_CHUNK_BYTES
 from .requests import MAX_CPUS, MAX_MEMORY_GIB, LaunchDefaults
@@ -157,8 +158,14 @@ class AWSJobs(ExtensionApp):
         self.handlers.extend(handler_table())
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        if self.service is not None:
+        if self.service is None:
+            return
+        try:
             await self.service.start()
+        except AWSJobsError as err:
+            # E.g. a job store that cannot be opened: the server still starts, and every API
+            # call answers with this message (and retries the start) until it is fixed.
+            self.log.error("awsjobs: cannot start: %s", err)
 
     async def stop_extension(self) -> None:
         # Jobs are never stopped here: they outlive the server and are re-attached at start.

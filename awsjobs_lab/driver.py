@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .backends.base import Backend
-from .errors import AWSJobsError, BackendError
+from .errors import AWSJobsError, BackendError, StoreUnavailable
 from .models import ACTIVE_STATES, InvalidTransition, Job, JobState, Outcome, now
 from .store import JobStore
 
@@ -162,7 +162,9 @@ class JobDriver:
                 self.start(job_id)  # fails it: the backend is not enabled
                 return
             await self._stop_confirmed(job, backend)
-            await self._move(job_id, JobState.STOPPED, "stopped", _STOPPING, error=None)
+            await self._move(
+                job_id, JobState.STOPPED, "stopped", _STOPPING, durable=True, error=None
+            )
         except asyncio.CancelledError:
             raise  # server stopping: the job stays stopping and the stop resumes on restart
         except Exception:
@@ -248,7 +250,7 @@ class JobDriver:
         fresh = await self.store.get(job_id)
         started_at = fresh.started_at or now()
         return await self._move(
-            job_id, JobState.RUNNING, "started", _LAUNCHING, started_at=started_at
+            job_id, JobState.RUNNING, "started", _LAUNCHING, durable=True, started_at=started_at
         )  # None: stopped meanwhile, the stopper takes over
 
     async def _run_launch(
@@ -278,6 +280,7 @@ class JobDriver:
         """After a restart: re-attach a launching/running job. None once it is finished."""
         backoff = _Backoff(self.options)
         while True:
+            known = dict(job.handle)
             try:
                 outcome = await backend.reattach(job)
                 break
@@ -285,6 +288,10 @@ class JobDriver:
                 self.log.warning("awsjobs: cannot re-attach job %s yet: %s", job.id, err)
                 await backoff.sleep()
                 job = await self.store.get(job.id)
+        if job.handle != known:
+            # The backend found the work by other means (no handle had been recorded before
+            # the server stopped): saved first, so Stop and the next restart find it too.
+            await self.store.update(job.id, handle=job.handle)
         if job.state is JobState.LAUNCHING:
             # The launch had gone far enough to be found again: it is running (or has run).
             running = await self._move(
@@ -340,7 +347,7 @@ class JobDriver:
         await self._stop_confirmed(current, backend)
         minutes = job.max_lifetime_minutes
         message = f"reached its max lifetime of {minutes} minute{'s' if minutes != 1 else ''}"
-        await self._move(job.id, JobState.TIMED_OUT, message, _RUNNING, error=message)
+        await self._move(job.id, JobState.TIMED_OUT, message, _RUNNING, durable=True, error=message)
 
     async def _record_outcome(self, job_id: str, outcome: Outcome, context: str = "") -> None:
         """How the work ended, from `running` only (a Stop that won the race finishes it)."""
@@ -352,27 +359,41 @@ class JobDriver:
             outcome.state,
             reason or outcome.state.value,
             _RUNNING,
+            durable=True,
             exit_code=outcome.exit_code,
             error=outcome.error,
         )
 
     async def _fail(self, job_id: str, error: str, reason: str | None = None) -> None:
         """Mark a job failed after an error, stopping whatever work it has (best effort, once)
-        so nothing keeps running unwatched. A stopping job is left to its stopper."""
-        try:
-            job = await self.store.get(job_id)
-            if job.state not in _DRIVEN:
+        so nothing keeps running unwatched. A stopping job is left to its stopper. While the
+        store cannot be read or written, retried: a job is never left launching for ever."""
+        backoff = _Backoff(self.options)
+        while True:
+            try:
+                await self._fail_once(job_id, error, reason)
                 return
-            backend = self.backends.get(job.backend)
-            if backend is not None and job.handle:
-                try:
-                    await backend.stop(job)
-                except Exception as err:
-                    self.log.warning("awsjobs: could not stop failed job %s: %s", job_id, err)
-                    error += f" (its work may still be running: {describe_error(err)})"
-            await self._move(job_id, JobState.FAILED, reason or error, {job.state}, error=error)
-        except Exception:
-            self.log.exception("awsjobs: could not mark job %s failed", job_id)
+            except StoreUnavailable as err:
+                self.log.warning("awsjobs: job %s: cannot record its failure yet: %s", job_id, err)
+            except Exception:
+                self.log.exception("awsjobs: could not mark job %s failed", job_id)
+                return
+            await backoff.sleep()
+
+    async def _fail_once(self, job_id: str, error: str, reason: str | None) -> None:
+        job = await self.store.get(job_id)
+        if job.state not in _DRIVEN:
+            return
+        backend = self.backends.get(job.backend)
+        if backend is not None and job.handle:
+            try:
+                await backend.stop(job)
+            except Exception as err:
+                self.log.warning("awsjobs: could not stop failed job %s: %s", job_id, err)
+                error += f" (its work may still be running: {describe_error(err)})"
+        await self._move(
+            job_id, JobState.FAILED, reason or error, {job.state}, durable=True, error=error
+        )
 
     async def _move(
         self,
@@ -380,14 +401,28 @@ class JobDriver:
         target: JobState,
         reason: str,
         expected: Iterable[JobState],
+        durable: bool = False,
         **fields: Any,
     ) -> Job | None:
         """The one way the driver changes a job's state: to `target` from one of `expected`,
-        with `fields`. None if the job had moved elsewhere (the state machine refused)."""
-        try:
-            return await self.store.transition(job_id, target, reason, expected=expected, **fields)
-        except InvalidTransition:
-            return None
+        with `fields`. None if the job had moved elsewhere (the state machine refused).
+        `durable` (the driver's own tasks, never a request): while the store cannot be
+        written, retry with backoff rather than leave the job in its state for ever."""
+        backoff = _Backoff(self.options)
+        while True:
+            try:
+                return await self.store.transition(
+                    job_id, target, reason, expected=expected, **fields
+                )
+            except InvalidTransition:
+                return None
+            except StoreUnavailable as err:
+                if not durable:
+                    raise
+                self.log.warning(
+                    "awsjobs: job %s: cannot record %s yet, retrying: %s", job_id, target.value, err
+                )
+            await backoff.sleep()
 
     # -- the driver's own tasks ----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Domain errors. The handlers map each to one HTTP status, once, in one place."""
+"""Domain errors. The handlers map each to one HTTP status, once, in one place
+(400/403/404/409/502/503)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,15 @@ class InvalidRequest(AWSJobsError, ValueError):
     reason = "invalid_request"
 
 
-class JobNotFound(AWSJobsError):
+class NotFound(AWSJobsError):
+    """No such resource under the API (an unknown path, a malformed job id)."""
+
     status = 404
     reason = "not_found"
+
+
+class JobNotFound(NotFound):
+    pass
 
 
 class Conflict(AWSJobsError):
@@ -43,3 +50,11 @@ class BackendNotConfigured(AWSJobsError):
 
     status = 400
     reason = "not_configured"
+
+
+class StoreUnavailable(AWSJobsError):
+    """The job store cannot be opened or written (corrupt, read-only, disk full). The message
+    names the file and what to do; the request may succeed once that is fixed."""
+
+    status = 503
+    reason = "unavailable"

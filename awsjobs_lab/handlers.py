@@ -17,7 +17,7 @@ import tornado.web
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 
-from .errors import AWSJobsError, InvalidRequest
+from .errors import AWSJobsError, InvalidRequest, NotFound
 from .patterns import JOB_ID_TEXT
 from .service import JobService
 from .store import DEFAULT_PAGE
@@ -218,8 +218,47 @@ class InstancesStopHandler(AWSJobsHandler):
         self.reply({"terminated": await self.service.terminate_instances(ids)})
 
 
+class NotFoundHandler(AWSJobsHandler):
+    """Every other path under the namespace (a malformed job id, an unknown endpoint): the same
+    JSON 404 as every other error, behind the same authentication, rather than the server's
+    HTML page."""
+
+    def _not_found(self) -> None:
+        parts = self.request.path.split("/jobs/", 1)
+        if len(parts) == 2:
+            job_id = parts[1].split("/", 1)[0]
+            raise NotFound(f"no job {job_id[:40]!r}: a job id is 16 lowercase hexadecimal digits")
+        raise NotFound(f"no such API endpoint: {self.request.path[:200]}")
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, *args: str) -> None:
+        self._not_found()
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, *args: str) -> None:
+        self._not_found()
+
+    @tornado.web.authenticated
+    @authorized
+    async def put(self, *args: str) -> None:
+        self._not_found()
+
+    @tornado.web.authenticated
+    @authorized
+    async def patch(self, *args: str) -> None:
+        self._not_found()
+
+    @tornado.web.authenticated
+    @authorized
+    async def delete(self, *args: str) -> None:
+        self._not_found()
+
+
 def handler_table(namespace: str = "awsjobs/api") -> list[tuple[str, type[AWSJobsHandler]]]:
-    """Routes, relative to the server's base URL."""
+    """Routes, relative to the server's base URL; anything else under the namespace is a
+    JSON 404 (the last, catch-all route)."""
     return [
         (rf"{namespace}/jobs", JobsHandler),
         (rf"{namespace}/jobs/{JOB_ID}", JobHandler),
@@ -229,4 +268,5 @@ def handler_table(namespace: str = "awsjobs/api") -> list[tuple[str, type[AWSJob
         (rf"{namespace}/instance-types", InstanceTypesHandler),
         (rf"{namespace}/instances", InstancesHandler),
         (rf"{namespace}/instances/stop", InstancesStopHandler),
+        (rf"{namespace}(?:/.*)?", NotFoundHandler),
     ]

@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 from .models import JobState, Outcome
+from .safeopen import read_small_text
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ def exit_code_path(root_dir: str | Path, job_id: str) -> Path:
 
 def read_exit_code(path: Path) -> int | None:
     """The integer in an exit-code file, or None while it isn't there (or isn't whole)."""
-    try:
-        text = path.read_text("utf-8").strip()
+    try:  # opened without blocking: a FIFO put in its place must not hang a thread
+        text = read_small_text(path).strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:

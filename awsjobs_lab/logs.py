@@ -9,7 +9,9 @@ Rules (also the REST contract of `GET jobs/{id}/log`):
   is left for the next read (`next_offset` stops before it). Its bytes become U+FFFD instead
   when the log is final (the job has ended) and they end the file, or when the cap cut it and
   nothing else could be returned, so a reader always makes progress.
-- A missing file reads as empty (`size` 0).
+- A missing file reads as empty (`size` 0). Anything but a regular file (a FIFO, a folder, a
+  symlink swapped in) raises `OSError` (`safeopen.NotRegularFile`): it is never opened in a
+  way that could block.
 - An offset past the end (the file was truncated or replaced) returns no content,
   `next_offset == offset` and `eof` true.
 """
@@ -17,9 +19,12 @@ Rules (also the REST contract of `GET jobs/{id}/log`):
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from .safeopen import open_regular
 
 DEFAULT_CHUNK_BYTES = 262144
 
@@ -57,15 +62,16 @@ def read_chunk(path: Path, offset: int, limit: int, *, final: bool = False) -> L
     """Blocking read; use `read_log` from the event loop."""
     if offset < 0 or limit <= 0:
         raise ValueError("offset must be >= 0 and limit > 0")
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, 2)
-            if offset >= size:
-                return LogChunk("", offset, offset, size, True)
-            f.seek(offset)
-            data = f.read(limit)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    try:  # never blocking (a FIFO), never through a final symlink: `NotRegularFile`, ELOOP
+        fd = open_regular(path)
+    except (FileNotFoundError, NotADirectoryError):
         return LogChunk("", offset, offset, 0, True)
+    with os.fdopen(fd, "rb") as f:
+        size = f.seek(0, 2)
+        if offset >= size:
+            return LogChunk("", offset, offset, size, True)
+        f.seek(offset)
+        data = f.read(limit)
     at_end = offset + len(data) >= size
     cut = _incomplete_tail(data)
     if cut and not (final and at_end) and (at_end or cut < len(data)):

@@ -7,7 +7,10 @@ Everything a user sends is checked here, before anything is stored or run; every
 from __future__ import annotations
 
 import json
+import keyword
 import math
+import os
+import stat
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,6 +25,8 @@ MAX_MEMORY_GIB = 24576  # u-24tb1.112xlarge, the largest EC2 instance: 24 TiB, 4
 MAX_CPUS = 448
 MAX_PARAMETERS_BYTES = 64 * 1024
 MAX_ENV_BYTES = 64 * 1024
+MAX_PATH_BYTES = 4095  # Linux's PATH_MAX, less its NUL
+MAX_NAME_BYTES = 255  # one file or folder name (NAME_MAX)
 
 FIELDS = frozenset(
     {
@@ -80,13 +85,35 @@ def check_instance_type(value: Any) -> str | None:
     return value
 
 
-def resolve_inside(root: Path, value: Any, field: str) -> Path:
-    """`value`, a path relative to `root`, resolved (symlinks too) and checked to stay inside
-    `root` (itself resolved)."""
+def _is_unicode(text: str) -> bool:
+    """Whether `text` can be encoded (JSON may carry lone surrogates, which cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_path_text(value: Any, field: str) -> str:
+    """A path as sent: a non-empty string of valid Unicode that the OS can take."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest(f"{field}: must be a non-empty string (a path relative to the root)")
     if "\x00" in value:
         raise InvalidRequest(f"{field}: must not contain a NUL character")
+    if not _is_unicode(value):  # a lone surrogate ("\ud800" in JSON): no file can have it
+        raise InvalidRequest(f"{field}: must be valid Unicode text (no lone surrogate)")
+    encoded = value.encode("utf-8")
+    if len(encoded) > MAX_PATH_BYTES:
+        raise InvalidRequest(f"{field}: must be at most {MAX_PATH_BYTES} bytes long")
+    if any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise InvalidRequest(f"{field}: a name in it is longer than {MAX_NAME_BYTES} bytes")
+    return value
+
+
+def resolve_inside(root: Path, value: Any, field: str) -> Path:
+    """`value`, a path relative to `root`, resolved (symlinks too) and checked to stay inside
+    `root` (itself resolved)."""
+    value = _check_path_text(value, field)
     relative = PurePosixPath(value)
     if relative.is_absolute():
         raise InvalidRequest(
@@ -99,6 +126,63 @@ def resolve_inside(root: Path, value: Any, field: str) -> Path:
     if not full.is_relative_to(root):
         raise InvalidRequest(f"{field}: {value!r} is outside the server root")
     return full
+
+
+def inside_root_unchanged(root: Path, value: str, field: str) -> Path:
+    """At launch, a path accepted earlier (stored resolved, relative to `root`) resolved again;
+    `InvalidRequest` if it now leads elsewhere: a link swapped in since it was checked."""
+    full = resolve_inside(root, value, field)
+    if full != root / value:
+        raise InvalidRequest(
+            f"{field}: {value!r} was replaced by a link after the job was accepted; not run"
+        )
+    return full
+
+
+def _file_type(path: Path, value: str, field: str) -> int | None:
+    """The `st_mode` of `path` (following links, already checked), None if it does not
+    exist; `InvalidRequest` if it cannot be looked at (a folder we may not read)."""
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise InvalidRequest(f"{field}: cannot read {value!r}: {err.strerror or err}") from None
+
+
+def _check_script(script: Path, value: str) -> None:
+    mode = _file_type(script, value, "path")
+    if mode is None:
+        raise InvalidRequest(f"path: {value!r} does not exist")
+    if stat.S_ISDIR(mode):
+        raise InvalidRequest(f"path: {value!r} is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise InvalidRequest(f"path: {value!r} is not a regular file")
+    if not os.access(script, os.R_OK):
+        raise InvalidRequest(f"path: {value!r} cannot be read (permission denied)")
+
+
+def _check_log(log_file: Path, value: str, root: Path, script: Path) -> None:
+    mode = _file_type(log_file, value, "log_path")
+    if log_file == root or (mode is not None and stat.S_ISDIR(mode)):
+        raise InvalidRequest(f"log_path: {value!r} is a directory, not a file")
+    if mode is not None and not stat.S_ISREG(mode):  # a FIFO would block whoever opens it
+        raise InvalidRequest(f"log_path: {value!r} is not a regular file")
+    if log_file == script:
+        raise InvalidRequest("log_path: must not be the file being run")
+    folder_mode = _file_type(log_file.parent, value, "log_path")
+    if folder_mode is None or not stat.S_ISDIR(folder_mode):
+        raise InvalidRequest(f"log_path: the folder of {value!r} does not exist")
+    if not os.access(log_file.parent, os.W_OK | os.X_OK):
+        raise InvalidRequest(f"log_path: the folder of {value!r} is not writable")
+
+
+def _check_parameter_names(parameters: dict[str, Any]) -> None:
+    for name in parameters:
+        if not PARAMETER_NAME.match(name):
+            raise InvalidRequest(f"parameters: {name!r} is not a valid Python identifier")
+        if keyword.iskeyword(name):  # `class = 1` in the injected cell is a syntax error
+            raise InvalidRequest(f"parameters: {name!r} is a Python keyword, not a name")
 
 
 def parse_launch_request(
@@ -126,10 +210,7 @@ def parse_launch_request(
             f"path: cannot run {script.suffix or 'a file without an extension'!r} files; "
             f"supported: {', '.join(supported_extensions())}"
         )
-    if script.is_dir():
-        raise InvalidRequest(f"path: {body['path']!r} is a directory, not a file")
-    if not script.is_file():
-        raise InvalidRequest(f"path: {body['path']!r} does not exist")
+    _check_script(script, body["path"])
     path = script.relative_to(root).as_posix()
     folder = PurePosixPath(path).parent
 
@@ -156,12 +237,7 @@ def parse_launch_request(
         log_path = (folder / f"{script.stem}.{job_id}.log").as_posix()
     else:
         log_file = resolve_inside(root, log_value, "log_path")
-        if log_file == root or log_file.is_dir():
-            raise InvalidRequest(f"log_path: {log_value!r} is a directory, not a file")
-        if log_file == script:
-            raise InvalidRequest("log_path: must not be the file being run")
-        if not log_file.parent.is_dir():
-            raise InvalidRequest(f"log_path: the folder of {log_value!r} does not exist")
+        _check_log(log_file, log_value, root, script)
         log_path = log_file.relative_to(root).as_posix()
 
     env = body.get("env", {})
@@ -178,6 +254,8 @@ def parse_launch_request(
             raise InvalidRequest(f"env: the value of {name} must be a string")
         if "\x00" in value:
             raise InvalidRequest(f"env: the value of {name} must not contain a NUL character")
+        if not _is_unicode(value):
+            raise InvalidRequest(f"env: the value of {name} must be valid Unicode text")
 
     if sum(len(k) + len(v) + 2 for k, v in env.items()) > MAX_ENV_BYTES:
         raise InvalidRequest(f"env: at most {MAX_ENV_BYTES // 1024} KiB of names and values")
@@ -189,9 +267,7 @@ def parse_launch_request(
         raise InvalidRequest("parameters: must be an object of name: value")
     if parameters and not runner.takes_parameters:
         raise InvalidRequest("parameters: only notebooks (.ipynb) take parameters")
-    for name in parameters:
-        if not PARAMETER_NAME.match(name):
-            raise InvalidRequest(f"parameters: {name!r} is not a valid Python identifier")
+    _check_parameter_names(parameters)
     if len(json.dumps(parameters)) > MAX_PARAMETERS_BYTES:
         # They travel as one command-line argument, which Linux caps at 128 KiB.
         raise InvalidRequest(f"parameters: at most {MAX_PARAMETERS_BYTES // 1024} KiB of JSON")

@@ -34,6 +34,7 @@ from .requests import (
     resolve_inside,
 )
 from .runners import supported_extensions
+from .safeopen import NotRegularFile
 from .store import DEFAULT_PAGE, JobStore
 
 # Said when no enabled backend has an instance inventory; the app names the one to enable.
@@ -229,7 +230,13 @@ class JobService:
         path = await asyncio.to_thread(
             resolve_inside, self.root_dir.resolve(), job.log_path, "log_path"
         )
-        chunk = await logs.read_log(path, offset, min(limit or cap, cap), final=final)
+        try:
+            chunk = await logs.read_log(path, offset, min(limit or cap, cap), final=final)
+        except NotRegularFile:
+            raise InvalidRequest(f"log_path: {job.log_path!r} is not a regular file") from None
+        except OSError as err:  # unreadable, or a link swapped in since it was resolved
+            reason = err.strerror or str(err)
+            raise InvalidRequest(f"log_path: cannot read {job.log_path!r}: {reason}") from None
         return {**chunk.to_dict(), "complete": final and chunk.eof}
 
     # -- instances (a backend with an `InstanceInventory`) -----------------------------------

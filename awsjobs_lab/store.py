@@ -15,8 +15,10 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import errno
 import fcntl
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -24,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import Conflict, InvalidRequest, JobNotFound
+from .errors import Conflict, InvalidRequest, JobNotFound, StoreUnavailable
 from .models import ALLOWED_TRANSITIONS, InvalidTransition, Job, JobState, Transition, now
 
 T = TypeVar("T")
@@ -54,23 +56,64 @@ _OWN_FIELDS = frozenset({"id", "state", "history", "created_at", "updated_at"})
 _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job))
 
 
+def _advice(err: BaseException) -> str:
+    """What to do about a store that failed with `err`."""
+    text = str(err).lower()
+    code = getattr(err, "errno", None) if isinstance(err, OSError) else None
+    if "full" in text or code == errno.ENOSPC:
+        return "free disk space on its file system"
+    if (
+        "readonly" in text
+        or "read-only" in text
+        or code in (errno.EACCES, errno.EPERM, errno.EROFS)
+    ):
+        return (
+            "make the file and its folder writable by this server, or set c.AWSJobs.data_path "
+            "to a writable folder"
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return (
+            "move the file aside (the server then starts a new, empty store and forgets its "
+            "jobs) or restore it from a backup"
+        )
+    return "check the file and its folder, or set c.AWSJobs.data_path to another folder"
+
+
+def unavailable(path: Path, err: BaseException) -> StoreUnavailable:
+    """The error of a store file that cannot be opened or written, with what to do."""
+    detail = str(err) or type(err).__name__
+    return StoreUnavailable(
+        f"the job store {path} cannot be used ({detail}): {_advice(err)}; then retry "
+        "(restart the server if it keeps failing)"
+    )
+
+
 def _encode_cursor(job: Job) -> str:
     raw = json.dumps([job.created_at, job.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# A cursor is base64 of `[created_at, id]`: well under this. Longer is not ours (and a long
+# one could nest JSON deep enough to exhaust the parser's recursion).
+MAX_CURSOR_CHARS = 200
+
+
 def _decode_cursor(cursor: str) -> tuple[float, str]:
+    bad = InvalidRequest("cursor: not a cursor returned by this server")
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise bad
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, job_id = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise InvalidRequest("cursor: not a cursor returned by this server") from None
+    except (binascii.Error, ValueError, TypeError, UnicodeError, RecursionError):
+        raise bad from None
     if (
         not isinstance(created_at, (int, float))
         or isinstance(created_at, bool)
+        or (isinstance(created_at, float) and not math.isfinite(created_at))
         or not isinstance(job_id, str)
     ):
-        raise InvalidRequest("cursor: not a cursor returned by this server")
+        raise bad
     return float(created_at), job_id
 
 
@@ -87,8 +130,16 @@ class JobStore:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
-            raise RuntimeError("the job store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            raise StoreUnavailable(
+                f"the job store {self.path} is not open (the server is "
+                "starting or stopping); retry in a moment"
+            )
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # our own mistake, not the file's
+        except sqlite3.Error as err:  # corrupt, read-only, disk full, I/O error
+            raise unavailable(self.path, err) from err
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -103,10 +154,12 @@ class JobStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="awsjobs-store")
         try:
             await self._run(self._open)
-        except BaseException:
+        except BaseException as err:
             await self._run(self._close)
             self._executor.shutdown(wait=True)
             self._executor = None
+            if isinstance(err, OSError):  # its folder or lock file cannot be made or opened
+                raise unavailable(self.path, err) from err
             raise
 
     def _open(self) -> None:
@@ -135,9 +188,9 @@ class JobStore:
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
-                raise RuntimeError(
-                    f"{self.path} has schema version {version}, newer than this awsjobs_lab "
-                    f"({len(MIGRATIONS)}); upgrade awsjobs_lab"
+                raise StoreUnavailable(
+                    f"the job store {self.path} has schema version {version}, newer than this "
+                    f"awsjobs_lab ({len(MIGRATIONS)}): upgrade awsjobs_lab"
                 )
             for index in range(version, len(MIGRATIONS)):
                 for statement in MIGRATIONS[index].split(";"):

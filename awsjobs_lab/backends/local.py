@@ -1,9 +1,12 @@
 """The local backend: each job is a detached process group on this machine.
 
-The job's argv runs under a tiny wrapper (`python -I -S -c WRAPPER <exit_code file> <nice> argv...`,
-a constant program, nothing built from user input) that waits for the job and writes its exit
-code to `job_state_dir(job)/exit_code`, so the outcome is known even when the server restarted
-and the process is no longer our child. The wrapper leads its own session and process group
+The job's argv runs under a tiny wrapper (`python -I -S wrapper.py <exit_code file> <nice>
+argv...`, a constant program, nothing built from user input) that waits for the job and writes
+its exit code to `job_state_dir(job)/exit_code`, so the outcome is known even when the server
+restarted and the process is no longer our child. Before the job runs, the wrapper leaves a
+lock and a pid file in that folder (`wrapper.py`), so a job whose pid was never recorded (the
+server killed between the start and the record) is found again, or certain never to run
+(`process_finder.py`). The wrapper leads its own session and process group
 (`start_new_session`), so the job survives a server stop, and Stop signals the whole group.
 
 Notebooks may instead run in a child forked by the warm runner (`warm.py`), which has papermill
@@ -37,30 +40,16 @@ from traitlets import Bool, Float, Int
 from ..errors import BackendError
 from ..jobfiles import outcome_from_exit_code
 from ..models import Job, JobState, Outcome
+from ..requests import inside_root_unchanged
 from ..runners import build_command
+from ..safeopen import check_regular, open_regular
+from . import process_finder
 from .base import Backend, RecordHandle
 from .procfs import has_procfs, live_processes, proc_stat
 from .warm import FORK_UNSAFE_ENV_PREFIX, WarmRunner
 
-# Runs the job, waits for it, writes its exit code (negative: killed by that signal) atomically.
-WRAPPER = """\
-import os, subprocess, sys
-path, nice, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-try:  # first thing, before the job exists: it inherits the priority
-    if nice > os.getpriority(os.PRIO_PROCESS, 0):
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-except OSError:
-    pass
-try:
-    code = subprocess.call(argv)
-except OSError as err:
-    print(f"awsjobs: cannot run {argv[0]!r}: {err.strerror}", file=sys.stderr, flush=True)
-    code = 127
-with open(path + ".tmp", "w") as f:
-    f.write(f"{code}\\n")
-os.replace(path + ".tmp", path)
-sys.exit(code if code >= 0 else 128 - code)
-"""
+# The wrapper program (a file run by path: the job's Python runs isolated, without our package).
+WRAPPER = str(Path(__file__).with_name("wrapper.py"))
 
 
 def start_time(pid: int) -> int | None:
@@ -176,26 +165,15 @@ class LocalBackend(Backend):
             self._stop_requested.discard(job.id)
 
     async def _launch(self, job: Job, record: RecordHandle) -> None:
-        root = Path(self.root_dir)
         argv = build_command(job, sys.executable)
         exit_code = self.exit_code_path(job)
-        log = root / job.log_path
-        cwd = (root / job.path).parent
         env = {**os.environ, **job.env, "AWSJOBS_JOB_ID": job.id}
         nice = job_niceness(self.niceness)
-
-        def prepare() -> None:
-            exit_code.parent.mkdir(parents=True, exist_ok=True)
-            exit_code.unlink(missing_ok=True)
-
-        try:
-            await asyncio.to_thread(prepare)
-        except OSError as err:
-            raise BackendError(f"cannot create the job's state folder: {err}") from err
+        script, log = await asyncio.to_thread(self._prepare, job)
         if self._warm is not None and self._warm_fits(job, argv):
             request = {
                 "argv": argv[3:],  # after `python -m papermill`: the CLI's own arguments
-                "cwd": str(cwd),
+                "cwd": str(script.parent),
                 "env": env,
                 "log": str(log),
                 "exit_code": str(exit_code),
@@ -204,14 +182,12 @@ class LocalBackend(Backend):
             pid = await self._warm.fork(request)
             if pid is not None:
                 handle = {"pid": pid, "pgid": pid, "start_time": start_time(pid), "warm": True}
-                job.handle.update(handle)
-                job.command = argv
-                await record(handle, command=argv)
+                await self._record(job, record, handle, argv)
                 if await self._warm.release(pid):
                     return
                 # The child was never released: it exits having run nothing. Start it anew.
                 self.log.warning("awsjobs: job %s: the warm runner went away; retrying", job.id)
-        proc = await asyncio.to_thread(self._popen, argv, exit_code, log, cwd, env, nice)
+        proc = await asyncio.to_thread(self._popen, argv, exit_code, log, script.parent, env, nice)
         self._children[job.id] = proc
         handle = {
             "pid": proc.pid,
@@ -219,9 +195,40 @@ class LocalBackend(Backend):
             "start_time": start_time(proc.pid),
             "warm": False,
         }
+        await self._record(job, record, handle, argv)
+
+    def _prepare(self, job: Job) -> tuple[Path, Path]:
+        """Re-check the script and the log (either may have been replaced by a link since the
+        job was accepted) and make the job's state folder ready. Blocking: in a thread."""
+        root = Path(self.root_dir).resolve()
+        script = inside_root_unchanged(root, job.path, "path")
+        log = inside_root_unchanged(root, job.log_path, "log_path")
+        try:
+            check_regular(script)
+        except OSError as err:
+            raise BackendError(f"path: {job.path!r} is no longer a regular file: {err}") from None
+        state = self.job_state_dir(job)
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            self.exit_code_path(job).unlink(missing_ok=True)
+            process_finder.forget(state)
+        except OSError as err:
+            raise BackendError(f"cannot create the job's state folder: {err}") from err
+        return script, log
+
+    async def _record(
+        self, job: Job, record: RecordHandle, handle: dict[str, Any], argv: list[str]
+    ) -> None:
+        """Save the handle; if that fails (the store cannot be written), end the process we
+        just started before failing: the job will read failed, so nothing may run on."""
         job.handle.update(handle)
         job.command = argv
-        await record(handle, command=argv)
+        try:
+            await record(handle, command=argv)
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self.stop(job)
+            raise
 
     def _warm_fits(self, job: Job, argv: list[str]) -> bool:
         """Whether the warm runner can run `job` exactly as its argv would."""
@@ -242,13 +249,13 @@ class LocalBackend(Backend):
         nice: int,
     ) -> subprocess.Popen[bytes]:
         """Start the wrapper (in a worker thread: fork, exec and its wait stay off the loop)."""
-        try:
-            log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:  # never through a symlink swapped in, never blocking on a FIFO
+            log_fd = open_regular(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         except OSError as err:
             raise BackendError(f"cannot create the job's log: {err}") from err
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", WRAPPER, str(exit_code), str(nice), *argv],
+                [sys.executable, "-I", "-S", WRAPPER, str(exit_code), str(nice), *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
@@ -337,9 +344,7 @@ class LocalBackend(Backend):
     async def reattach(self, job: Job) -> Outcome | None:
         pid = job.handle.get("pid")
         if not isinstance(pid, int):
-            return Outcome(
-                JobState.FAILED, error="the server stopped before the job's process was started"
-            )
+            return await self._reattach_unrecorded(job)
         if job.id in self._children:
             return None
         # The exit code file is written last, just before the wrapper exits: if it is there,
@@ -353,10 +358,43 @@ class LocalBackend(Backend):
             job, "the process ended while the server was down, without an exit code"
         )
 
+    async def _reattach_unrecorded(self, job: Job) -> Outcome | None:
+        """A job whose pid was never recorded: find its process by what it left in its state
+        folder. Alive: the handle is filled in (the driver saves it) and the job is watched.
+        Otherwise it is certain never to run, and how it ended (if it ran) is reported."""
+        found = await self._find(job)
+        if found.alive:
+            job.handle.update(found.handle())
+            return None
+        if found.pid is None:
+            return Outcome(
+                JobState.FAILED, error="the server stopped before the job's process was started"
+            )
+        return await self._ended(
+            job, "the process ended while the server was down, without an exit code"
+        )
+
+    async def _find(self, job: Job) -> process_finder.FoundProcess:
+        """The job's process from its state folder (`BackendError` while it is too early to
+        tell: a process holds the lock but has not written its pid file yet)."""
+        try:
+            found = await asyncio.to_thread(process_finder.find, self.job_state_dir(job))
+        except OSError as err:
+            raise BackendError(f"cannot read the job's state folder: {err}") from err
+        if found.alive and found.pid is None:
+            raise BackendError("the job's process is starting; its pid is not written yet")
+        return found
+
     async def stop(self, job: Job) -> None:
         pgid = job.handle.get("pgid")
         if not isinstance(pgid, int):
-            return  # never started: nothing to stop
+            # No pid recorded: stop the process found from its state folder, if any (when
+            # none is found, none will ever run).
+            found = await self._find(job)
+            if not found.alive or found.pgid is None:
+                return
+            pgid = found.pgid
+            job.handle.update(found.handle())
         leader = job.handle.get("pid")
         started = job.handle.get("start_time")
         # If the leader's pid now belongs to another process, the group is not ours.

@@ -12,7 +12,8 @@ server gave up on the answer) the child reads EOF and exits having run nothing, 
 runs unrecorded. After "go" the child becomes the job: working folder, environment, priority,
 log on stdout/stderr, then papermill's own CLI in-process with the job's argv (the same argv
 the subprocess path runs, so `job.command` tells the truth), and the exit code file written
-atomically, as the local backend's wrapper does.
+atomically; like the local backend's wrapper, it first claims the job's state folder (lock
+and pid file, `wrapper.py`).
 
 The runner ignores SIGCHLD, so the kernel reaps its children at once (no zombies); the server
 waits on a child like on any process that is not its own (pidfd). The runner exits on EOF of
@@ -32,9 +33,11 @@ import os
 import signal
 import sys
 import traceback
+from stat import S_ISREG
 from typing import Any, NoReturn
 
 from .procfs import live_processes
+from .wrapper import claim, write_atomically
 
 # A job may not change the runner's interpreter: such variables only act at Python's start.
 FORK_UNSAFE_ENV_PREFIX = "PYTHON"
@@ -66,7 +69,12 @@ def _run_job(request: dict[str, Any]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # The server checked the log; a symlink or FIFO swapped in since is refused, not followed.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+    log = os.open(request["log"], flags, 0o644)
+    if not S_ISREG(os.fstat(log).st_mode):
+        raise OSError(f"{request['log']} is not a regular file")
+    os.set_blocking(log, True)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log, 1)
@@ -132,15 +140,15 @@ def _child(request: dict[str, Any], gate: int, ready: int) -> NoReturn:
         if os.read(gate, 1) != b"1":
             os._exit(0)  # not released: run nothing, write nothing
         os.close(gate)
+        # Findable from the job's state folder before anything runs (as the wrapper does).
+        if claim(os.path.dirname(request["exit_code"])) is None:
+            os._exit(0)  # the server gave the job up: run nothing, write nothing
         code = _run_job(request)
     except BaseException:
         with contextlib.suppress(BaseException):
             traceback.print_exc()
     try:
-        path = request["exit_code"]
-        with open(path + ".tmp", "w") as f:
-            f.write(f"{code}\n")
-        os.replace(path + ".tmp", path)
+        write_atomically(request["exit_code"], f"{code}\n")
     finally:
         with contextlib.suppress(BaseException):
             sys.stdout.flush()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from awsjobs_lab import models
-from awsjobs_lab.errors import Conflict, InvalidRequest, JobNotFound
+from awsjobs_lab.errors import Conflict, InvalidRequest, JobNotFound, StoreUnavailable
 from awsjobs_lab.models import ALLOWED_TRANSITIONS, InvalidTransition, JobState
 from awsjobs_lab.store import MAX_PAGE, MIGRATIONS, JobStore
 from tests.server.helpers import make_job
@@ -56,7 +56,7 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     conn.close()
     store = JobStore(path)
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StoreUnavailable, match="newer"):
         await store.open()
     await store.close()
 
