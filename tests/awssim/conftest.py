@@ -14,8 +14,6 @@ os.environ.update(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
-        # No ~1300 default AMIs per reset: the tests launch with any image id.
-        "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
     }
 )
 os.environ.pop("AWS_PROFILE", None)
@@ -28,8 +26,10 @@ from tests.awssim.server import SimulatedAWS
 from tests.awssim.support import FAST, REGION, Clients
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def simulated_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedAWS]:
+    """Package scope: it patches moto's dispatcher for the whole process while it runs, so it
+    must be gone before other test folders use moto their own way."""
     config = SimConfig.from_json(FAST)
     config.worker.sandbox_dir = str(tmp_path_factory.mktemp("awssim"))
     with SimulatedAWS(config) as aws:
@@ -37,8 +37,11 @@ def simulated_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulate
 
 
 @pytest.fixture
-def sim(simulated_aws: SimulatedAWS) -> SimulatedAWS:
-    """A clean simulator with the default switches (and the fast clock) for this test."""
+def sim(simulated_aws: SimulatedAWS, monkeypatch: pytest.MonkeyPatch) -> SimulatedAWS:
+    """A clean simulator with the default switches (and the fast clock) for this test.
+    No ~1300 default AMIs in the fresh EC2 backend (read when it is made, during the test):
+    the tests launch with any image id."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     defaults = SimConfig.from_json(FAST).to_json()
     defaults["worker"]["sandbox_dir"] = simulated_aws.config.worker.sandbox_dir
     simulated_aws.configure(defaults)

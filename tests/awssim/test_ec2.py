@@ -93,7 +93,7 @@ async def test_client_token_returns_the_same_instance(sim: SimulatedAWS, aws: Cl
 
 
 async def test_the_instance_boots_pending_then_running(sim: SimulatedAWS, aws: Clients) -> None:
-    sim.configure({"clock": {"boot_seconds": 0.3}})
+    sim.configure({"clock": {"boot_seconds": 1.0}})
     ec2 = await aws("ec2")
     instance_id = await launch(ec2)
     assert await state_of(ec2, instance_id) == "pending"
@@ -152,6 +152,7 @@ async def test_vcpu_budgets_per_quota_group_and_market(sim: SimulatedAWS, aws: C
 
 
 async def test_spot_interruption_notice_then_termination(sim: SimulatedAWS, aws: Clients) -> None:
+    sim.configure({"clock": {"spot_notice_seconds": 1.0}})
     ec2 = await aws("ec2")
     instance_id = await launch(ec2, InstanceMarketOptions={"MarketType": "spot"})
     await eventually(lambda: _is(ec2, instance_id, "running"))
@@ -167,6 +168,7 @@ async def test_spot_interruption_notice_then_termination(sim: SimulatedAWS, aws:
 
 
 async def test_termination_by_someone_else(sim: SimulatedAWS, aws: Clients) -> None:
+    sim.configure({"clock": {"shutting_down_seconds": 1.0}})
     ec2 = await aws("ec2")
     instance_id = await launch(ec2)
     await eventually(lambda: _is(ec2, instance_id, "running"))

@@ -41,7 +41,7 @@ async def ends_as(ssm: Any, command_id: str, instance_id: str, details: str) -> 
 async def test_send_command_waits_for_the_agent_to_register(
     sim: SimulatedAWS, aws: Clients
 ) -> None:
-    sim.configure({"clock": {"agent_register_seconds": 0.5}})
+    sim.configure({"clock": {"agent_register_seconds": 1.0}})
     ec2, ssm = await aws("ec2"), await aws("ssm")
     instance_id = await launch(ec2)
     with pytest.raises(ClientError) as error:
@@ -99,12 +99,12 @@ async def test_failed_and_execution_timed_out(sim: SimulatedAWS, aws: Clients) -
 async def test_delivery_timed_out_and_undeliverable(sim: SimulatedAWS, aws: Clients) -> None:
     """A reboot takes the agent offline: the command waits Pending, then times out; one
     still pending when the instance is terminated is Undeliverable."""
-    sim.configure({"clock": {"ssm_timeout_scale": 0.01, "reboot_seconds": 30}})
+    sim.configure({"clock": {"ssm_timeout_scale": 0.02, "reboot_seconds": 30}})
     ec2, ssm = await aws("ec2"), await aws("ssm")
     instance_id = await launch(ec2)
     await registered(sim, instance_id)
     sim.reboot(instance_id)
-    late = await send(ssm, instance_id, "true", TimeoutSeconds=30)  # 0.3 s here
+    late = await send(ssm, instance_id, "true", TimeoutSeconds=50)  # 1 s here
     assert (await invocation(ssm, late, instance_id))["Status"] == "Pending"
     answer = await ends_as(ssm, late, instance_id, "Delivery Timed Out")
     assert answer["Status"] == "TimedOut"
@@ -121,7 +121,7 @@ async def test_cancel_command_kills_the_command(sim: SimulatedAWS, aws: Clients)
     instance_id = await launch(ec2)
     await registered(sim, instance_id)
     marker = sim.sandbox(instance_id) / "still-running"
-    command_id = await send(ssm, instance_id, "sleep 0.5", f"touch {marker}")
+    command_id = await send(ssm, instance_id, "sleep 1", f"touch {marker}")
     await ends_as(ssm, command_id, instance_id, "InProgress")
     await ssm.cancel_command(CommandId=command_id)
     answer = await ends_as(ssm, command_id, instance_id, "Cancelled")
@@ -130,7 +130,7 @@ async def test_cancel_command_kills_the_command(sim: SimulatedAWS, aws: Clients)
     (row,) = listed["CommandInvocations"]
     assert row["Status"] == "Cancelled"
     assert row["CommandPlugins"][0]["Name"] == "aws:runShellScript"
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.5)
     assert not marker.exists()  # the process group was killed
 
 

@@ -171,11 +171,16 @@ async def test_a_reboot_loses_processes_markers_and_the_scheduled_shutdown(
         return bool(sim.state()["instances"][0]["ssm_registered"])
 
     await eventually(back)
-    await asyncio.sleep(0.3)  # the per-boot script
+    boots = sandbox / "var/lib/awsjobs/boots"
+
+    async def per_boot_ran() -> bool:
+        return boots.exists()
+
+    await eventually(per_boot_ran)
     assert not (sandbox / "run" / "awsjobs" / "ready").exists()  # tmpfs emptied
     assert sim.state()["instances"][0]["shutdown_scheduled_in"] is None
     assert (sandbox / "var/lib/awsjobs/user-data-runs").read_text() == "ran\n"  # once only
-    assert (sandbox / "var/lib/awsjobs/boots").read_text() == "boot\n"  # per-boot ran
+    assert boots.read_text() == "boot\n"  # the per-boot script ran; user data did not
     assert await state_of(ec2, instance_id) == "running"
     assert not (efs / ".jobs" / "j1" / "exit_code").exists()
 
@@ -194,9 +199,12 @@ async def test_a_failed_mount_and_the_efs_folder_check(
     assert "could not mount EFS" in answer["StandardErrorContent"]
     sim.configure({"worker": {"mount_fails": True}})
     other = await launch(ec2, UserData=boot_script(efs))
-    await registered(sim, other)
-    await asyncio.sleep(0.3)
-    assert (sim.sandbox(other) / "run" / "awsjobs" / "mount-failed").exists()
+    failed_marker = sim.sandbox(other) / "run" / "awsjobs" / "mount-failed"
+
+    async def marked() -> bool:
+        return failed_marker.exists()
+
+    await eventually(marked)
 
 
 async def test_terminate_instances_kills_the_running_command(
@@ -204,14 +212,14 @@ async def test_terminate_instances_kills_the_running_command(
 ) -> None:
     ec2, ssm, instance_id = await booted(sim, aws, boot_script(efs))
     marker = efs / "finished"
-    command_id = await run_job(ssm, instance_id, command(efs, f"sleep 0.6; touch {marker}"))
+    command_id = await run_job(ssm, instance_id, command(efs, f"sleep 1; touch {marker}"))
 
     async def started() -> bool:
         return (efs / "job.log").exists()
 
     await eventually(started)
     await ec2.terminate_instances(InstanceIds=[instance_id])
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.5)
     assert not marker.exists()
     answer = await ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
     assert answer["Status"] == "InProgress"  # the agent is gone: it never reports
