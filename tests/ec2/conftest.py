@@ -1,55 +1,61 @@
-"""Fixtures of the EC2 backend tests: moto in server mode on 127.0.0.1, in this process.
+"""Fixtures of the EC2 backend tests: the simulated AWS (tests/awssim, moto in server mode on
+127.0.0.1 with the simulator in front), in this process, with AWS's delays off by default.
 
 Never real AWS: dummy credentials are set before any session exists, every EC2/SSM client
-points at moto, `AWS_ENDPOINT_URL` points at moto as a safety net, and the Pricing client
+points at the simulator, `AWS_ENDPOINT_URL` points at it as a safety net, and the Pricing client
 points at a closed local port unless a test puts an `AioStubber` in front of it (moto has no
-pricing backend). The moto server, the test-side `aws` clients and `moto_backend` come from
-tests/conftest.py (tests/moto_support.py). What these tests rely on about moto:
-tests/ec2/README.md; the details: docs/aws-testing.md.
+pricing backend). The test-side `aws` clients and `moto_backend` come from tests/conftest.py.
+What these tests rely on: tests/ec2/README.md; the simulator's switches: tests/awssim/README.md.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto_support import (
-    DUMMY_AWS_ENV,
-    REGION,
-    ClientFactory,
-    send_command_to_listed_instances_only,
-)
+from moto_support import DUMMY_AWS_ENV, REGION, ClientFactory
 
 os.environ.update(DUMMY_AWS_ENV)
 os.environ.pop("AWS_PROFILE", None)
 
-from ec2_helpers import Faults, error_class
-from moto.core.responses import ActionResult, BaseResponse
+from moto.core.responses import ActionResult
+from simulated import Faults, defaults, instant_boot, simulated_aws
 
 from awsjobs_lab.backends.ec2 import EC2Backend
+from tests.awssim.server import SimulatedAWS
 
 # Families kept small on purpose: moto serialises ~3.5 ms per instance type.
 TEST_FAMILIES = ["m7i", "c7i", "c7a", "r7i"]
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens: a pricing call fails at once
 
 
-@pytest.fixture
-def moto_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A clean moto for this test, with the shims of docs/aws-testing.md §5 that we need."""
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    # Reset EC2 and IAM only: re-initialising moto's SSM backend (its public parameters)
-    # costs ~0.3 s per test, and SSM state is only ever read by command id here.
-    from moto.ec2.models import ec2_backends
-    from moto.iam.models import iam_backends
+@pytest.fixture(scope="package")
+def simulator() -> Iterator[SimulatedAWS]:
+    """One simulated AWS for this folder. Package scope: it patches moto's dispatcher for the
+    whole process while it runs, so it is gone before other folders use moto their own way."""
+    with simulated_aws() as aws:
+        yield aws
 
-    ec2_backends.reset()
-    iam_backends.reset()
-    send_command_to_listed_instances_only(monkeypatch)
-    return moto_server
+
+@pytest.fixture
+def sim(simulator: SimulatedAWS, monkeypatch: pytest.MonkeyPatch) -> SimulatedAWS:
+    """A clean simulated AWS for this test, AWS's delays off (tests/ec2/simulated.py). No
+    ~1300 default AMIs in the fresh EC2 backend (made during the test): any image id launches."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    simulator.configure(defaults(simulator))
+    simulator.reset()
+    instant_boot(monkeypatch)
+    return simulator
+
+
+@pytest.fixture
+def moto_endpoint(sim: SimulatedAWS, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The clean simulated AWS's URL (moto behind it: `moto_backend` reaches its models)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", sim.endpoint_url)
+    return sim.endpoint_url
 
 
 @pytest.fixture
@@ -116,23 +122,10 @@ async def make_backend(
         await backend.close()
 
 
-# -- fault injection at moto's dispatcher (docs/aws-testing.md §6.3) -------------------------
+# -- fault injection: the simulator's fault rules --------------------------------------------
 @pytest.fixture
-def faults(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Faults:
-    state = Faults()
-    original = BaseResponse.call_action
-
-    def call_action(self: BaseResponse) -> Any:
-        key = (self.service_name, self._get_action())
-        state.calls[key] = state.calls.get(key, 0) + 1
-        pending = state.plan.get(key)
-        if pending:
-            code = pending.pop(0)
-            return self.serialized(ActionResult(error_class(code)()))
-        return original(self)
-
-    monkeypatch.setattr(BaseResponse, "call_action", call_action)
-    return state
+def faults(sim: SimulatedAWS) -> Faults:
+    return Faults(sim)
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from moto.core.exceptions import ServiceException
+from simulated import halt
 
 from awsjobs_lab.models import Job, JobState, new_job_id, now
+from tests.awssim.server import SimulatedAWS
 
 
 def make_job(root: Path, name: str = "hello.py", body: str | None = None, **fields: Any) -> Job:
@@ -51,39 +52,6 @@ class Recorder:
             await self.hold()
 
 
-# The exception classes must live outside the moto package: moto finds the error model by the
-# exception's module.
-ERRORS: dict[str, type[ServiceException]] = {}
-
-
-def error_class(code: str) -> type[ServiceException]:
-    if code not in ERRORS:
-        ERRORS[code] = type(
-            code.replace(".", "_"),
-            (ServiceException,),
-            {"code": code, "message": f"injected {code}", "__module__": __name__},
-        )
-    return ERRORS[code]
-
-
-class Faults:
-    """`faults.add("ssm", "SendCommand", "InvalidInstanceId", times=3)`: the next 3 calls fail."""
-
-    def __init__(self) -> None:
-        self.plan: dict[tuple[str, str], list[str]] = {}
-        self.calls: dict[tuple[str, str], int] = {}
-
-    def add(self, service: str, action: str, code: str, times: int = 1) -> None:
-        self.plan.setdefault((service, action), []).extend([code] * times)
-
-    def always(self, service: str, action: str, code: str) -> None:
-        self.add(service, action, code, times=10**6)
-
-
-def set_state(moto_backend: Callable[[str], Any], instance_id: str, reason_code: str) -> None:
-    """Terminate an instance in moto with a given StateReason (docs/aws-testing.md §4.2)."""
-    from moto.ec2.models.instances import StateReason
-
-    inst = moto_backend("ec2").get_instance(instance_id)
-    inst.terminate()
-    inst.state_reason = StateReason(f"{reason_code}: injected", reason_code)
+def set_state(sim: SimulatedAWS, instance_id: str, reason_code: str) -> None:
+    """The instance goes down on AWS's side with this StateReason (simulated.halt)."""
+    halt(sim, instance_id, reason_code)

@@ -160,8 +160,11 @@ async def test_launch_timeout_fails_clearly_and_terminates(make_backend, root, f
     assert inst["State"]["Name"] in ("shutting-down", "terminated")
 
 
-async def test_capacity_error_falls_back_to_the_next_zone(make_backend, root, faults, subnets):
-    faults.add("ec2", "RunInstances", "InsufficientInstanceCapacity")
+async def test_capacity_error_falls_back_to_the_next_zone(make_backend, root, sim, subnets):
+    # AWS answers InsufficientInstanceCapacity (HTTP 500: botocore retries it) for the zone.
+    sim.configure(
+        {"capacity": {"rules": [{"error": "InsufficientInstanceCapacity", "zone": "us-east-1a"}]}}
+    )
     backend = make_backend()
     job = make_job(root)
     await backend.launch(job, Recorder(job))
@@ -169,13 +172,14 @@ async def test_capacity_error_falls_back_to_the_next_zone(make_backend, root, fa
     assert job.handle["subnet_id"] == subnets["us-east-1b"]
 
 
-async def test_capacity_errors_exhausted_fail_with_a_clear_message(make_backend, root, faults, aws):
-    faults.always("ec2", "RunInstances", "InsufficientInstanceCapacity")
+async def test_capacity_errors_exhausted_fail_with_a_clear_message(make_backend, root, sim, aws):
+    sim.configure({"capacity": {"rules": [{"error": "InsufficientInstanceCapacity"}]}})
     backend = make_backend(max_launch_attempts=2)
+    sent = await _capture(backend, "RunInstances")  # once per call, botocore's retries aside
     job = make_job(root)
     with pytest.raises(BackendError, match="no capacity"):
         await backend.launch(job, Recorder(job))
-    assert faults.calls[("ec2", "RunInstances")] == 2
+    assert len(sent) == 2
     assert (await (await aws("ec2")).describe_instances())["Reservations"] == []
 
 

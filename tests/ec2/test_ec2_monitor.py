@@ -77,10 +77,10 @@ async def test_exit_code_file_decides_and_instance_is_terminated(
     assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
 
 
-async def test_spot_interruption(make_backend, root, moto_backend):
+async def test_spot_interruption(make_backend, root, sim):
     backend, job = await _launched(make_backend, root)
     waiter = await _waiting(backend, job)
-    set_state(moto_backend, job.handle["instance_id"], "Server.SpotInstanceTermination")
+    set_state(sim, job.handle["instance_id"], "Server.SpotInstanceTermination")
     outcome = await _cycle_until_done(backend, waiter)
     assert outcome.state is JobState.INTERRUPTED
     assert "Server.SpotInstanceTermination" in outcome.error
@@ -97,33 +97,31 @@ async def test_terminated_from_outside_fails_with_the_reason(make_backend, root,
     assert outcome.exit_code is None
 
 
-async def test_self_shutdown_at_the_deadline_is_timed_out(make_backend, root, moto_backend):
+async def test_self_shutdown_at_the_deadline_is_timed_out(make_backend, root, sim):
     backend = make_backend()
     job = make_job(root, max_lifetime_minutes=1)  # deadline within the slack of "now"
     await backend.launch(job, Recorder(job))
     waiter = await _waiting(backend, job)
-    set_state(moto_backend, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
+    set_state(sim, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
     outcome = await _cycle_until_done(backend, waiter)
     assert outcome.state is JobState.TIMED_OUT
     assert "max lifetime" in outcome.error
 
 
-async def test_self_shutdown_long_before_the_deadline_is_a_failure(
-    make_backend, root, moto_backend
-):
+async def test_self_shutdown_long_before_the_deadline_is_a_failure(make_backend, root, sim):
     backend, job = await _launched(make_backend, root)  # 60 minutes
     waiter = await _waiting(backend, job)
-    set_state(moto_backend, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
+    set_state(sim, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
     outcome = await _cycle_until_done(backend, waiter)
     assert outcome.state is JobState.FAILED
     assert "shut itself down" in outcome.error
 
 
-async def test_exit_code_grace_lets_a_late_file_win(make_backend, root, moto_backend):
+async def test_exit_code_grace_lets_a_late_file_win(make_backend, root, sim):
     # The server's NFS client may see the exit file late: an ended instance waits for it.
     backend, job = await _launched(make_backend, root, exit_code_grace_seconds=3600)
     waiter = await _waiting(backend, job)
-    set_state(moto_backend, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
+    set_state(sim, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
     await backend.monitor.run_cycle()
     await asyncio.sleep(0)
     assert not waiter.done()
@@ -143,14 +141,16 @@ async def test_missing_instance_fails_after_its_grace(make_backend, root):
     assert "no longer exists" in outcome.error
 
 
-def _set_invocation(moto_backend: Any, job: Any, **fields: Any) -> None:
-    cmd = moto_backend("ssm").get_command_by_id(job.handle["command_id"])
-    for inv in cmd.invocations:
-        if inv["InstanceId"] == job.handle["instance_id"]:
-            inv.update(fields)
+def _set_invocation(sim: Any, job: Any, details: str, code: int = -1, stderr: str = "") -> None:
+    """The job's command invocation ends (or shows) as SSM says, with AWS's StatusDetails."""
+    command_id, iid = job.handle["command_id"], job.handle["instance_id"]
+    sim.force_invocation(command_id, iid, details, code)
+    if stderr:
+        with sim.simulator.lock:
+            sim.simulator.world.agent.find(command_id, iid).fields["StandardErrorContent"] = stderr
 
 
-async def test_command_failed_before_the_script_ran(make_backend, root, moto_backend, aws):
+async def test_command_failed_before_the_script_ran(make_backend, root, aws, sim):
     # No exit code file: the command's script failed before running the job (EFS not
     # mounted: exit 97) and halted the instance, as `aws.command` does. The monitor sees the
     # instance gone without an exit code, asks SSM (GetCommandInvocation) and says why.
@@ -159,14 +159,9 @@ async def test_command_failed_before_the_script_ran(make_backend, root, moto_bac
     await backend.monitor.run_cycle()
     assert not waiter.done()
     _set_invocation(
-        moto_backend,
-        job,
-        Status="Failed",
-        StatusDetails="Failed",
-        ResponseCode=97,
-        StandardErrorContent="could not mount EFS fs-0123456789abcdef0 at /home",
+        sim, job, "Failed", 97, stderr="could not mount EFS fs-0123456789abcdef0 at /home"
     )
-    set_state(moto_backend, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
+    set_state(sim, job.handle["instance_id"], "Client.InstanceInitiatedShutdown")
     outcome = await _cycle_until_done(backend, waiter)
     assert outcome.state is JobState.FAILED
     assert "shut itself down" in outcome.error
@@ -174,9 +169,7 @@ async def test_command_failed_before_the_script_ran(make_backend, root, moto_bac
     assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
 
 
-async def test_a_running_job_costs_no_ssm_call_until_its_check_is_due(
-    make_backend, root, moto_backend
-):
+async def test_a_running_job_costs_no_ssm_call_until_its_check_is_due(make_backend, root, sim):
     # Within its command's execution timeout and its check interval (the fixture's: an hour),
     # a job without an exit code is not asked about: its instance and exit file tell all.
     backend, job = await _launched(make_backend, root)
@@ -185,7 +178,7 @@ async def test_a_running_job_costs_no_ssm_call_until_its_check_is_due(
     (await backend.clients.ssm()).meta.events.register(
         "before-call", lambda event_name, **_: ssm_calls.append(event_name)
     )
-    _set_invocation(moto_backend, job, Status="Failed", StatusDetails="Failed", ResponseCode=1)
+    _set_invocation(sim, job, "Failed", 1)
     for _ in range(3):
         await backend.monitor.run_cycle()
     await asyncio.sleep(0)
@@ -195,45 +188,39 @@ async def test_a_running_job_costs_no_ssm_call_until_its_check_is_due(
 
 
 async def test_a_command_cancelled_outside_awsjobs_is_found_while_its_instance_runs(
-    make_backend, root, moto_backend, aws
+    make_backend, root, sim, aws
 ):
     # The command died (cancelled from the console, agent gone) without an exit code and the
     # instance did not halt: a spare check (leftover budget, this job due) finds it, and the
     # instance is terminated instead of billing until the lifetime deadline.
     backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
     waiter = await _waiting(backend, job)
-    _set_invocation(moto_backend, job, Status="Cancelled", StatusDetails="Cancelled")
+    _set_invocation(sim, job, "Cancelled")
     outcome = await _cycle_until_done(backend, waiter)
     assert outcome.state is JobState.FAILED
     assert "cancelled outside awsjobs" in outcome.error
     assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
 
 
-async def test_command_past_its_execution_timeout_is_timed_out(
-    make_backend, root, moto_backend, aws
-):
+async def test_command_past_its_execution_timeout_is_timed_out(make_backend, root, sim, aws):
     # SSM killed the script at its executionTimeout (no exit code) and the instance did not
     # halt itself: once the command should have ended, the monitor asks SSM and rules.
     backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
     waiter = await _waiting(backend, job)
     backend.monitor.watches[job.id].lifetime_seconds = 0.0  # the command's timeout has passed
-    _set_invocation(
-        moto_backend, job, Status="TimedOut", StatusDetails="ExecutionTimedOut", ResponseCode=-1
-    )
+    _set_invocation(sim, job, "Execution Timed Out")  # AWS's StatusDetails, with spaces
     outcome = await _cycle_until_done(backend, waiter)
     assert outcome.state is JobState.TIMED_OUT
     assert "execution timeout" in outcome.error
     assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
 
 
-async def test_command_still_running_keeps_the_job_running(make_backend, root, moto_backend):
+async def test_command_still_running_keeps_the_job_running(make_backend, root, sim):
     # Past its timeout (as the monitor reckons it) but SSM says it still runs: keep waiting.
     backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
     waiter = await _waiting(backend, job)
     backend.monitor.watches[job.id].lifetime_seconds = 0.0
-    _set_invocation(
-        moto_backend, job, Status="InProgress", StatusDetails="InProgress", ResponseCode=-1
-    )
+    _set_invocation(sim, job, "InProgress")
     for _ in range(2):
         await backend.monitor.run_cycle()
     await asyncio.sleep(0)

@@ -125,17 +125,15 @@ async def test_stop_when_cancel_command_fails_still_terminates(
     await _assert_nothing_left(aws, job.id)
 
 
-async def test_stop_an_already_stopping_or_terminated_job(make_backend, root, aws, moto_backend):
-    from moto.ec2.models.instances import InstanceState
-
+async def test_stop_an_already_stopping_or_terminated_job(make_backend, root, aws, sim):
     backend = make_backend()
     job = make_job(root)
     await backend.launch(job, Recorder(job))
     job.handle.pop("command_id")  # (skip CancelCommand, covered above)
-    inst = moto_backend("ec2").get_instance(job.handle["instance_id"])
-    inst._state = InstanceState("shutting-down", 32)
+    sim.configure({"clock": {"shutting_down_seconds": 3600}})  # it stays shutting-down
+    sim.terminate(job.handle["instance_id"])
     await backend.stop(job)
-    set_state(moto_backend, job.handle["instance_id"], "Client.UserInitiatedShutdown")
+    set_state(sim, job.handle["instance_id"], "Client.UserInitiatedShutdown")
     await backend.stop(job)  # idempotent
     await backend.stop(job)
     await _assert_nothing_left(aws, job.id)
@@ -185,11 +183,11 @@ async def test_reattach_after_restart(make_backend, root, aws, moto_backend):
     await _assert_nothing_left(aws, job.id)
 
 
-async def test_reattach_rules_on_what_happened_while_away(make_backend, root, moto_backend, aws):
+async def test_reattach_rules_on_what_happened_while_away(make_backend, root, sim, aws):
     backend = make_backend()
     spot = make_job(root, "spot.py")
     await backend.launch(spot, Recorder(spot))
-    set_state(moto_backend, spot.handle["instance_id"], "Server.SpotInstanceTermination")
+    set_state(sim, spot.handle["instance_id"], "Server.SpotInstanceTermination")
     done = make_job(root, "done.py")
     await backend.launch(done, Recorder(done))
     (backend.job_state_dir(done) / "exit_code").write_text("4\n")
