@@ -22,6 +22,14 @@ COMMIT="$(git -C "$ROOT" rev-parse HEAD)"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/awsjobs-wheel.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
+# A signal ends the script through `exit`, so the EXIT trap cleans up then too.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
+# build's and pip's own temporary folders too, so nothing outlives the check even if killed.
+export TMPDIR="$WORK/tmp"
+mkdir "$TMPDIR"
 
 say() { printf '\n==> %s\n' "$*"; }
 fail() {
