@@ -70,18 +70,16 @@ def classify(
     now: float,
     deadline: float,
     overdue_grace: float = 600.0,
+    instance_id: str = "",
 ) -> Outcome | None:
-    """How a job ended, from its instance's description and its exit code file, or None while
-    it is still going. Pure; the caller decides about grace periods and termination."""
+    """How a job ended, from its instance's description (None: EC2 does not know it) and its
+    exit code file, or None while it is still going. Pure; the caller decides about grace
+    periods and termination."""
     if exit_code is not None:
         return outcome_from_exit_code(exit_code)
     state = state_of(instance)
     if instance is None or state is None:
-        return Outcome(
-            JobState.FAILED,
-            error="its instance no longer exists (terminated outside awsjobs?) and the job "
-            "wrote no exit code",
-        )
+        return Outcome(JobState.FAILED, error=unknown_ending(instance_id))
     iid = instance.get("InstanceId", "")
     if state in ALIVE:
         if now > deadline + overdue_grace:
@@ -120,14 +118,38 @@ def classify(
     )
 
 
+def unknown_ending(instance_id: str) -> str:
+    """Why a job whose instance EC2 no longer knows, and that wrote no exit code, has no
+    known outcome."""
+    which = f"its instance {instance_id}" if instance_id else "its instance"
+    return (
+        f"{which} no longer exists on EC2 and the job wrote no exit code: how it ended is "
+        "unknown (EC2 lists a terminated instance for about an hour only; it may have ended "
+        "while the server was down, or been terminated outside awsjobs)"
+    )
+
+
+# Endings of a command that never ran the job, or that SSM ended: StatusDetails → why.
+COMMAND_ENDINGS = {
+    ssm.DELIVERY_TIMED_OUT: "the job's command was never delivered: the instance's SSM agent "
+    f"did not pick it up in time ({ssm.DELIVERY_TIMED_OUT})",
+    ssm.UNDELIVERABLE: "the job's command could not be delivered: the instance was gone or "
+    f"its SSM agent unreachable ({ssm.UNDELIVERABLE})",
+    ssm.TERMINATED: f"SSM terminated the job's command before it finished ({ssm.TERMINATED})",
+}
+
+
 def outcome_for_command(invocation: Mapping[str, Any]) -> Outcome:
-    """A job whose command ended without writing an exit code."""
+    """A job whose command ended without writing an exit code, from AWS's Status and
+    StatusDetails (compared with AWS's exact strings)."""
     status = str(invocation.get("Status", ""))
     detail = str(invocation.get("StatusDetails", "") or status)
     rc = invocation.get("ResponseCode")
     stderr = str(invocation.get("StandardErrorContent", "") or "").strip()
     tail = f": {stderr[-500:]}" if stderr else ""
-    if status in ("TimedOut", "ExecutionTimedOut") or detail == "ExecutionTimedOut":
+    if detail in COMMAND_ENDINGS:
+        return Outcome(JobState.FAILED, error=COMMAND_ENDINGS[detail] + tail)
+    if detail == ssm.EXECUTION_TIMED_OUT or status == "TimedOut":
         return Outcome(JobState.TIMED_OUT, error="the job's command reached its execution timeout")
     if status in ("Cancelled", "Cancelling"):
         return Outcome(JobState.FAILED, error="the job's command was cancelled outside awsjobs")
@@ -411,7 +433,12 @@ class Monitor:
         if now - w.gone_at < self.exit_grace:
             return None
         outcome = classify(
-            instance, None, now=now, deadline=w.deadline, overdue_grace=self.overdue_grace
+            instance,
+            None,
+            now=now,
+            deadline=w.deadline,
+            overdue_grace=self.overdue_grace,
+            instance_id=w.instance_id,
         )
         if (
             outcome is not None

@@ -24,22 +24,16 @@ MAX_EXECUTION_TIMEOUT = 172800
 MIN_EXECUTION_TIMEOUT = 60
 # How long the agent may take to pick a command up (not how long it runs).
 DELIVERY_TIMEOUT_SECONDS = 600
-# The statuses after which a command runs no more.
+# An invocation's Status (GetCommandInvocation) after which the command runs no more, and
+# while it may still run. The StatusDetails say more, in AWS's own words with spaces:
+# https://docs.aws.amazon.com/systems-manager/latest/userguide/monitor-commands.html
 COMMAND_DONE = frozenset(
-    {
-        "Success",
-        "Failed",
-        "TimedOut",
-        "Cancelled",
-        "Cancelling",
-        "Undeliverable",
-        "DeliveryTimedOut",
-        "ExecutionTimedOut",
-        "Terminated",
-        "InvalidPlatform",
-        "AccessDenied",
-    }
+    {"Success", "Failed", "TimedOut", "Cancelled", "Cancelling", "Undeliverable", "Terminated"}
 )
+EXECUTION_TIMED_OUT = "Execution Timed Out"  # Status TimedOut: the script ran too long
+DELIVERY_TIMED_OUT = "Delivery Timed Out"  # Status TimedOut: never reached the agent
+UNDELIVERABLE = "Undeliverable"  # the instance was gone or its agent unreachable
+TERMINATED = "Terminated"  # SSM ended it (its parent command's error limit)
 COMMAND_RUNNING = frozenset({"Pending", "InProgress", "Delayed"})
 # GetCommandInvocation's answers while SSM has no invocation for the instance (yet).
 NO_INVOCATION_CODES = frozenset({"InvocationDoesNotExist", "InvalidCommandId"})

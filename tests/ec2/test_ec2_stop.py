@@ -4,6 +4,8 @@ instances list/terminate endpoints' backend methods."""
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from typing import Any
 
 import pytest
@@ -227,6 +229,21 @@ async def test_reattach_rules_on_what_happened_while_away(make_backend, root, si
     await _assert_nothing_left(aws, never.id)
     outcome = await restarted.reattach(gone)
     assert outcome.state is JobState.FAILED
+
+
+async def test_reattach_after_ec2_forgot_the_instance_says_the_outcome_is_unknown(
+    make_backend, root
+):
+    # The server was down longer than EC2 lists terminated instances (about an hour): the
+    # recorded instance is unknown to EC2 and the job wrote no exit code. Nobody can say how
+    # it ended: the job fails with a message that says so, not with a confident reason.
+    backend = make_backend()
+    long_ago = time.time() - 2 * 3600
+    job = make_job(root, state=JobState.RUNNING, created_at=long_ago, started_at=long_ago)
+    job.handle.update(instance_id="i-0123456789abcdef0", command_id=str(uuid.uuid4()))
+    outcome = await backend.reattach(job)
+    assert outcome.state is JobState.FAILED
+    assert "i-0123456789abcdef0" in outcome.error and "unknown" in outcome.error
 
 
 async def test_reattach_looks_again_for_a_just_launched_instance(make_backend, root):

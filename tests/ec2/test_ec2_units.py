@@ -72,6 +72,24 @@ def test_outcome_for_command():
     )
 
 
+@pytest.mark.parametrize(
+    ("status", "details", "state", "words"),
+    [
+        ("TimedOut", "Execution Timed Out", JobState.TIMED_OUT, "execution timeout"),
+        ("TimedOut", "Delivery Timed Out", JobState.FAILED, "never delivered"),
+        ("Failed", "Undeliverable", JobState.FAILED, "could not be delivered"),
+        ("Cancelled", "Terminated", JobState.FAILED, "terminated"),
+        ("Cancelled", "Cancelled", JobState.FAILED, "cancelled outside awsjobs"),
+        ("Failed", "Access Denied", JobState.FAILED, "Access Denied"),
+    ],
+)
+def test_outcome_for_command_reads_aws_status_details(status, details, state, words):
+    # AWS's StatusDetails strings, with their spaces (GetCommandInvocation).
+    outcome = monitor.outcome_for_command({"Status": status, "StatusDetails": details})
+    assert outcome.state is state
+    assert words in (outcome.error or "")
+
+
 def test_read_exit_code(tmp_path):
     path = tmp_path / "exit_code"
     assert jobfiles.read_exit_code(path) is None

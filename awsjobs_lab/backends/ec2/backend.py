@@ -122,6 +122,8 @@ class EC2Backend(EC2Settings):
         # network. On-demand prices are warmed in the background so the first preview is fast.
         self._started = True
         self.monitor.start()
+        if self.is_configured():
+            self.inventory.start_sweeping()  # instances past their deadline, periodically
         if self.is_configured() and self.warm_prices_on_start:
             self._warmup = asyncio.get_running_loop().create_task(
                 self.choice.warm_prices(), name="awsjobs-ec2-prices"
@@ -135,6 +137,8 @@ class EC2Backend(EC2Settings):
                 await warmup
         if self._monitor is not None:
             await self._monitor.close()
+        if self._inventory is not None:
+            await self._inventory.close()
         if self._clients is not None:
             await self._clients.close()
 
@@ -380,7 +384,7 @@ class EC2Backend(EC2Settings):
             return None
         start = instances.launch_time(instance) if instance else None
         deadline = job.deadline(start, unit_seconds=self.lifetime_unit_seconds)
-        outcome = classify(instance, None, now=time.time(), deadline=deadline)
+        outcome = classify(instance, None, now=time.time(), deadline=deadline, instance_id=iid)
         if outcome is not None and instances.state_of(instance) in instances.HALTED:
             await self.job_instances.terminate_confirmed([iid])
         if outcome is not None and outcome.state is JobState.FAILED:
