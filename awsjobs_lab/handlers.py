@@ -231,29 +231,11 @@ class NotFoundHandler(AWSJobsHandler):
         raise NotFound(f"no such API endpoint: {self.request.path[:200]}")
 
     @tornado.web.authenticated
-    @authorized
+    @authorized  # the action (read, write...) follows the request's method
     async def get(self, *args: str) -> None:
         self._not_found()
 
-    @tornado.web.authenticated
-    @authorized
-    async def post(self, *args: str) -> None:
-        self._not_found()
-
-    @tornado.web.authenticated
-    @authorized
-    async def put(self, *args: str) -> None:
-        self._not_found()
-
-    @tornado.web.authenticated
-    @authorized
-    async def patch(self, *args: str) -> None:
-        self._not_found()
-
-    @tornado.web.authenticated
-    @authorized
-    async def delete(self, *args: str) -> None:
-        self._not_found()
+    post = put = patch = delete = get
 
 
 def handler_table(namespace: str = "awsjobs/api") -> list[tuple[str, type[AWSJobsHandler]]]:

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -167,7 +168,7 @@ class LocalBackend(Backend):
     async def _launch(self, job: Job, record: RecordHandle) -> None:
         argv = build_command(job, sys.executable)
         exit_code = self.exit_code_path(job)
-        env = {**os.environ, **job.env, "AWSJOBS_JOB_ID": job.id}
+        env = {**os.environ, **job.env, process_finder.JOB_ID_VARIABLE: job.id}
         nice = job_niceness(self.niceness)
         script, log = await asyncio.to_thread(self._prepare, job)
         if self._warm is not None and self._warm_fits(job, argv):
@@ -207,6 +208,9 @@ class LocalBackend(Backend):
             check_regular(script)
         except OSError as err:
             raise BackendError(f"path: {job.path!r} is no longer a regular file: {err}") from None
+        with contextlib.suppress(FileNotFoundError):  # a new log is created at the start
+            if not stat.S_ISREG(log.lstat().st_mode):
+                raise BackendError(f"log_path: {job.log_path!r} is not a regular file; not run")
         state = self.job_state_dir(job)
         try:
             state.mkdir(parents=True, exist_ok=True)

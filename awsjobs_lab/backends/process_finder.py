@@ -2,9 +2,11 @@
 a job whose pid was never recorded: the server died between starting the process and saving
 its pid, or a Stop came in that window.
 
-`find` either finds the live process, or makes sure that none will ever run: when no process
-holds the folder's lock and none wrote a pid file, it marks the folder abandoned *under the
-lock*, so a wrapper that was started but has not reached its claim yet runs nothing.
+`find` either finds the live process, or makes sure that none will ever run. A process that
+holds the folder's lock is alive; one that was started (its environment, readable in
+/proc/<pid>/environ from its exec on, holds `AWSJOBS_JOB_ID=<id>`) but has not claimed the
+folder yet is alive too. When neither exists and no pid file was written, the folder is marked
+abandoned *under the lock*, so a process forked but not yet exec'd runs nothing.
 Blocking (file locks and reads): call it in a thread.
 """
 
@@ -17,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..safeopen import read_small_text
-from .procfs import proc_stat
+from .procfs import pids_with_environ, proc_stat
 from .wrapper import ABANDONED_FILE, PID_FILE, open_lock, write_atomically
 
 # How long a process that holds the lock may take to write its pid file (it does so at once).
 PID_FILE_WAIT_SECONDS = 5.0
+# Set in every local job's environment (the job's own code may read it too).
+JOB_ID_VARIABLE = "AWSJOBS_JOB_ID"
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,16 @@ def find(state_dir: Path) -> FoundProcess:
             ids = _wait_for_pid_file(state_dir)
             return FoundProcess(True, *ids) if ids else FoundProcess(alive=True)
         ids = read_pid_file(state_dir)
-        if ids is None:
-            write_atomically(str(state_dir / ABANDONED_FILE), "")
-            return FoundProcess(alive=False)
-        return FoundProcess(False, *ids)
+        if ids is not None:
+            return FoundProcess(False, *ids)  # it ran, and has ended
+        if pids_with_environ(f"{JOB_ID_VARIABLE}={state_dir.name}"):
+            # Started (exec'd: its environment names the job) but not claimed yet; it is
+            # waiting for this lock. Alive, pid unknown: the caller asks again shortly.
+            return FoundProcess(alive=True)
+        # None lives and none claimed: one forked but not yet exec'd will see this and run
+        # nothing when it gets the lock.
+        write_atomically(str(state_dir / ABANDONED_FILE), "")
+        return FoundProcess(alive=False)
     finally:
         os.close(lock)  # releases the lock, if we took it
 

@@ -64,3 +64,18 @@ def live_processes() -> dict[int, ProcStat]:
         if stat is not None and not stat.is_dead:
             found[pid] = stat
     return found
+
+
+def pids_with_environ(entry: str) -> list[int]:
+    """Live processes whose environment, as it was when they exec'd, holds `entry`
+    (`"NAME=value"`). Processes of other users are not readable and are left out."""
+    wanted = entry.encode()
+    found = []
+    for pid, stat in live_processes().items():
+        try:
+            environ = (PROC / str(pid) / "environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0") and not stat.is_dead:
+            found.append(pid)
+    return found

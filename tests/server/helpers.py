@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from awsjobs_lab.backends.local import LocalBackend, group_members
-from awsjobs_lab.backends.procfs import all_pids, proc_stat
+from awsjobs_lab.backends.procfs import all_pids, pids_with_environ, proc_stat
 from awsjobs_lab.models import Job, JobState, Transition, new_job_id, now
+from awsjobs_lab.store import MAX_PAGE, JobStore
 
 # Generous: a loaded 2-core CI machine can take many seconds to start Python or papermill.
 WAIT_SECONDS = 120.0
@@ -33,6 +36,27 @@ async def poll(
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 0.5)
+
+
+def assert_error(code: int, body: Any, status: int, *words: str) -> None:
+    """An error answer: `status`, the JSON `{"message", "reason"}` (never a traceback), and
+    each of `words` in its message."""
+    assert code == status, body
+    assert set(body) == {"message", "reason"}, body
+    for word in words:
+        assert word in body["message"], body
+
+
+async def stored_jobs(path: Path, active_only: bool = False) -> list[Job]:
+    """The jobs of the store file at `path` (a safety net's view, after the services closed)."""
+    store = JobStore(path)
+    await store.open()
+    try:
+        if active_only:
+            return await store.list_active()
+        return (await store.list_jobs(limit=MAX_PAGE))[0]
+    finally:
+        await store.close()
 
 
 def make_job(path: str = "script.py", backend: str = "local", **fields: Any) -> Job:
@@ -92,3 +116,17 @@ def children_of(pid: int) -> list[tuple[int, str]]:
         if stat is not None and stat.ppid == pid:
             found.append((child, stat.state))
     return found
+
+
+def processes_of_job(job_id: str) -> list[int]:
+    """Live processes whose environment holds `AWSJOBS_JOB_ID=<job_id>` (the wrapper, the
+    job): found whether or not any pid was ever recorded."""
+    return pids_with_environ(f"AWSJOBS_JOB_ID={job_id}")
+
+
+def kill_processes_of(job_ids: list[str]) -> None:
+    """Safety net when pids may never have been recorded: kill by the job id in the env."""
+    for job_id in job_ids:
+        for pid in processes_of_job(job_id):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

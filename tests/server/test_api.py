@@ -11,7 +11,7 @@ import pytest
 
 from awsjobs_lab.backends.base import Capabilities
 from awsjobs_lab.errors import Forbidden
-from tests.server.helpers import poll
+from tests.server.helpers import assert_error, poll
 
 API = ("awsjobs", "api")
 ACTIVE = {"pending", "launching", "running", "stopping"}
@@ -31,13 +31,6 @@ async def finished(api: Any, job_id: str) -> dict[str, Any]:
     return await wait_state(
         api, job_id, "succeeded", "failed", "stopped", "timed_out", "interrupted"
     )
-
-
-def assert_error(code: int, body: Any, status: int, *words: str) -> None:
-    assert code == status, body
-    assert set(body) == {"message", "reason"}, body  # never a traceback
-    for word in words:
-        assert word in body["message"], body
 
 
 # -- auth and shape ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from awsjobs_lab.models import Job, JobState, Outcome
 from awsjobs_lab.requests import LaunchDefaults
 from awsjobs_lab.service import JobService, ServiceOptions
 from awsjobs_lab.store import JobStore
-from tests.server.helpers import kill_leftovers, make_job, poll
+from tests.server.helpers import kill_leftovers, make_job, poll, stored_jobs
 
 S = JobState
 
@@ -103,10 +103,7 @@ async def make_service(tmp_path: Path) -> AsyncIterator[Factory]:
     for service in made:
         await service.close()
     # Safety net: a failed test must not leave its processes behind.
-    store = JobStore(tmp_path / "jobs.sqlite")
-    await store.open()
-    kill_leftovers(await store.list_active())
-    await store.close()
+    kill_leftovers(await stored_jobs(tmp_path / "jobs.sqlite", active_only=True))
 
 
 async def state_of(service: JobService, job_id: str, *states: JobState) -> Job:
