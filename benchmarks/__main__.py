@@ -7,7 +7,8 @@
 Sections: compare (vs jupyter-scheduler), scale (list/get at 10,000 jobs, log tail, event loop,
 idle cost), aws (monitor calls per cycle, launch overhead; moto on 127.0.0.1), frontend
 (Playwright + Debian chromium). Every server and job process started here is ended on exit,
-also on failure or Ctrl-C.
+also on failure or Ctrl-C. The chaos run is its own command: `python -m benchmarks.chaos`
+(its section of RESULTS.md is kept when this rewrites the file).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from pathlib import Path
 from types import FrameType
 
 from . import compare
-from .report import Report, load_text, machine_facts, table_text, write_markdown
+from .chaos.results import kept_section
+from .report import RESULTS, Report, load_text, machine_facts, table_text, write_markdown
 from .servers import PEER_VENV, ensure_peer_venv, log, package_version, start_server
 from .util import REPO, WORK, Processes, git_describe
 
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     for note in report.notes:
         print(f"- {note}")
     if not args.no_write:
-        write_markdown(report)
+        with kept_section(RESULTS):
+            write_markdown(report)
         log(f"wrote {Path('benchmarks/RESULTS.md')}")
     return status
 
