@@ -2,12 +2,14 @@
 
 Job workers carry `awsjobs:managed=true`, `awsjobs:owner`, `awsjobs:job-id`, `awsjobs:role=job`
 and their hourly price; image builders carry `awsjobs:role=image-builder` and the build's id
-(so they are listed and may be stopped, but are never taken for orphaned jobs); worker images
-carry `awsjobs:image=true` with the versions installed.
+(so they are listed and may be stopped, but are never taken for a job's orphans); worker images
+and their snapshots carry `awsjobs:image=true` with the versions installed. Every instance
+carries `awsjobs:expires-at`, the UTC time after which `awsjobs sweep` may terminate it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +22,7 @@ JOB_ID = "awsjobs:job-id"
 ROLE = "awsjobs:role"
 HOURLY_PRICE = "awsjobs:hourly-price"
 BUILD_ID = "awsjobs:build-id"  # one `awsjobs build-image` run
+EXPIRES_AT = "awsjobs:expires-at"  # the instance's deadline: UTC, ISO 8601
 IMAGE = "awsjobs:image"  # "true" on worker images
 BASE_AMI = "awsjobs:base-ami"
 LAB_VERSION = "awsjobs:lab-version"
@@ -53,6 +56,13 @@ def user_name() -> str:
         return getpass.getuser()
     except Exception:  # no user database entry (containers), no $USER
         return UNKNOWN_OWNER
+
+
+def expires_at_value(epoch: float) -> str:
+    """The `awsjobs:expires-at` value of a deadline: UTC, ISO 8601, whole seconds
+    (e.g. 2026-11-30T13:21:48Z)."""
+    moment = dt.datetime.fromtimestamp(int(epoch), tz=dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def owner_tag_value(owner: str) -> str:

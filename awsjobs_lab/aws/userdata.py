@@ -3,7 +3,11 @@
 In this order, so a failure later can never leave an immortal instance:
 1. schedule `shutdown -h +N` for the job's maximum lifetime. RunInstances sets
    `InstanceInitiatedShutdownBehavior=terminate`, so this halt *terminates* the instance (R
-   awsjobs omitted that: its on-demand instances were left stopped, still billed for disks);
+   awsjobs omitted that: its on-demand instances were left stopped, still billed for disks).
+   A reboot loses a scheduled shutdown and user data runs on the first boot only, so the
+   absolute deadline (UTC epoch) is also kept on the instance's disk and a cloud-init per-boot
+   script re-arms it at every boot, powering off at once when it has passed (`deadline_commands`,
+   shared with the image builder);
 2. mount the EFS file system at the server root's path (amazon-efs-utils with TLS, installed if
    missing; plain NFS 4.1 as a fallback when no access point is needed), with retries;
 3. write `/run/awsjobs/ready` (or `/run/awsjobs/mount-failed` with the reason). The SSM command
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import PurePosixPath
 
 from ..errors import InvalidRequest
 
@@ -25,6 +30,38 @@ MARKER_DIR = "/run/awsjobs"
 READY_MARKER = f"{MARKER_DIR}/ready"
 FAILED_MARKER = f"{MARKER_DIR}/mount-failed"
 BOOT_LOG = "/var/log/awsjobs-boot.log"
+DEADLINE_FILE = "/var/lib/awsjobs/deadline"  # on the instance's disk: survives a reboot
+REARM_SCRIPT = "/var/lib/cloud/scripts/per-boot/awsjobs-deadline"  # cloud-init: every boot
+LIFETIME_REASON = "awsjobs: maximum lifetime reached"
+
+# Run at every boot. No deadline file (an image that carries the script): nothing to do; an
+# unreadable one: power off, an instance must never outlive a deadline it cannot read.
+_REARM = """#!/bin/bash
+# awsjobs-lab: re-arm this instance's deadline after a reboot (written by its user data).
+exec >>{boot_log} 2>&1
+export PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+deadline=$(cat {deadline_file} 2>/dev/null) || exit 0
+case "$deadline" in
+  ''|*[!0-9]*) echo "awsjobs: unreadable deadline; powering off"; deadline=0 ;;
+esac
+left=$((deadline - $(date +%s)))
+if [ "$left" -le 0 ]; then
+  echo "awsjobs: deadline passed at boot; powering off"
+  shutdown -h now {reason}
+else
+  echo "awsjobs: deadline re-armed, $left s left"
+  shutdown -h +$(((left + 59) / 60)) {reason}
+fi
+"""
+
+_DEADLINE = """shutdown -h +{minutes} {reason}
+mkdir -p {deadline_dir} {rearm_dir}
+echo $(($(date +%s) + {seconds})) > {deadline_file}.tmp
+mv -f {deadline_file}.tmp {deadline_file}
+cat > {rearm} <<'AWSJOBS_REARM_EOF'
+{rearm_text}AWSJOBS_REARM_EOF
+chmod 755 {rearm}
+"""
 
 _TEMPLATE = """#!/bin/bash
 # awsjobs-lab worker boot script, job {job_id}
@@ -34,9 +71,9 @@ export PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 echo "awsjobs: boot script started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 mkdir -p {marker_dir}
 
-# 1. Maximum lifetime, enforced by the instance itself (shutdown behaviour = terminate).
-shutdown -h +{minutes} 'awsjobs: maximum lifetime reached'
-
+# 1. Maximum lifetime, enforced by the instance itself (shutdown behaviour = terminate),
+#    kept on its disk and re-armed at every boot.
+{deadline}
 # 2. The shared file system, at the same path as on the Jupyter server.
 FS_ID={fs_id}
 AP_ID={ap_id}
@@ -81,6 +118,29 @@ fi
 """
 
 
+def deadline_commands(minutes: int, reason: str = LIFETIME_REASON) -> str:
+    """Shell lines that halt the instance `minutes` from now, keep that deadline on its disk
+    and install the per-boot script that re-arms it after a reboot."""
+    q = shlex.quote
+    rearm_text = _REARM.format(boot_log=BOOT_LOG, deadline_file=DEADLINE_FILE, reason=q(reason))
+    return _DEADLINE.format(
+        minutes=int(minutes),
+        seconds=int(minutes) * 60,
+        reason=q(reason),
+        deadline_dir=str(PurePosixPath(DEADLINE_FILE).parent),
+        rearm_dir=str(PurePosixPath(REARM_SCRIPT).parent),
+        deadline_file=DEADLINE_FILE,
+        rearm=REARM_SCRIPT,
+        rearm_text=rearm_text,
+    )
+
+
+def forget_deadline_commands() -> str:
+    """Shell lines that remove the deadline and its per-boot script (before an image is made
+    of the instance: a worker booted from it must not inherit the builder's deadline)."""
+    return f"rm -f {REARM_SCRIPT} {DEADLINE_FILE}\n"
+
+
 def build_user_data(
     *,
     job_id: str,
@@ -108,7 +168,7 @@ def build_user_data(
         job_id=re.sub(r"[^A-Za-z0-9_-]", "_", job_id),
         boot_log=BOOT_LOG,
         marker_dir=MARKER_DIR,
-        minutes=int(lifetime_minutes),
+        deadline=deadline_commands(lifetime_minutes),
         fs_id=q(efs_file_system_id),
         ap_id=q(efs_access_point_id),
         mount_path=q(mount_path),

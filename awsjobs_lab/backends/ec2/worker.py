@@ -1,9 +1,11 @@
 """What a job's worker instance is given: its RunInstances parameters (tags, image, placement),
 its boot script and the SSM script that runs the job, from the backend's settings and the job.
-Pure, apart from preparing the job's state folder."""
+Pure, apart from preparing the job's state folder and reading the clock once per launch."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -30,10 +32,22 @@ def job_commands(settings: EC2Settings, job: Job, argv: list[str]) -> list[str]:
     )
 
 
-def user_data(settings: EC2Settings, job: Job) -> str:
-    """The worker's boot script: mount the shared file system, halt at the lifetime deadline
-    (in real minutes: the worker's own clock knows nothing of a shrunk test minute)."""
-    return build_user_data(
+@dataclass(frozen=True)
+class WorkerBoot:
+    """What one launch of a job gives its worker: the boot script, and the deadline the
+    instance is tagged with (`awsjobs:expires-at`). Made once per launch, so every
+    RunInstances call of that launch (botocore's retries, a retry with the same ClientToken)
+    sends the same parameters."""
+
+    script: str
+    expires_at: float  # seconds since the epoch
+
+
+def user_data(settings: EC2Settings, job: Job) -> WorkerBoot:
+    """The worker's boot script (mount the shared file system, halt at the lifetime deadline,
+    re-armed after a reboot) and its deadline, both in real minutes: the worker's own clock
+    knows nothing of a shrunk test minute."""
+    script = build_user_data(
         job_id=job.id,
         lifetime_minutes=job.max_lifetime_minutes,
         efs_file_system_id=settings.efs_file_system_id,
@@ -43,6 +57,7 @@ def user_data(settings: EC2Settings, job: Job) -> str:
         region=settings.region,
         extra_commands=settings.extra_user_data,
     )
+    return WorkerBoot(script, expires_at=time.time() + job.max_lifetime_minutes * 60.0)
 
 
 def prepare_files(settings: EC2Settings, job: Job) -> None:
@@ -51,8 +66,10 @@ def prepare_files(settings: EC2Settings, job: Job) -> None:
     settings.exit_code_path(job).unlink(missing_ok=True)
 
 
-def job_tags(settings: EC2Settings, job: Job, candidate: Candidate) -> dict[str, str]:
-    """The tags of a job's instance and volume: ours, this owner's, this job's."""
+def job_tags(
+    settings: EC2Settings, job: Job, candidate: Candidate, expires_at: float
+) -> dict[str, str]:
+    """The tags of a job's instance and volume: ours, this owner's, this job's, its deadline."""
     name = PurePosixPath(job.path).name
     found = {
         **{str(k): str(v) for k, v in settings.extra_tags.items()},
@@ -61,6 +78,7 @@ def job_tags(settings: EC2Settings, job: Job, candidate: Candidate) -> dict[str,
         tags.OWNER: settings.owner_tag or tags.UNKNOWN_OWNER,
         tags.MANAGED: tags.TRUE,
         tags.ROLE: tags.ROLE_JOB,
+        tags.EXPIRES_AT: tags.expires_at_value(expires_at),
     }
     if candidate.hourly_price is not None:
         found[tags.HOURLY_PRICE] = f"{candidate.hourly_price:.6f}"
@@ -71,7 +89,7 @@ def run_parameters(
     settings: EC2Settings,
     job: Job,
     candidate: Candidate,
-    boot_script: str,
+    boot: WorkerBoot,
     attempt: int,
     image: WorkerImage,
 ) -> dict[str, Any]:
@@ -79,8 +97,8 @@ def run_parameters(
     spec = LaunchSpec(
         image_id=image.image_id,
         instance_type=candidate.instance_type,
-        user_data=boot_script,
-        tags=job_tags(settings, job, candidate),
+        user_data=boot.script,
+        tags=job_tags(settings, job, candidate, boot.expires_at),
         client_token=f"awsjobs-{job.id}-{attempt}",
         root_device=image.root_device,
         root_volume_gib=settings.root_volume_gib,
