@@ -1,18 +1,20 @@
 """The `awsjobs` command (also `jupyter awsjobs`): run, watch and stop jobs from a terminal.
 
 It talks to the running Jupyter server's REST API (see `awsjobs_lab.client`), so jobs started
-here show up in the Jobs panel. `build-image` is the exception: it talks to AWS itself.
+here show up in the Jobs panel. `build-image` and `sweep` are the exceptions: they talk to AWS
+themselves, with the user's credentials (`sweep` with the server's `c.EC2Backend` settings).
 
 Exit status: 0 success (for `run --wait/--follow`: the job succeeded); 1 the job ended without
-succeeding (failed, stopped, timed_out, interrupted) or the image build failed; 2 bad arguments;
-3 no server found or the server refused/failed the request; 130 interrupted by Ctrl-C (the job
-keeps running).
+succeeding (failed, stopped, timed_out, interrupted), the image build failed, or the sweep could
+not list the instances or confirm a termination; 2 bad arguments; 3 no server found or the
+server refused/failed the request; 130 interrupted by Ctrl-C (the job keeps running).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import textwrap
@@ -32,7 +34,8 @@ EXIT_CODES_HELP = """\
 exit status:
   0    success (run --wait/--follow: the job succeeded)
   1    the job ended without succeeding (failed, stopped, timed_out, interrupted),
-       or the image build failed
+       the image build failed, or the sweep could not list the instances or confirm
+       a termination
   2    bad arguments
   3    no Jupyter server found, or the server refused or failed the request
   130  Ctrl-C: stopped waiting/following; the job keeps running
@@ -46,6 +49,7 @@ examples:
   awsjobs stop 3f2a9c0d1e4b5a67
   awsjobs instances
   awsjobs build-image --instance-profile awsjobs-worker
+  awsjobs sweep --dry-run
 
 The server is found from JUPYTER_SERVER_URL (+ JUPYTER_TOKEN) when set, else from the running
 Jupyter servers of this user (the one whose root contains the script or the current directory).
@@ -372,6 +376,91 @@ def cmd_build_image(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import asyncio
+
+    from .aws.errors import AWS_ERRORS, error_message
+
+    backend = _sweep_backend(args)
+    try:
+        report = asyncio.run(_run_sweep(backend, args.dry_run))
+    except AWS_ERRORS as e:  # no credentials, no network, AWS refused the listing
+        err.write(f"awsjobs sweep: AWS: {error_message(e)}\n")
+        return EXIT_JOB_FAILED
+    if args.json:
+        _print_json(report.to_dict(), out)
+    else:
+        _print_sweep(report, backend.owner_tag, backend.region, out, err)
+    return EXIT_OK if report.ok else EXIT_JOB_FAILED
+
+
+def _server_config() -> Any:
+    """`c.*` of this user's `jupyter_server_config` files (.json, .py) in Jupyter's config
+    path, merged as the server merges them (the user's own folder wins)."""
+    from jupyter_core.paths import jupyter_config_path
+    from traitlets.config import Config
+    from traitlets.config.loader import (
+        ConfigFileNotFound,
+        JSONFileConfigLoader,
+        PyFileConfigLoader,
+    )
+
+    merged = Config()
+    for folder in reversed(jupyter_config_path()):
+        for loader in (JSONFileConfigLoader, PyFileConfigLoader):
+            name = "jupyter_server_config" + (".json" if loader is JSONFileConfigLoader else ".py")
+            try:
+                merged.merge(loader(name, path=folder).load_config())
+            except ConfigFileNotFound:
+                continue
+            except Exception as e:  # a broken config file: say which
+                raise _UsageError(f"cannot read {os.path.join(folder, name)}: {e}") from None
+    return merged
+
+
+def _sweep_backend(args: argparse.Namespace) -> Any:
+    """The EC2 backend's settings as the server has them, overridden by the flags."""
+    from .backends.ec2 import EC2Backend
+
+    backend = EC2Backend(config=_server_config())
+    for name in ("region", "owner", "endpoint_url"):
+        if getattr(args, name) is not None:
+            setattr(backend, name, getattr(args, name))
+    if args.grace_minutes is not None:
+        backend.sweep_grace_seconds = args.grace_minutes * 60.0
+    quiet = logging.getLogger("awsjobs_lab.cli.sweep")  # the command prints what it did
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    backend.log = quiet
+    return backend
+
+
+async def _run_sweep(backend: Any, dry_run: bool) -> Any:
+    try:
+        return await backend.inventory.sweep(dry_run=dry_run)
+    finally:
+        await backend.close()
+
+
+def _print_sweep(report: Any, owner: str, region: str, out: TextIO, err: TextIO) -> None:
+    verb = "would terminate" if report.dry_run else "terminated"
+    for row in report.expired:
+        if report.dry_run or row.instance_id in report.terminated:
+            what = f"job {row.job_id}" if row.job_id else row.role
+            out.write(f"{verb} {row.instance_id} ({what}, past its deadline {row.expires_at})\n")
+    for iid, state in report.unconfirmed.items():
+        err.write(f"NOT CONFIRMED: {iid} ({state}); terminate it by hand (EC2 console)\n")
+    if report.without_deadline:
+        err.write(
+            f"{len(report.without_deadline)} instance(s) without an awsjobs:expires-at tag "
+            "(launched by an older version) left alone: "
+            + ", ".join(report.without_deadline)
+            + "\n"
+        )
+    if not report.expired:
+        err.write(f"Nothing past its deadline (owner {owner or 'any'}, region {region}).\n")
+
+
 # --------------------------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------------------------
@@ -603,7 +692,52 @@ prints the AMI id and the setting to use:  c.EC2Backend.image_id = "ami-..."
     p.add_argument("--name", metavar="NAME", help="AMI name (default: awsjobs-worker-<time>)")
     p.add_argument("--endpoint-url", metavar="URL", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_build_image)
+    _add_sweep_parser(sub, common)
     return parser
+
+
+def _add_sweep_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "sweep",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="terminate this owner's EC2 instances past their deadline (no server needed)",
+        description="The safety net that needs no server: terminate this owner's EC2 "
+        "instances launched by awsjobs (job workers and image builders) that are past their "
+        "deadline (tag awsjobs:expires-at) plus a grace, and confirm. Talks to AWS with your "
+        "credentials (AWS_PROFILE, AWS_REGION, ...) and the c.EC2Backend settings of your "
+        "jupyter_server_config (region, owner, endpoint_url, sweep_grace_seconds); the flags "
+        "override them. The Jupyter server runs the same sweep at start and every "
+        "c.EC2Backend.sweep_interval_seconds. Exits 1 if a termination could not be "
+        "confirmed.",
+        epilog="""\
+examples:
+  awsjobs sweep --dry-run
+  awsjobs sweep --region eu-west-1 --owner alice --grace-minutes 30
+
+from cron, every 15 minutes (crontab -e):
+  */15 * * * * AWS_PROFILE=awsjobs /path/to/venv/bin/awsjobs sweep >> ~/awsjobs-sweep.log 2>&1
+""",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only list what would be terminated")
+    p.add_argument("--region", metavar="REGION", help="AWS region (default: c.EC2Backend.region)")
+    p.add_argument(
+        "--owner",
+        metavar="OWNER",
+        help="the awsjobs:owner tag to sweep (default: c.EC2Backend.owner, your OS user; "
+        "'' sweeps every owner's)",
+    )
+    p.add_argument(
+        "--grace-minutes",
+        type=float,
+        metavar="MINUTES",
+        help="how long past its deadline an instance is left (default: "
+        "c.EC2Backend.sweep_grace_seconds, 10 minutes)",
+    )
+    p.add_argument(
+        "--endpoint-url", metavar="URL", help="EC2 endpoint (default: c.EC2Backend.endpoint_url)"
+    )
+    p.set_defaults(func=cmd_sweep)
 
 
 def main(

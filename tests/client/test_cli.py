@@ -16,7 +16,17 @@ from typing import Any
 import pytest
 from client_support import ServerProc, free_port, subprocess_env, wait_until, write_scripts
 
-SUBCOMMANDS = ["run", "list", "show", "logs", "stop", "instances", "stop-instances", "build-image"]
+SUBCOMMANDS = [
+    "run",
+    "list",
+    "show",
+    "logs",
+    "stop",
+    "instances",
+    "stop-instances",
+    "build-image",
+    "sweep",
+]
 
 
 @pytest.fixture

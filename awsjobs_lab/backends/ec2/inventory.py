@@ -1,10 +1,15 @@
 """The EC2 backend's instance inventory: the instance preview before launch, this tool's
-instances (listed, terminated on request) and orphans (ours, but no active job's)."""
+instances (listed, terminated on request), orphans (ours, but no active job's: a job's worker
+whose job is not active, an image builder past its deadline) and the sweep of instances past
+their deadline (`aws.sweep`): at start (with the orphans) and every `sweep_interval_seconds`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 from ...aws import tags
@@ -23,6 +28,7 @@ from ...aws.instances import (
     terminate,
 )
 from ...aws.select import distinct_types
+from ...aws.sweep import SweepReport, deadline_of, is_expired, sweep_instances
 from ...errors import Forbidden, InvalidRequest
 from ...models import Job
 from ...patterns import INSTANCE_ID
@@ -48,6 +54,8 @@ def instance_row(inst: Mapping[str, Any], now: float) -> dict[str, Any]:
         "state": state_of(inst) or "",
         "launch_time": launched,
         "job_id": found.get(tags.JOB_ID),
+        "role": found.get(tags.ROLE, tags.ROLE_JOB),
+        "expires_at": deadline_of(inst),
         "owner": found.get(tags.OWNER),
         "name": found.get(tags.NAME),
         "hourly_price": price,
@@ -63,6 +71,7 @@ class Inventory:
         self.settings = settings
         self.clients = clients
         self.choice = choice
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def preview(
         self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None = None
@@ -125,25 +134,28 @@ class Inventory:
         return refused
 
     async def find_orphans(self, active_job_ids: set[str]) -> list[dict[str, Any]]:
-        """Our live instances whose job is not active in the store (image builders, tagged
-        with another awsjobs:role, are not orphans). AWS errors propagate."""
+        """Our live instances whose job is not active in the store, and image builders (they
+        have no job) past their deadline. AWS errors propagate."""
         found = await self.managed_live()
         now = time.time()
         orphans = []
         for inst in found.values():
             found_tags = tags.tags_of(inst)
-            if found_tags.get(tags.ROLE, tags.ROLE_JOB) != tags.ROLE_JOB:
-                continue
             if state_of(inst) in GONE:
                 continue
-            if found_tags.get(tags.JOB_ID) not in active_job_ids:
+            if found_tags.get(tags.ROLE, tags.ROLE_JOB) != tags.ROLE_JOB:
+                orphaned = is_expired(inst, now)  # an image builder, or a future role
+            else:
+                orphaned = found_tags.get(tags.JOB_ID) not in active_job_ids
+            if orphaned:
                 orphans.append(instance_row(inst, now))
         return orphans
 
     async def reconcile(self, active_jobs: Iterable[Job | str]) -> dict[str, list[dict[str, Any]]]:
         """On server start: report (and, if `terminate_orphans`, terminate) our instances that
-        belong to no active job. `active_jobs`: every job of this backend that is not finished
-        (pending, launching, running, stopping)."""
+        belong to no active job, then sweep those past their deadline (`swept`).
+        `active_jobs`: every job of this backend that is not finished (pending, launching,
+        running, stopping)."""
         active = {j if isinstance(j, str) else j.id for j in active_jobs}
         with aws_errors("looking for orphaned instances"):
             orphans = await self.find_orphans(active)
@@ -163,4 +175,61 @@ class Inventory:
                     await self.clients.ec2(), [r["instance_id"] for r in orphans]
                 )
             terminated = [r for r in orphans if states.get(r["instance_id"]) is not None]
-        return {"orphans": orphans, "terminated": terminated}
+        return {"orphans": orphans, "terminated": terminated, "swept": await self._sweep_logged()}
+
+    # -- the sweep: instances past their deadline (aws.sweep) ---------------------------------
+
+    async def sweep(self, *, dry_run: bool = False) -> SweepReport:
+        """Terminate (unless `dry_run`) this owner's instances past their deadline plus
+        `sweep_grace_seconds`, and confirm. Listing errors propagate."""
+        report = await sweep_instances(
+            await self.clients.ec2(),
+            owner=self.settings.owner_tag,
+            grace_seconds=self.settings.sweep_grace_seconds,
+            dry_run=dry_run,
+            confirm_attempts=self.settings.stop_confirm_attempts,
+            confirm_delay=self.settings.stop_confirm_delay_seconds,
+        )
+        log = self.settings.log
+        for row in report.expired:
+            log.warning(
+                "awsjobs: sweep: instance %s (%s, job %s) is past its deadline %s%s",
+                row.instance_id,
+                row.role,
+                row.job_id or "-",
+                row.expires_at,
+                "" if dry_run else "; terminating it",
+            )
+        for iid, state in report.unconfirmed.items():
+            log.warning("awsjobs: sweep: termination of %s not confirmed: %s", iid, state)
+        return report
+
+    async def _sweep_logged(self) -> list[dict[str, Any]]:
+        """The sweep; what it terminated ([] when AWS failed: logged)."""
+        try:
+            report = await self.sweep()
+        except Exception as exc:  # AWS unreachable, throttled, ...: the next sweep retries
+            self.settings.log.warning("awsjobs: sweep failed: %s", exc)
+            return []
+        return [asdict(row) for row in report.expired if row.instance_id in report.terminated]
+
+    def start_sweeping(self) -> None:
+        """The sweep every `sweep_interval_seconds` (0: never) until `close()`; the first one
+        is part of the start-up `reconcile`."""
+        if self.settings.sweep_interval_seconds <= 0 or self._sweeper is not None:
+            return
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self._sweep_forever(), name="awsjobs-ec2-sweep"
+        )
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_seconds)
+            await self._sweep_logged()
+
+    async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper

@@ -151,6 +151,15 @@ class EC2Settings(Backend):
         "default: they are only logged (each still halts itself at its lifetime deadline), "
         "because another server with the same owner may be running them.",
     ).tag(config=True)
+    sweep_interval_seconds = Float(
+        600.0,
+        help="How often the server terminates our instances past their deadline (tag "
+        "awsjobs:expires-at) plus sweep_grace_seconds, as `awsjobs sweep` does; also at "
+        "start. 0: never.",
+    ).tag(config=True)
+    sweep_grace_seconds = Float(
+        600.0, help="How long past its deadline an instance is left before the sweep ends it."
+    ).tag(config=True)
     monitor_interval_seconds = Float(15.0, help="Seconds between monitor cycles.").tag(config=True)
     monitor_max_backoff_seconds = Float(
         300.0, help="Longest pause of the monitor when AWS throttles or fails."

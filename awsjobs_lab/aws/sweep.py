@@ -1,0 +1,127 @@
+"""The safety net that needs no server: terminate this owner's instances past their deadline.
+
+Every instance this tool launches is tagged `awsjobs:expires-at` (UTC): a worker at its job's
+maximum lifetime, an image builder at the longest its build may take. Each also halts itself
+at that moment, but a halt can fail (a hung shutdown, a deadline lost some way nobody
+foresaw), and the server that would have stopped it may be gone. The sweep asks AWS directly:
+every managed instance of this owner that is not terminated yet and is past its deadline plus
+a grace is terminated, and the termination confirmed. `awsjobs sweep` runs it from a terminal
+or cron with the user's credentials; the server runs it at start and every
+`c.EC2Backend.sweep_interval_seconds`.
+
+Instances without the tag (launched by an older version) are left alone and reported, except
+image builders, whose deadline is then their launch time plus `BUILDER_FALLBACK_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import tags
+from .errors import AWS_ERRORS, error_message
+from .instances import (
+    UNFINISHED,
+    describe_instances,
+    launch_time,
+    managed_filters,
+    state_filter,
+    state_of,
+    terminate_and_check,
+    timestamp,
+)
+
+# An untagged image builder's deadline after its launch: more than a default build may take
+# (`awsjobs build-image` tags its builders with their own, shorter, deadline).
+BUILDER_FALLBACK_SECONDS = 4 * 3600.0
+
+
+def deadline_of(instance: Mapping[str, Any]) -> float | None:
+    """When the instance should be gone, in seconds since the epoch (None: unknown)."""
+    found = tags.tags_of(instance)
+    deadline = timestamp(found.get(tags.EXPIRES_AT))
+    if deadline is None and found.get(tags.ROLE) == tags.ROLE_IMAGE_BUILDER:
+        launched = launch_time(instance)
+        if launched is not None:
+            deadline = launched + BUILDER_FALLBACK_SECONDS
+    return deadline
+
+
+def is_expired(instance: Mapping[str, Any], now: float, grace_seconds: float = 0.0) -> bool:
+    """Past its deadline plus `grace_seconds` (False when its deadline is unknown)."""
+    deadline = deadline_of(instance)
+    return deadline is not None and now > deadline + grace_seconds
+
+
+@dataclass(frozen=True)
+class ExpiredInstance:
+    instance_id: str
+    state: str
+    role: str
+    job_id: str | None
+    expires_at: str  # UTC, ISO 8601
+
+    @classmethod
+    def of(cls, instance: Mapping[str, Any]) -> ExpiredInstance:
+        found = tags.tags_of(instance)
+        return cls(
+            instance_id=str(instance["InstanceId"]),
+            state=state_of(instance) or "",
+            role=found.get(tags.ROLE, tags.ROLE_JOB),
+            job_id=found.get(tags.JOB_ID),
+            expires_at=tags.expires_at_value(deadline_of(instance) or 0.0),
+        )
+
+
+@dataclass
+class SweepReport:
+    """What a sweep found and did. `ok` unless a termination could not be confirmed."""
+
+    dry_run: bool
+    expired: list[ExpiredInstance] = field(default_factory=list)
+    terminated: list[str] = field(default_factory=list)  # confirmed shutting down or gone
+    unconfirmed: dict[str, str] = field(default_factory=dict)  # id → its state or the error
+    without_deadline: list[str] = field(default_factory=list)  # untagged: left alone
+
+    @property
+    def ok(self) -> bool:
+        return not self.unconfirmed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+async def sweep_instances(
+    ec2: Any,
+    *,
+    owner: str,
+    grace_seconds: float,
+    dry_run: bool = False,
+    confirm_attempts: int = 3,
+    confirm_delay: float = 1.0,
+    now: float | None = None,
+) -> SweepReport:
+    """Terminate (unless `dry_run`) and confirm this owner's managed instances that are not
+    terminated and are past their deadline plus `grace_seconds` ('' owner: every owner's).
+    Listing errors propagate; a failed termination is reported in `unconfirmed`."""
+    now = time.time() if now is None else now
+    filters = [*managed_filters(owner), state_filter(UNFINISHED)]
+    found = await describe_instances(ec2, filters)
+    report = SweepReport(dry_run=dry_run)
+    for iid, instance in sorted(found.items()):
+        if deadline_of(instance) is None:
+            report.without_deadline.append(iid)
+        elif is_expired(instance, now, grace_seconds):
+            report.expired.append(ExpiredInstance.of(instance))
+    ids = [e.instance_id for e in report.expired]
+    if dry_run or not ids:
+        return report
+    try:
+        alive = await terminate_and_check(ec2, ids, attempts=confirm_attempts, delay=confirm_delay)
+    except AWS_ERRORS as exc:
+        alive = {iid: error_message(exc) for iid in ids}
+    report.unconfirmed = {iid: alive[iid] or "unknown" for iid in ids if iid in alive}
+    report.terminated = [iid for iid in ids if iid not in alive]
+    return report
