@@ -2,7 +2,11 @@
 
 EC2's instance states fall in three groups here: ALIVE (running or about to), HALTED (stopped:
 it bills its volume, and a job on it is over), GONE (shutting down or terminated: done).
-An instance EC2 no longer lists counts as gone.
+
+EC2 is eventually consistent: for a while after RunInstances, the id it returned may answer
+`InvalidInstanceID.NotFound` and be missing from DescribeInstances. An id EC2 does not know
+is therefore *unknown* while it may be that new (launched within the consistency window, or
+at an unknown time), and counts as gone only after that.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,7 +30,11 @@ GONE = frozenset({"shutting-down", "terminated"})
 UNFINISHED = ALIVE | HALTED  # not (yet) shutting down: it may still need terminating
 # Not terminated: what is listed as this tool's live instances.
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
-MISSING = "missing"  # what `terminate` reports for an id EC2 no longer knows
+MISSING = "missing"  # what `terminate` reports for an id EC2 does not know
+UNKNOWN = "unknown"  # an id EC2 does not know *yet*, as far as anyone can tell
+# How long after RunInstances EC2 may not know the id it returned (AWS documents no bound;
+# minutes at worst in practice). The backend's setting: c.EC2Backend.consistency_window_seconds.
+CONSISTENCY_WINDOW_SECONDS = 300.0
 NOT_FOUND_CODES = ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
 MAX_FILTER_VALUES = 200
 TERMINATE_CHUNK = 1000
@@ -121,36 +130,79 @@ async def terminate(ec2: Any, ids: Iterable[str]) -> dict[str, str]:
     return result
 
 
-async def terminate_and_check(
-    ec2: Any, ids: Iterable[str], *, attempts: int = 3, delay: float = 1.0
+def may_be_new(launched_at: float | None, window: float, now: float | None = None) -> bool:
+    """Whether EC2 may not know an instance launched at `launched_at` (epoch seconds; None:
+    unknown) yet, so that NotFound for it means unknown rather than gone."""
+    if launched_at is None:
+        return True
+    return (time.time() if now is None else now) - launched_at < window
+
+
+def _unconfirmed(
+    ids: Iterable[str],
+    answered: Mapping[str, str],
+    found: Instances,
+    launched_at: Mapping[str, float],
+    window: float,
 ) -> dict[str, str]:
-    """TerminateInstances, then DescribeInstances up to `attempts` times (`delay` apart) until
-    each instance is shutting down, terminated or gone. Returns those that are not yet (id →
-    state): empty once all are confirmed. AWS errors propagate."""
-    ids = sorted(set(ids))
-    if not ids:
-        return {}
-    await terminate(ec2, ids)
-    alive: dict[str, str] = {}
+    """Of `ids`, those not yet confirmed shutting down or terminated (id → state or UNKNOWN),
+    from TerminateInstances' answer and a DescribeInstances after it."""
+    left: dict[str, str] = {}
+    for i in ids:
+        state = state_of(found.get(i)) or answered.get(i, MISSING)
+        if state in GONE:
+            continue
+        if state != MISSING:
+            left[i] = state
+        elif may_be_new(launched_at.get(i), window):
+            left[i] = UNKNOWN
+    return left
+
+
+async def terminate_and_check(
+    ec2: Any,
+    ids: Iterable[str],
+    *,
+    attempts: int = 3,
+    delay: float = 1.0,
+    launched_at: Mapping[str, float] | None = None,
+    window: float = CONSISTENCY_WINDOW_SECONDS,
+) -> dict[str, str]:
+    """TerminateInstances and DescribeInstances, up to `attempts` times (`delay` apart), until
+    each instance is shutting down or terminated. An id EC2 does not know counts as gone only
+    when `launched_at` (id → epoch seconds) puts its launch more than `window` ago; otherwise
+    it is UNKNOWN, and TerminateInstances is asked again. Returns the ids not confirmed yet
+    (id → state or UNKNOWN): empty once all are. AWS errors propagate."""
+    left = dict.fromkeys(sorted(set(ids)), "")
     for attempt in range(max(1, attempts)):
-        found = await describe_ids(ec2, ids)
-        alive = {i: state_of(found[i]) or "" for i in ids if i in found}
-        alive = {i: s for i, s in alive.items() if s not in GONE}
-        if not alive:
-            return {}
-        if attempt + 1 < attempts:
+        if not left:
+            break
+        if attempt:
             await asyncio.sleep(delay)
-    return alive
+        answered = await terminate(ec2, left)
+        found = await describe_ids(ec2, left)
+        left = _unconfirmed(left, answered, found, launched_at or {}, window)
+    return left
 
 
 async def terminate_confirmed(
-    ec2: Any, ids: Iterable[str], *, attempts: int = 3, delay: float = 1.0
+    ec2: Any,
+    ids: Iterable[str],
+    *,
+    attempts: int = 3,
+    delay: float = 1.0,
+    launched_at: Mapping[str, float] | None = None,
+    window: float = CONSISTENCY_WINDOW_SECONDS,
 ) -> None:
     """`terminate_and_check`, raising `BackendError` if AWS fails or the instances are not
     confirmed gone yet (the caller retries)."""
     ids = sorted(set(ids))
     with aws_errors(f"terminating {', '.join(ids)}"):
-        alive = await terminate_and_check(ec2, ids, attempts=attempts, delay=delay)
-    if alive:
-        states = ", ".join(f"{i} is {s}" for i, s in alive.items())
+        left = await terminate_and_check(
+            ec2, ids, attempts=attempts, delay=delay, launched_at=launched_at, window=window
+        )
+    if left:
+        states = ", ".join(
+            f"{i} is {'not known to EC2 yet' if s == UNKNOWN else s}" for i, s in left.items()
+        )
         raise BackendError(f"termination not confirmed yet: {states}")

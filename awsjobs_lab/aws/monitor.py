@@ -18,10 +18,14 @@ Ruling on each job (`classify`):
 - instance gone with state reason `Server.SpotInstanceTermination` → interrupted;
 - `Client.InstanceInitiatedShutdown` (the worker halted itself) without an exit code, at or
   after the lifetime deadline → timed_out; before it → failed;
-- terminated from outside, or missing, without an exit code → failed, with AWS's reason;
+- terminated from outside without an exit code → failed, with AWS's reason;
+- missing (EC2 does not know the id): unknown while the instance may be new (launched within
+  the consistency window: EC2 is eventually consistent), then failed with an outcome that says
+  it is unknown;
 - still running long after the deadline (its own `shutdown` failed) → timed_out, terminated.
 When a job ends, its instance is terminated and the termination confirmed before the outcome
-is handed back (the worker also halts itself: belt and braces).
+is handed back (the worker also halts itself: belt and braces); NotFound for an instance that
+may be new confirms nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .clients import AWSClients, backoff_delay
 from .errors import AWS_ERRORS, error_message, is_throttling
 from .instances import (
     ALIVE,
+    CONSISTENCY_WINDOW_SECONDS,
     GONE,
     HALTED,
     MAX_FILTER_VALUES,
@@ -50,6 +55,7 @@ from .instances import (
     describe_instances,
     launch_time,
     managed_filters,
+    may_be_new,
     state_of,
     terminate,
 )
@@ -220,7 +226,7 @@ class Monitor:
         command_check_interval: float = 120.0,
         command_checks_per_cycle: int = 1,
         exit_grace: float = 90.0,
-        missing_grace: float = 120.0,
+        consistency_window: float = CONSISTENCY_WINDOW_SECONDS,
         overdue_grace: float = 600.0,
     ) -> None:
         self.clients = clients
@@ -230,7 +236,7 @@ class Monitor:
         self.command_check_interval = command_check_interval
         self.command_checks_per_cycle = command_checks_per_cycle
         self.exit_grace = exit_grace
-        self.missing_grace = missing_grace
+        self.consistency_window = consistency_window
         self.overdue_grace = overdue_grace
         self.watches: dict[str, Watch] = {}
         self.stats = MonitorStats()
@@ -364,6 +370,8 @@ class Monitor:
                     continue
                 if instance is not None and state_of(instance) not in GONE:
                     ending.append(w)
+                elif instance is None and not w.seen and self._may_be_new(w, now):
+                    ending.append(w)  # ended before EC2 shows its instance: terminate it
                 else:
                     self.resolve(w.job_id, w.verdict)
             spare = self._spare_check(now)
@@ -374,6 +382,10 @@ class Monitor:
             if ending:
                 await self._terminate_and_resolve(ec2, ending)
             return True
+
+    def _may_be_new(self, w: Watch, now: float) -> bool:
+        """Whether EC2 may not know the job's instance yet (launched within the window)."""
+        return may_be_new(w.launch_time or w.started_at, self.consistency_window, now)
 
     def _spare_check(self, now: float) -> Watch | None:
         """The running job to ask SSM about with this cycle's leftover budget, if any: the
@@ -397,8 +409,8 @@ class Monitor:
         if exit_code is not None:
             return outcome_from_exit_code(exit_code)
         state = state_of(instance)
-        if instance is None and not w.seen and now - w.registered_at < self.missing_grace:
-            return None  # EC2 is eventually consistent right after RunInstances
+        if instance is None and not w.seen and self._may_be_new(w, now):
+            return None  # EC2 is eventually consistent right after RunInstances: unknown
         # When to ask SSM (GetCommandInvocation) about a job's command. Not on a timer per
         # running job: that is one call per job, and the exit_code file already tells how
         # every command that reached the end of its script ended. A command that ends
@@ -491,8 +503,10 @@ class Monitor:
         except AWS_ERRORS as exc:
             log.warning("awsjobs: cannot terminate finished jobs' instances yet: %s", exc)
             return  # the verdicts stay; the next cycle tries again
+        now = time.time()
         for w in ending:
-            if states.get(w.instance_id) in GONE | {MISSING}:
+            state = states.get(w.instance_id)
+            if state in GONE or (state == MISSING and not self._may_be_new(w, now)):
                 assert w.verdict is not None
                 self.resolve(w.job_id, w.verdict)
             else:

@@ -134,7 +134,7 @@ async def test_missing_instance_fails_after_its_grace(make_backend, root):
     backend = make_backend()
     job = make_job(root, state=JobState.RUNNING, started_at=1.0)
     job.handle["instance_id"] = "i-0123456789abcdef0"  # never existed
-    backend.monitor.missing_grace = 0
+    backend.monitor.consistency_window = 0
     waiter = await _waiting(backend, job)
     outcome = await _cycle_until_done(backend, waiter)
     assert outcome.state is JobState.FAILED

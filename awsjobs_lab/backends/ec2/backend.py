@@ -112,6 +112,7 @@ class EC2Backend(EC2Settings):
                 command_check_interval=self.command_check_interval_seconds,
                 command_checks_per_cycle=self.command_checks_per_cycle,
                 exit_grace=self.exit_code_grace_seconds,
+                consistency_window=self.consistency_window_seconds,
             )
         return self._monitor
 
@@ -317,7 +318,7 @@ class EC2Backend(EC2Settings):
         command_id = job.handle.get("command_id")
         if command_id:
             await self.job_instances.cancel_command(str(command_id), job.instance_id)
-        ids: set[str] = set()
+        ids: dict[str, float | None] = {}  # id → launch time (None: just now)
         in_flight = self.launcher.in_flight(job.id)
         if in_flight is not None:
             # RunInstances in flight: wait for its answer so its instance is not missed.
@@ -325,11 +326,12 @@ class EC2Backend(EC2Settings):
             if in_flight not in done:
                 raise BackendError("an instance launch is still in flight; retrying")
             if not in_flight.cancelled() and in_flight.exception() is None:
-                ids.add(in_flight.result()["InstanceId"])
+                ids[in_flight.result()["InstanceId"]] = None
         with aws_errors(f"looking up the instances of job {job.id}"):
             found = await self.job_instances.of_job(job)
-        ids |= {i for i, inst in found.items() if instances.state_of(inst) != "terminated"}
-        await self.job_instances.terminate_confirmed(ids)
+        # Also its recorded instance when EC2 does not show it yet (just launched).
+        ids.update(self.job_instances.unfinished(job, found))
+        await self.job_instances.terminate_confirmed(ids, ids)
         if ids:
             self.log.info("awsjobs: job %s stopped; terminated %s", job.id, ", ".join(sorted(ids)))
         if self._monitor is not None:
@@ -345,6 +347,10 @@ class EC2Backend(EC2Settings):
         exit_code = await asyncio.to_thread(self.read_exit_code, job)
         found = await self.job_instances.of_job(job)
         iid = job.instance_id
+        if iid and iid not in found and self.job_instances.may_be_new(job.started_at):
+            # Launched just before the restart: EC2 may not show it yet. Unknown, not gone;
+            # the service retries reattach on BackendError.
+            raise BackendError(f"instance {iid} of job {job.id} is not visible on EC2 yet")
         if iid is None and found:
             # The server stopped before the id was recorded: the newest tagged instance.
             iid = max(found, key=lambda i: instances.launch_time(found[i]) or 0.0)

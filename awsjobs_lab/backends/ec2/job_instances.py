@@ -3,7 +3,8 @@ and confirm they are gone, and ask SSM about the job's command on them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 
 from ...aws import instances, ssm, tags
 from ...aws.clients import AWSClients
@@ -33,13 +34,38 @@ class JobInstances:
             found.update(await instances.describe_ids(ec2, [iid]))
         return found
 
-    async def terminate_confirmed(self, ids: Iterable[str]) -> None:
-        """Terminate and confirm (BackendError if that cannot be confirmed yet)."""
+    def may_be_new(self, launched_at: float | None) -> bool:
+        """Whether EC2 may not know an instance launched then yet (eventual consistency)."""
+        return instances.may_be_new(launched_at, self.settings.consistency_window_seconds)
+
+    def unfinished(self, job: Job, found: instances.Instances) -> dict[str, float | None]:
+        """The job's instances that may need terminating (id → launch time): those found that
+        are not terminated, and its recorded instance when EC2 may not show it yet."""
+        out = {
+            i: instances.launch_time(inst)
+            for i, inst in found.items()
+            if instances.state_of(inst) != "terminated"
+        }
+        iid = job.instance_id
+        if iid and iid not in found and self.may_be_new(job.started_at):
+            out[iid] = job.started_at
+        return out
+
+    async def terminate_confirmed(
+        self, ids: Iterable[str], launched_at: Mapping[str, float | None] | None = None
+    ) -> None:
+        """Terminate and confirm (BackendError if that cannot be confirmed yet). `launched_at`:
+        when each was launched (missing or None: just now, as for an id RunInstances just
+        returned), to tell an id EC2 does not know yet from one it has forgotten."""
+        ids = sorted(set(ids))
+        when = launched_at or {}
         await instances.terminate_confirmed(
             await self.clients.ec2(),
             ids,
             attempts=self.settings.stop_confirm_attempts,
             delay=self.settings.stop_confirm_delay_seconds,
+            launched_at={i: when.get(i) or time.time() for i in ids},
+            window=self.settings.consistency_window_seconds,
         )
 
     async def terminate_quietly(self, ids: list[str], job_id: str) -> bool:

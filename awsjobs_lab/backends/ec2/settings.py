@@ -201,6 +201,12 @@ class EC2Settings(Backend):
         help="After a restart, how long a job with no visible instance is looked for again "
         "before it is declared never launched (EC2 lists new instances with a delay).",
     ).tag(config=True)
+    consistency_window_seconds = Float(
+        300.0,
+        help="EC2 is eventually consistent: for a while after RunInstances the new instance may "
+        "be unknown to EC2 (NotFound, not listed). Within this many seconds of its launch such "
+        "an instance counts as unknown, never as gone; after it, as gone.",
+    ).tag(config=True)
     stop_confirm_attempts = Int(
         3, help="DescribeInstances checks after TerminateInstances before a Stop is retried."
     ).tag(config=True)
