@@ -148,11 +148,11 @@ class Launcher:
         *,
         max_concurrent: int,
         max_attempts: int,
-        terminate: Callable[[list[str], str], Coroutine[Any, Any, bool]],
+        terminate: Callable[[list[str], str], Coroutine[Any, Any, object]],
     ) -> None:
         self.clients = clients
         self.max_attempts = max(1, max_attempts)
-        self._terminate = terminate  # terminate-and-confirm, quietly (instance ids, job id)
+        self._terminate = terminate  # terminate-and-confirm, never raising (ids, job id)
         self._slots = asyncio.Semaphore(max(1, max_concurrent))
         self._in_flight: dict[str, asyncio.Task[Instance]] = {}
 

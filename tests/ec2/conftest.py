@@ -109,6 +109,7 @@ async def make_backend(
             "ssm_retry_seconds": 0.01,
             "ssm_retry_max_seconds": 0.05,
             "stop_confirm_delay_seconds": 0.0,
+            "cleanup_retry_seconds": 0.01,
             "reattach_grace_seconds": 0.0,
         }
         settings.update(traits)

@@ -31,7 +31,7 @@ from ..base import RecordHandle
 from . import worker
 from .choice import InstanceChoice
 from .inventory import Inventory
-from .job_instances import JobInstances
+from .job_instances import JobInstances, cleanup_note
 from .settings import EC2Settings
 
 STOPPED = Outcome(JobState.STOPPED, error="stopped on request")
@@ -97,7 +97,7 @@ class EC2Backend(EC2Settings):
                 self.clients,
                 max_concurrent=self.max_concurrent_run_instances,
                 max_attempts=self.max_launch_attempts,
-                terminate=self.job_instances.terminate_quietly,
+                terminate=self.job_instances.terminate_until_confirmed,
             )
         return self._launcher
 
@@ -225,7 +225,7 @@ class EC2Backend(EC2Settings):
             )
         except BaseException:
             # Never leave an instance nobody knows about.
-            await self.job_instances.terminate_quietly([iid], job.id)
+            await self.job_instances.terminate_until_confirmed([iid], job.id)
             raise
         if job.id in self._stopping:
             await self.job_instances.terminate_quietly([iid], job.id)
@@ -265,17 +265,17 @@ class EC2Backend(EC2Settings):
                 give_up=give_up,
             )
         except ssm.AgentNotRegistered as exc:
-            confirmed = await self.job_instances.terminate_quietly([iid], job.id)
+            problem = await self.job_instances.terminate_until_confirmed([iid], job.id)
             raise BackendError(
                 f"instance {iid} did not accept the job's command through SSM within "
                 f"{self.launch_timeout_seconds:g} s (is the SSM agent on the AMI, and does the "
                 "instance profile allow AmazonSSMManagedInstanceCore? can the subnet reach "
-                f"SSM?); the instance {'was terminated' if confirmed else 'is being terminated'}"
+                f"SSM?); {cleanup_note(iid, problem)}"
             ) from exc
         except AWS_ERRORS as exc:
-            await self.job_instances.terminate_quietly([iid], job.id)
+            problem = await self.job_instances.terminate_until_confirmed([iid], job.id)
             raise BackendError(
-                f"SendCommand failed: {error_message(exc)}; instance {iid} terminated"
+                f"SendCommand failed: {error_message(exc)}; {cleanup_note(iid, problem)}"
             ) from exc
 
     def _send_pause(self, failures: int) -> float:
@@ -359,7 +359,9 @@ class EC2Backend(EC2Settings):
         extra = [i for i in live if i != iid]
         if extra:
             self.log.warning("awsjobs: job %s has extra instances %s; terminating", job.id, extra)
-            await self.job_instances.terminate_quietly(extra, job.id)
+            await self.job_instances.terminate_confirmed(
+                extra, {i: instances.launch_time(found[i]) for i in extra}
+            )
         if exit_code is not None:
             if iid in live:
                 await self.job_instances.terminate_confirmed([iid])

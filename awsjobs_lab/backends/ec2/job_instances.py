@@ -3,15 +3,19 @@ and confirm they are gone, and ask SSM about the job's command on them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
 
 from ...aws import instances, ssm, tags
-from ...aws.clients import AWSClients
+from ...aws.clients import AWSClients, backoff_delay
 from ...aws.errors import AWS_ERRORS
 from ...aws.monitor import outcome_for_command
+from ...errors import BackendError
 from ...models import Job
 from .settings import EC2Settings
+
+CLEANUP_RETRY_MAX_SECONDS = 60.0
 
 
 class JobInstances:
@@ -68,6 +72,30 @@ class JobInstances:
             window=self.settings.consistency_window_seconds,
         )
 
+    async def terminate_until_confirmed(self, ids: list[str], job_id: str) -> str | None:
+        """Terminate and confirm, retried with backoff for up to
+        `launch_cleanup_timeout_seconds`: a failed launch must not leave its instance running,
+        so its job reads failed only after this. None once confirmed, else what stood in the
+        way (see `cleanup_note`)."""
+        settings = self.settings
+        give_up_at = time.monotonic() + settings.launch_cleanup_timeout_seconds
+        failures = 0
+        while True:
+            try:
+                await self.terminate_confirmed(ids)
+                return None
+            except BackendError as exc:
+                problem = str(exc)
+            if time.monotonic() >= give_up_at:
+                settings.log.warning(
+                    "awsjobs: job %s: gave up terminating %s: %s", job_id, ids, problem
+                )
+                return problem
+            failures += 1
+            await asyncio.sleep(
+                backoff_delay(failures, settings.cleanup_retry_seconds, CLEANUP_RETRY_MAX_SECONDS)
+            )
+
     async def terminate_quietly(self, ids: list[str], job_id: str) -> bool:
         """Terminate and confirm, logging instead of raising. True once confirmed."""
         try:
@@ -103,3 +131,13 @@ class JobInstances:
         if inv is None or inv.get("Status") in ssm.COMMAND_RUNNING:
             return None
         return outcome_for_command(inv).error
+
+
+def cleanup_note(instance_id: str, problem: str | None) -> str:
+    """What became of a failed launch's instance, truthfully, for the job's error."""
+    if problem is None:
+        return f"instance {instance_id} was terminated"
+    return (
+        f"could not terminate instance {instance_id} ({problem}); it may still be running "
+        "until it halts itself at the job's lifetime deadline: check `awsjobs instances`"
+    )

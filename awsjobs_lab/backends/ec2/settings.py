@@ -207,6 +207,15 @@ class EC2Settings(Backend):
         "be unknown to EC2 (NotFound, not listed). Within this many seconds of its launch such "
         "an instance counts as unknown, never as gone; after it, as gone.",
     ).tag(config=True)
+    launch_cleanup_timeout_seconds = Float(
+        900.0,
+        help="When a launch fails after its instance exists, how long to keep trying to "
+        "terminate it (with backoff) before the job fails anyway, saying the instance may still "
+        "run until its own lifetime deadline.",
+    ).tag(config=True)
+    cleanup_retry_seconds = Float(
+        2.0, help="First pause between those termination attempts (doubled, up to 60 s)."
+    ).tag(config=True)
     stop_confirm_attempts = Int(
         3, help="DescribeInstances checks after TerminateInstances before a Stop is retried."
     ).tag(config=True)
