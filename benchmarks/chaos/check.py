@@ -9,7 +9,8 @@ and the worker's effects on the shared file system) against the app's view (its 
 - none run twice: the job's script counts its own runs (`runs/<job id>`, written by the worker).
 
 And the cost of the chaos: instance-seconds beyond what the jobs needed (after a job ended,
-or on an instance that never ran it), per fault kind or event that touched the job.
+on an instance that never ran it, all of it for a job whose script never ran), per fault kind
+or event that touched the job.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def judge(
     leaks = [
         m for m in alive_instances(state) if m["job"] not in by_id or is_final(by_id[str(m["job"])])
     ]
-    leftover, needed = _leftover(by_id, managed_lives(state))
+    runs = {i: _runs(runs_dir, i) for i in by_id}
+    leftover, needed = _leftover(by_id, managed_lives(state), runs)
     per_kind: dict[str, KindCost] = {}
     for job_id in sorted(by_id):
         for kind in sorted(set(touched.get(job_id, ())) or {"(nothing)"}):
@@ -159,7 +161,7 @@ def judge(
         final_while_alive=list(sampler.sightings.values()),
         without_reason=[i for i, j in by_id.items() if is_final(j) and not _has_reason(j)],
         still_active=[i for i, j in by_id.items() if not is_final(j)],
-        runs={i: _runs(runs_dir, i) for i in by_id},
+        runs=runs,
         leftover=leftover,
         needed_seconds=needed,
         instance_seconds=float(state["record"]["instance_seconds"]),
@@ -183,10 +185,11 @@ def _runs(runs_dir: Path, job_id: str) -> int:
 
 
 def _leftover(
-    jobs: Mapping[str, Json], lives: Mapping[str, Json]
+    jobs: Mapping[str, Json], lives: Mapping[str, Json], runs: Mapping[str, int]
 ) -> tuple[dict[str, float], float]:
     """Per job, instance-seconds beyond what it needed: on the instance that ran it, after the
-    job ended; all of every other instance of the job. Also the total needed."""
+    job ended; all of every other instance of the job, and all of any instance of a job
+    whose script never ran. Also the total needed."""
     of_job: dict[str, list[Json]] = {}
     for life in lives.values():
         of_job.setdefault(str(life["tags"].get(JOB_TAG)), []).append(life)
@@ -194,7 +197,7 @@ def _leftover(
     needed_total = 0.0
     for job_id, its in of_job.items():
         job = jobs.get(job_id, {})
-        runner = _runner(job, its)
+        runner = _runner(job, its) if runs.get(job_id, 0) else None
         wasted = 0.0
         for life in its:
             seconds = float(life["instance_seconds"])

@@ -143,8 +143,8 @@ class Driver:
         elif step.action == "worker":
             self.worker_event(step.detail)
         elif step.action == "capacity-on":
-            self.stage.aws.configure({"capacity": self.plan.capacity})
-            self.log.events["capacity shortage"] += 1
+            self.stage.aws.configure({"capacity": plan.capacity_shortage(step.detail)})
+            self.log.events[f"{step.detail} shortage"] += 1
         elif step.action == "capacity-off":
             self.stage.aws.configure({"capacity": plan.NO_SHORTAGE})
 

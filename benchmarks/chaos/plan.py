@@ -56,7 +56,6 @@ class Plan:
     seed: int
     steps: list[Step]
     faults: list[dict[str, Any]]
-    capacity: dict[str, Any]
     jobs: int
     kills: int
 
@@ -86,11 +85,12 @@ def make_plan(seed: int, jobs: int, kills: int, short: bool) -> Plan:
     # Everything lands between submissions, never before the first two.
     for step in extra:
         steps.insert(rng.randint(2, len(steps)), step)
-    for _ in range(2 if short else 4):  # capacity shortages, each over a few steps
+    for i in range(2 if short else 4):  # capacity shortages, each over a few steps
         start = rng.randint(2, len(steps) - 1)
-        steps.insert(start, Step(0.0, "capacity-on"))
-        steps.insert(min(len(steps), start + rng.randint(3, 8)), Step(0.0, "capacity-off"))
-    return Plan(seed, steps, fault_rules(short), capacity_shortage(), jobs, kills)
+        kind = SHORTAGE_KINDS[i % len(SHORTAGE_KINDS)]
+        steps.insert(start, Step(0.0, "capacity-on", kind))
+        steps.insert(min(len(steps), start + rng.randint(4, 12)), Step(0.0, "capacity-off"))
+    return Plan(seed, steps, fault_rules(short), jobs, kills)
 
 
 def _job_spec(rng: random.Random, index: int, short: bool) -> JobSpec:
@@ -123,14 +123,16 @@ def fault_rules(short: bool) -> list[dict[str, Any]]:
         {"service": "ssm", "action": "*", "error": "ThrottlingException", "probability": 0.08},
         {"service": "ec2", "action": "*", "error": "InternalError", "probability": 0.03},
         {"service": "ssm", "action": "*", "error": "InternalServerError", "probability": 0.05},
-        {"action": "*", "error": "ServiceUnavailable", "probability": 0.02},
+        {"service": "ec2", "action": "*", "error": "ServiceUnavailable", "probability": 0.02},
     ]
 
 
-def capacity_shortage() -> dict[str, Any]:
-    """What a capacity-on step switches on: no c7i in us-east-1a, spot too dear in
-    us-east-1b, m7i.large not offered there, and tight vCPU quotas (VcpuLimitExceeded,
-    MaxSpotInstanceCountExceeded)."""
+def capacity_shortage(kind: str) -> dict[str, Any]:
+    """What a capacity-on step switches on. "capacity": no c7i in us-east-1a, c7i.large not
+    offered in us-east-1b, spot too dear everywhere. "quotas": vCPU quotas of one 2-vCPU
+    instance per market (VcpuLimitExceeded, MaxSpotInstanceCountExceeded)."""
+    if kind == "quotas":
+        return {"rules": [], "on_demand_vcpus": {"standard": 2}, "spot_vcpus": {"standard": 2}}
     return {
         "rules": [
             {
@@ -138,14 +140,15 @@ def capacity_shortage() -> dict[str, Any]:
                 "instance_type": "c7i.*",
                 "zone": "us-east-1a",
             },
-            {"error": "SpotMaxPriceTooLow", "market": "spot", "zone": "us-east-1b"},
-            {"error": "Unsupported", "instance_type": "m7i.large", "zone": "us-east-1b"},
+            {"error": "Unsupported", "instance_type": "c7i.large", "zone": "us-east-1b"},
+            {"error": "SpotMaxPriceTooLow", "market": "spot"},
         ],
-        "on_demand_vcpus": {"standard": 4},
-        "spot_vcpus": {"standard": 2},
+        "on_demand_vcpus": {},
+        "spot_vcpus": {},
     }
 
 
+SHORTAGE_KINDS = ("capacity", "quotas")
 # The fault kinds a full run should inject (the rules above, the consistency windows, the SSM
 # agent's late registration and the capacity shortage); the report names any it missed.
 EXPECTED_KINDS = (
