@@ -1,8 +1,11 @@
-"""`awsjobs build-image` against moto (server mode, in this process; never real AWS).
+"""`awsjobs build-image` against moto (server mode, in this process; never real AWS), and on
+the simulated AWS (tests/awssim) where it matters how AWS really behaves.
 
-moto says every SSM command succeeded at once with empty output, so the tests shape the
+moto says every SSM command succeeded at once with empty output, so the moto tests shape the
 command's invocation in-process right after SendCommand (docs/aws-testing.md §4.3): the versions
-line, a failure, or "still running" for the interruption test.
+line, a failure, or "still running" for the interruption test. On the simulator the builder's
+boot script and the install command really run (in a sandbox), a new AMI id answers
+`InvalidAMIID.NotFound` for a while, and CreateImage without NoReboot reboots the builder.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from awsjobs_lab.aws import image
+from awsjobs_lab.aws import tags as tag_names
 from awsjobs_lab.cli import main
+from tests.awssim import SimulatedAWS
 
 VERSIONS = {
     "python": "3.9.24",
@@ -260,6 +266,23 @@ async def test_build_image_success(
     assert builder["State"]["Name"] == "terminated"
     assert any("terminated" in line for line in said)
 
+    # CreateImage keeps the builder's deadline (no reboot) and tags the image and its
+    # snapshots in the same call; nothing is tagged after the fact.
+    (create,) = [params for action, params in aws_calls if action == "CreateImage"]
+    assert create["NoReboot"] == ["true"]
+    kinds = {create[k][0] for k in create if k.endswith(".ResourceType")}
+    assert kinds == {"image", "snapshot"}
+    assert "CreateTags" not in [action for action, _ in aws_calls]
+    snapshots = (
+        await ec2.describe_snapshots(
+            OwnerIds=["self"], Filters=[{"Name": "tag:awsjobs:image", "Values": ["true"]}]
+        )
+    )["Snapshots"]
+    assert [s["SnapshotId"] for s in snapshots] == [
+        m["Ebs"]["SnapshotId"] for m in ami["BlockDeviceMappings"] if "Ebs" in m
+    ]
+    assert tags["awsjobs:expires-at"].endswith("Z")
+
 
 async def test_build_image_base_ami_and_no_versions(
     aws: Any, moto_endpoint: str, invocation: dict[str, Any]
@@ -277,6 +300,13 @@ async def test_build_image_base_ami_and_no_versions(
     assert result.name == "my-worker"
     assert result.versions == {}
     assert any("no AWSJOBS_VERSIONS" in line for line in said)
+
+
+async def _our_snapshots(ec2: Any) -> list[dict[str, Any]]:
+    resp = await ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "tag:awsjobs:image", "Values": ["true"]}]
+    )
+    return list(resp["Snapshots"])
 
 
 async def test_failed_command_terminates_builder_and_makes_no_image(
@@ -422,3 +452,102 @@ def _invalid_instance_id_class() -> type:
 
 def InvalidInstanceId() -> Any:
     return _invalid_instance_id_class()()
+
+
+# ------------------------------------------------------------------------------------------
+# The build on the simulated AWS (tests/awssim)
+# ------------------------------------------------------------------------------------------
+
+# Stands for install-worker.sh: quick, and prints the versions line.
+TINY_INSTALL = "#!/bin/bash\necho '[awsjobs] installing'\necho '" + VERSIONS_LINE + "'\n"
+
+
+def sim_options(sim: SimulatedAWS, **kw: Any) -> image.BuildOptions:
+    defaults: dict[str, Any] = {
+        "base_ami": "ami-12c6146b",
+        "install_script": TINY_INSTALL,
+        "poll_seconds": 0.05,
+        "wait_timeout_seconds": 60.0,
+        "terminate_timeout_seconds": 30.0,
+    }
+    defaults.update(kw)
+    return options(sim.endpoint_url, **defaults)
+
+
+async def _leftovers(sim: SimulatedAWS) -> tuple[list[str], list[str]]:
+    """The build's images and snapshots still there (asked once they are visible)."""
+    from moto_support import moto_clients
+
+    async with moto_clients(sim.endpoint_url) as make:
+        ec2 = await make("ec2")
+        images = [i["ImageId"] for i in await _our_images(ec2)]
+        snapshots = [s["SnapshotId"] for s in await _our_snapshots(ec2)]
+    return images, snapshots
+
+
+async def test_builder_keeps_its_deadline_through_create_image(simulated_aws: SimulatedAWS):
+    sim = simulated_aws
+    # A new AMI id is unknown to EC2 for a while (as on AWS): not a failure, and never tagged
+    # after the fact.
+    sim.configure({"consistency": {"image_not_found_seconds": 0.5}})
+    seen: dict[str, Any] = {}
+
+    def say(line: str) -> None:
+        if "is being created" in line:  # CreateImage has answered
+            (machine,) = sim.state()["instances"]
+            sandbox = Path(machine["sandbox"])
+            seen.update(
+                machine,
+                deadline_on_disk=(sandbox / "var/lib/awsjobs/deadline").exists(),
+                rearm_on_disk=any((sandbox / "var/lib/cloud/scripts/per-boot").iterdir()),
+            )
+
+    result = await image.build_image(sim_options(sim), say=say)
+
+    assert result.image_id.startswith("ami-") and result.versions == VERSIONS
+    # The builder armed its deadline at boot, and still had it scheduled once CreateImage
+    # had answered: no reboot cancelled it.
+    assert seen["shim_calls"][0].startswith("shutdown -h +")
+    assert seen["shutdown_scheduled_in"] is not None
+    assert sim.record.events["reboot"] == 0
+    # The image does not carry the builder's deadline (a worker booted from it would power
+    # off at once): the install command removed it before CreateImage.
+    assert not seen["deadline_on_disk"] and not seen["rearm_on_disk"]
+    # The image and its snapshot were tagged by CreateImage itself.
+    assert sim.record.calls.get("ec2:CreateTags", 0) == 0
+    images, snapshots = await _leftovers(sim)
+    assert images == [result.image_id] and len(snapshots) == 1
+    (life,) = sim.record.to_json()["instances"]
+    assert tag_names.EXPIRES_AT in life["tags"]
+    assert life["state_reason"] == "Client.UserInitiatedShutdown"  # terminated by the build
+
+
+async def test_an_image_not_available_in_time_is_discarded(simulated_aws: SimulatedAWS):
+    sim = simulated_aws
+    # The image stays unknown (pending) past the build's image timeout: the build fails, and
+    # its image is deregistered and its snapshots deleted once EC2 knows the id.
+    sim.configure({"consistency": {"image_not_found_seconds": 1.5}})
+    said: list[str] = []
+    with pytest.raises(image.ImageBuildError, match="not available within"):
+        await image.build_image(sim_options(sim, image_timeout_seconds=0.3), say=said.append)
+    assert await _leftovers(sim) == ([], [])
+    assert any("deregistered" in line for line in said)
+    (life,) = sim.record.to_json()["instances"]
+    assert life["terminated_at"] is not None
+
+
+async def test_an_interrupted_image_wait_discards_the_image(simulated_aws: SimulatedAWS):
+    sim = simulated_aws
+    sim.configure({"consistency": {"image_not_found_seconds": 1.0}})
+    created = asyncio.Event()
+
+    def say(line: str) -> None:
+        if "is being created" in line:
+            created.set()
+
+    task = asyncio.create_task(image.build_image(sim_options(sim), say=say))
+    await asyncio.wait_for(created.wait(), timeout=60)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _leftovers(sim) == ([], [])
