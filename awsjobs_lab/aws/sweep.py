@@ -23,6 +23,7 @@ from typing import Any
 from . import tags
 from .errors import AWS_ERRORS, error_message
 from .instances import (
+    CONSISTENCY_WINDOW_SECONDS,
     UNFINISHED,
     describe_instances,
     launch_time,
@@ -101,11 +102,13 @@ async def sweep_instances(
     dry_run: bool = False,
     confirm_attempts: int = 3,
     confirm_delay: float = 1.0,
+    consistency_window: float = CONSISTENCY_WINDOW_SECONDS,
     now: float | None = None,
 ) -> SweepReport:
     """Terminate (unless `dry_run`) and confirm this owner's managed instances that are not
     terminated and are past their deadline plus `grace_seconds` ('' owner: every owner's).
-    Listing errors propagate; a failed termination is reported in `unconfirmed`."""
+    Listing errors propagate; a failed termination is reported in `unconfirmed`. (An id EC2
+    no longer knows counts as gone once its launch is `consistency_window` old.)"""
     now = time.time() if now is None else now
     filters = [*managed_filters(owner), state_filter(UNFINISHED)]
     found = await describe_instances(ec2, filters)
@@ -119,7 +122,14 @@ async def sweep_instances(
     if dry_run or not ids:
         return report
     try:
-        alive = await terminate_and_check(ec2, ids, attempts=confirm_attempts, delay=confirm_delay)
+        alive = await terminate_and_check(
+            ec2,
+            ids,
+            attempts=confirm_attempts,
+            delay=confirm_delay,
+            launched_at={i: t for i in ids if (t := launch_time(found[i])) is not None},
+            window=consistency_window,
+        )
     except AWS_ERRORS as exc:
         alive = {iid: error_message(exc) for iid in ids}
     report.unconfirmed = {iid: alive[iid] or "unknown" for iid in ids if iid in alive}

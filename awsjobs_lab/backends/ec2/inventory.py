@@ -189,6 +189,7 @@ class Inventory:
             dry_run=dry_run,
             confirm_attempts=self.settings.stop_confirm_attempts,
             confirm_delay=self.settings.stop_confirm_delay_seconds,
+            consistency_window=self.settings.consistency_window_seconds,
         )
         log = self.settings.log
         for row in report.expired:
