@@ -93,35 +93,35 @@ install_into_fresh_venv() {
   cd "$WORK"
 }
 
-check_lab_extension() {
-  say "jupyter labextension list: $LAB_EXTENSION enabled and OK"
-  local listing
-  listing="$("$VENV/bin/jupyter" labextension list 2>&1 | without_colours)" ||
-    fail "jupyter labextension list"
+# Shows `jupyter <listing>` (both listings print to stderr); fails unless the awk program,
+# given the venv's folder `dir` and the extension's `name`, finds it enabled and OK there.
+check_listing() {
+  local listing_words="$1" dir="$2" name="$3" program="$4" listing
+  local -a words
+  read -ra words <<<"$listing_words"
+  say "jupyter $listing_words: $name enabled and OK"
+  listing="$("$VENV/bin/jupyter" "${words[@]}" 2>&1 | without_colours)" ||
+    fail "jupyter $listing_words"
   printf '%s\n' "$listing"
-  # A line such as "awsjobs-lab v0.1.0 enabled OK (python, awsjobs-lab)" under the venv's folder.
-  awk -v dir="$VENV/share/jupyter/labextensions" -v name="$LAB_EXTENSION" '
+  awk -v dir="$dir" -v name="$name" "$program" <<<"$listing" ||
+    fail "$name is not listed as enabled and OK in $dir"
+}
+
+# shellcheck disable=SC2016  # the $ in the awk programs are awk's fields, not the shell's
+check_extensions() {
+  # A line such as "awsjobs-lab v0.1.0 enabled OK (python, awsjobs-lab)" under the folder.
+  check_listing "labextension list" "$VENV/share/jupyter/labextensions" "$LAB_EXTENSION" '
     { sub(/^[ \t]+/, "") }
     /^\// { here = ($0 == dir); next }
     here && $1 == name && $3 == "enabled" && $4 == "OK" { found = 1 }
-    END { exit !found }' <<<"$listing" ||
-    fail "$LAB_EXTENSION is not listed as enabled and OK in $VENV/share/jupyter/labextensions"
-}
-
-check_server_extension() {
-  say "jupyter server extension list: $SERVER_EXTENSION enabled and OK"
-  local listing
-  listing="$("$VENV/bin/jupyter" server extension list 2>&1 | without_colours)" ||
-    fail "jupyter server extension list"
-  printf '%s\n' "$listing"
-  # Under "Config dir: <venv>/etc/jupyter": "awsjobs_lab enabled", then "awsjobs_lab <version> OK".
-  awk -v dir="$VENV/etc/jupyter" -v name="$SERVER_EXTENSION" '
+    END { exit !found }'
+  # Under "Config dir: <folder>": "awsjobs_lab enabled", then "awsjobs_lab <version> OK".
+  check_listing "server extension list" "$VENV/etc/jupyter" "$SERVER_EXTENSION" '
     { sub(/^[ \t]+/, "") }
-    /^Config dir: / { here = ($3 == dir); next }
+    /^Config dir: / { here = (substr($0, 13) == dir); next }
     here && $1 == name && $2 == "enabled" { enabled = 1 }
     here && $1 == name && $3 == "OK" { ok = 1 }
-    END { exit !(enabled && ok) }' <<<"$listing" ||
-    fail "$SERVER_EXTENSION is not listed as enabled and OK in $VENV/etc/jupyter"
+    END { exit !(enabled && ok) }'
 }
 
 check_commands() {
@@ -136,8 +136,7 @@ started=$SECONDS
 build_from_clean_checkout
 check_package_files_in_wheel
 install_into_fresh_venv
-check_lab_extension
-check_server_extension
+check_extensions
 check_commands
 if [ -n "$OUTDIR" ]; then
   cp "$SDIST" "$WHEEL" "$OUTDIR/"
