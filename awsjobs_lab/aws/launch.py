@@ -1,6 +1,13 @@
 """RunInstances: the request's parameters, and launching over ranked candidates with retries on
 capacity errors (next zone, next-cheapest type).
 
+An *uncertain* failure (no answer: a timeout or connection reset, or a 5xx after botocore's own
+retries) may hide an instance AWS did launch. The ClientToken is derived from the job and the
+candidate (`client_token`), so repeating the call is safe: AWS answers a known token with the
+instance it launched for it, and launches nothing new. The launch records each attempt (with
+its token) before the call, repeats an uncertain call a few times, and if it stays uncertain
+raises `UncertainLaunch`: the caller must then look for the job's instances by tag.
+
 Each RunInstances call runs in its own task, shielded from the launch that asked for it: if that
 launch is cancelled while the call is in flight, the instance it creates is still learned and
 terminated, and a concurrent Stop can await the call (`Launcher.in_flight`).
@@ -9,8 +16,10 @@ terminated, and a concurrent Stop can await the call (`Launcher.in_flight`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BackendError
 from . import tags
-from .clients import AWSClients
+from .clients import AWSClients, backoff_delay
 from .errors import error_code, error_message
 from .select import Candidate
 
@@ -43,9 +52,41 @@ CAPACITY_HINTS = {
     "Unsupported": "this instance type is not offered in this zone",
 }
 DEFAULT_ROOT_DEVICE = "/dev/xvda"  # Amazon Linux's
+MAX_CLIENT_TOKEN = 64  # RunInstances' ClientToken: at most 64 ASCII characters
+UNCERTAIN_RETRIES = 3  # repeats of an uncertain RunInstances (same token), after botocore's
+UNCERTAIN_PAUSE_SECONDS = 2.0
 
 Instance = dict[str, Any]
 RunParameters = dict[str, Any]
+# record(attempt): persists a launch attempt on the job before its RunInstances is sent.
+Remember = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class UncertainLaunch(BackendError):
+    """RunInstances got no answer (or a 5xx) even after repeats: an instance may exist."""
+
+    def __init__(self, message: str, *, attempted_at: float) -> None:
+        super().__init__(message)
+        self.attempted_at = attempted_at  # when the last call was sent (epoch seconds)
+
+
+def client_token(job_id: str, candidate: Candidate) -> str:
+    """RunInstances' idempotency token for one job on one candidate: the same across retries
+    and server restarts, different for another type, zone or market."""
+    where = f"{candidate.instance_type}/{candidate.availability_zone}/{candidate.spot}"
+    digest = hashlib.sha256(where.encode()).hexdigest()[:12]
+    return f"awsjobs-{job_id}-{digest}"[:MAX_CLIENT_TOKEN]
+
+
+def is_uncertain(exc: BaseException) -> bool:
+    """Whether a failed RunInstances may have launched an instance after all: no answer at
+    all, or a server error that is not a capacity refusal."""
+    if isinstance(exc, BotoCoreError):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return status >= 500 and error_code(exc) not in CAPACITY_ERRORS
 
 
 @dataclass(frozen=True)
@@ -96,7 +137,7 @@ def run_instances_parameters(spec: LaunchSpec) -> RunParameters:
             }
         ],
         "TagSpecifications": tags.tag_specifications(spec.tags),
-        "ClientToken": spec.client_token[:64],
+        "ClientToken": spec.client_token[:MAX_CLIENT_TOKEN],
     }
     if spec.subnet_id:
         params["SubnetId"] = spec.subnet_id
@@ -128,6 +169,17 @@ async def describe_image(ec2: Any, image_id: str) -> dict[str, Any] | None:
     return dict(images[0]) if images else None
 
 
+def attempt_record(params: RunParameters, candidate: Candidate) -> dict[str, Any]:
+    """What the job's handle keeps of a RunInstances attempt, written before the call."""
+    return {
+        "client_token": params.get("ClientToken", ""),
+        "instance_type": candidate.instance_type,
+        "availability_zone": candidate.availability_zone,
+        "spot": candidate.spot,
+        "at": time.time(),
+    }
+
+
 def capacity_failure(candidate: Candidate, exc: ClientError) -> str:
     """One line of a launch's failures: where, what AWS said, and what it means."""
     hint = CAPACITY_HINTS.get(error_code(exc), "")
@@ -149,9 +201,11 @@ class Launcher:
         max_concurrent: int,
         max_attempts: int,
         terminate: Callable[[list[str], str], Coroutine[Any, Any, object]],
+        uncertain_pause: float = UNCERTAIN_PAUSE_SECONDS,
     ) -> None:
         self.clients = clients
         self.max_attempts = max(1, max_attempts)
+        self.uncertain_pause = uncertain_pause  # first pause between repeats
         self._terminate = terminate  # terminate-and-confirm, never raising (ids, job id)
         self._slots = asyncio.Semaphore(max(1, max_concurrent))
         self._in_flight: dict[str, asyncio.Task[Instance]] = {}
@@ -166,26 +220,53 @@ class Launcher:
         candidates: Sequence[Candidate],
         parameters: Callable[[Candidate, int], RunParameters],
         stopping: Callable[[], bool],
+        remember: Remember,
     ) -> tuple[Instance, Candidate]:
         """RunInstances with the best candidate; on a capacity error the next ones (at most
-        `max_attempts`). `parameters(candidate, attempt)` gives each call's arguments."""
+        `max_attempts`). `parameters(candidate, attempt)` gives each call's arguments;
+        `remember` persists each attempt before its call. Raises `UncertainLaunch` when a
+        call stays without a clear answer, BackendError when every candidate was refused."""
         failures: list[str] = []
         for attempt, candidate in enumerate(candidates[: self.max_attempts]):
             if stopping():
                 break
+            # Idempotency is the launcher's: one token per job and candidate, whatever the
+            # parameters carried, so a repeat or a restart never launches a second instance.
+            params = {
+                **parameters(candidate, attempt),
+                "ClientToken": client_token(job_id, candidate),
+            }
+            await remember(attempt_record(params, candidate))
             try:
-                return await self.run(job_id, parameters(candidate, attempt)), candidate
+                return await self.run_surely(job_id, params), candidate
             except ClientError as exc:
                 failures.append(capacity_failure(candidate, exc))
                 if error_code(exc) not in CAPACITY_ERRORS:
                     break
                 log.info("awsjobs: job %s: %s; trying the next", job_id, failures[-1])
-            except BotoCoreError as exc:
-                failures.append(f"{candidate.instance_type}: {exc}")
-                break
         if stopping() and not failures:
             raise BackendError("stopped before an instance was launched")
         raise BackendError("RunInstances failed: " + "; ".join(failures))
+
+    async def run_surely(self, job_id: str, params: RunParameters) -> Instance:
+        """`run`, repeated with the same ClientToken while its outcome is uncertain (AWS
+        answers a known token with the instance it launched for it). Raises UncertainLaunch
+        if it stays uncertain; a clear refusal (ClientError) propagates."""
+        problem, attempted_at = "", time.time()
+        for repeat in range(UNCERTAIN_RETRIES + 1):
+            attempted_at = time.time()
+            try:
+                return await self.run(job_id, params)
+            except (ClientError, BotoCoreError) as exc:
+                if not is_uncertain(exc):
+                    raise
+                problem = f"{params.get('InstanceType')}: {error_message(exc)}"
+                log.warning("awsjobs: job %s: RunInstances uncertain (%s)", job_id, problem)
+            if repeat < UNCERTAIN_RETRIES:
+                await asyncio.sleep(backoff_delay(repeat, self.uncertain_pause, 30.0))
+        raise UncertainLaunch(
+            f"RunInstances got no clear answer ({problem})", attempted_at=attempted_at
+        )
 
     async def run(self, job_id: str, params: RunParameters) -> Instance:
         """One RunInstances call in its own shielded task (see the module docstring)."""

@@ -32,15 +32,17 @@ async def test_on_demand_launch_parameters(make_backend, root, aws, subnets):
     rec = Recorder(job)
     await backend.launch(job, rec)
 
-    # The instance id is recorded first, alone with the choice, before SendCommand.
-    first, fields = rec.calls[0]
+    # The RunInstances attempt is recorded first (before the call), then the instance id,
+    # alone with the choice, before SendCommand.
+    assert list(rec.calls[0][0]) == ["launch_attempt"]
+    first, fields = rec.calls[1]
     iid = first["instance_id"]
     assert first["availability_zone"] == "us-east-1a"
     assert first["subnet_id"] == subnets["us-east-1a"]
     assert fields["instance_type"] == job.instance_type
     assert fields["command"] == ["python3", "hello.py"]
     assert fields["started_at"] > 0
-    assert "command_id" in rec.calls[1][0]
+    assert "command_id" in rec.calls[2][0]
 
     ec2 = await aws("ec2")
     inst = await _instance(ec2, iid)
@@ -111,7 +113,9 @@ async def test_spot_launch_in_cheapest_zone(make_backend, root, aws, subnets, se
             "InstanceInterruptionBehavior": "terminate",
         },
     }
-    assert params["ClientToken"] == f"awsjobs-{job.id}-0"  # idempotent on real AWS, not moto
+    # Idempotent on AWS (and on the simulator): the same job and candidate, the same token.
+    assert params["ClientToken"] == job.handle["launch_attempt"]["client_token"]
+    assert params["ClientToken"].startswith(f"awsjobs-{job.id}-")
     assert params["IamInstanceProfile"] == {"Name": "awsjobs-worker"}
     assert params["BlockDeviceMappings"][0]["Ebs"] == {
         "VolumeSize": 30,

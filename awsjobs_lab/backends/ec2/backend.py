@@ -22,7 +22,7 @@ from ...aws import instances, ssm
 from ...aws.catalog import Catalog, OnDemandPrices
 from ...aws.clients import AWSClients, backoff_delay
 from ...aws.errors import AWS_ERRORS, aws_errors, error_message
-from ...aws.launch import Launcher
+from ...aws.launch import Launcher, UncertainLaunch
 from ...aws.monitor import Monitor, classify
 from ...errors import BackendError
 from ...models import Job, JobState, Outcome
@@ -98,6 +98,7 @@ class EC2Backend(EC2Settings):
                 max_concurrent=self.max_concurrent_run_instances,
                 max_attempts=self.max_launch_attempts,
                 terminate=self.job_instances.terminate_until_confirmed,
+                uncertain_pause=self.cleanup_retry_seconds,
             )
         return self._launcher
 
@@ -199,14 +200,20 @@ class EC2Backend(EC2Settings):
                 instance_type=job.requested_instance_type,
             )
             image = await self.choice.image()
-        instance, chosen = await self.launcher.run_first_available(
-            job.id,
-            candidates,
-            lambda candidate, attempt: worker.run_parameters(
-                self, job, candidate, user_data, attempt, image
-            ),
-            stopping=lambda: job.id in self._stopping,
-        )
+        try:
+            instance, chosen = await self.launcher.run_first_available(
+                job.id,
+                candidates,
+                lambda candidate, attempt: worker.run_parameters(
+                    self, job, candidate, user_data, attempt, image
+                ),
+                stopping=lambda: job.id in self._stopping,
+                remember=lambda attempt: record({"launch_attempt": attempt}),
+            )
+        except UncertainLaunch as exc:
+            # An instance may exist that nobody knows of: find it by tag before failing.
+            found = await self.job_instances.sweep(job, since=exc.attempted_at)
+            raise BackendError(f"{exc}; {found}") from exc
         iid = instance["InstanceId"]
         launched_at = time.time()
         try:
@@ -367,10 +374,16 @@ class EC2Backend(EC2Settings):
                 await self.job_instances.terminate_confirmed([iid])
             return classify(instance, exit_code, now=time.time(), deadline=0.0)
         if iid is None:
-            since = time.time() - max(job.created_at, job.updated_at)
-            if since < self.reattach_grace_seconds:
-                # EC2 is eventually consistent: an instance launched just before the restart
-                # may not be listed yet. The service retries reattach on BackendError.
+            # The server stopped before the id was recorded. If RunInstances was sent (its
+            # attempt is recorded first), EC2 may not list its instance yet (eventual
+            # consistency): look again, by tag, until the window is over. The service retries
+            # reattach on BackendError.
+            attempt = job.handle.get("launch_attempt") or {}
+            since = time.time() - float(attempt.get("at") or max(job.created_at, job.updated_at))
+            window = self.reattach_grace_seconds
+            if attempt:
+                window = max(window, self.consistency_window_seconds)
+            if since < window:
                 raise BackendError(f"no instance of job {job.id} is visible yet")
             return Outcome(
                 JobState.FAILED, error="the server stopped before an instance was launched"

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 
 from ...aws import instances, ssm, tags
 from ...aws.clients import AWSClients, backoff_delay
-from ...aws.errors import AWS_ERRORS
+from ...aws.errors import AWS_ERRORS, error_message
+from ...aws.instances import UNFINISHED
 from ...aws.monitor import outcome_for_command
 from ...errors import BackendError
 from ...models import Job
@@ -92,9 +93,47 @@ class JobInstances:
                 )
                 return problem
             failures += 1
-            await asyncio.sleep(
-                backoff_delay(failures, settings.cleanup_retry_seconds, CLEANUP_RETRY_MAX_SECONDS)
-            )
+            await asyncio.sleep(self._cleanup_pause(failures))
+
+    async def sweep(self, job: Job, *, since: float) -> str:
+        """After an uncertain RunInstances (sent at `since`): look for the job's instances by
+        its tag until EC2 must list any launch of then (the consistency window), terminating
+        and confirming each one found. Says what was found and done."""
+        settings = self.settings
+        give_up_at = time.monotonic() + settings.launch_cleanup_timeout_seconds
+        terminated: list[str] = []
+        looks = 0
+        while True:
+            try:
+                found = await self.of_job(job)
+            except AWS_ERRORS as exc:
+                if time.monotonic() < give_up_at:
+                    looks += 1
+                    await asyncio.sleep(self._cleanup_pause(looks))
+                    continue
+                return (
+                    f"could not look for an instance it may have launched "
+                    f"({error_message(exc)}); if one runs, it halts itself at the job's "
+                    "lifetime deadline: check `awsjobs instances`"
+                )
+            live = sorted(i for i, inst in found.items() if instances.state_of(inst) in UNFINISHED)
+            if live:
+                problem = await self.terminate_until_confirmed(live, job.id)
+                if problem is not None:
+                    return cleanup_note(", ".join(live), problem)
+                terminated += live
+            if not instances.may_be_new(since, settings.consistency_window_seconds):
+                break
+            looks += 1
+            await asyncio.sleep(self._cleanup_pause(looks))
+        if not terminated:
+            return "no instance of the job was found, so none was launched"
+        return f"{cleanup_note(', '.join(terminated), None)} (it was launched all the same)"
+
+    def _cleanup_pause(self, failures: int) -> float:
+        return backoff_delay(
+            failures, self.settings.cleanup_retry_seconds, CLEANUP_RETRY_MAX_SECONDS
+        )
 
     async def terminate_quietly(self, ids: list[str], job_id: str) -> bool:
         """Terminate and confirm, logging instead of raising. True once confirmed."""

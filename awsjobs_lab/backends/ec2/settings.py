@@ -214,7 +214,9 @@ class EC2Settings(Backend):
         "run until its own lifetime deadline.",
     ).tag(config=True)
     cleanup_retry_seconds = Float(
-        2.0, help="First pause between those termination attempts (doubled, up to 60 s)."
+        2.0,
+        help="First pause between those termination attempts, and between repeats of a "
+        "RunInstances whose answer was lost (doubled each time).",
     ).tag(config=True)
     stop_confirm_attempts = Int(
         3, help="DescribeInstances checks after TerminateInstances before a Stop is retried."
