@@ -60,6 +60,7 @@ class InstanceType:
     accelerated: bool = False
     current_generation: bool = True
     bare_metal: bool = False
+    burstable: bool = False  # CPU credits: they run out during long jobs
 
     @property
     def family(self) -> str:
@@ -77,12 +78,49 @@ class InstanceType:
             memory_mib=int(row.get("MemoryInfo", {}).get("SizeInMiB", 0)),
             architectures=tuple(row.get("ProcessorInfo", {}).get("SupportedArchitectures", [])),
             usage_classes=tuple(row.get("SupportedUsageClasses", [])),
-            accelerated=any(
-                k in row for k in ("GpuInfo", "FpgaInfo", "InferenceAcceleratorInfo", "NeuronInfo")
-            ),
+            accelerated=any(k in row for k in ACCELERATOR_INFO),
             current_generation=bool(row.get("CurrentGeneration", True)),
             bare_metal=bool(row.get("BareMetal", False)),
+            burstable=bool(row.get("BurstablePerformanceSupported", False)),
         )
+
+
+# DescribeInstanceTypes' fields of a type with accelerators (GPUs, FPGAs, Inferentia and
+# Trainium, media transcoders): expensive, never chosen unless asked for.
+ACCELERATOR_INFO = (
+    "GpuInfo",
+    "FpgaInfo",
+    "InferenceAcceleratorInfo",
+    "NeuronInfo",
+    "MediaAcceleratorInfo",
+)
+# AWS's On-Demand (and, separately, Spot) vCPU quotas are per group of families: "Standard
+# (A, C, D, H, I, M, R, T, Z)", "G and VT", "P", "F", "X", "Inf", "Trn", "DL", "HPC", "High
+# Memory" (u-*), "Mac". A family's first letters → its group (longer prefixes first, so that
+# "mac" is not M nor "dl" D); any other family: standard.
+QUOTA_GROUP_LETTERS = (
+    ("hpc", "HPC"),
+    ("inf", "Inf"),
+    ("trn", "Trn"),
+    ("mac", "Mac"),
+    ("dl", "DL"),
+    ("vt", "G"),
+    ("u", "HighMemory"),
+    ("g", "G"),
+    ("p", "P"),
+    ("f", "F"),
+    ("x", "X"),
+)
+STANDARD_QUOTA = "standard"
+
+
+def quota_group(instance_type: str) -> str:
+    """The vCPU quota group an instance type counts against ('standard', 'G', 'P', ...)."""
+    family = instance_type.split(".", 1)[0]
+    for prefix, group in QUOTA_GROUP_LETTERS:
+        if family.startswith(prefix):
+            return group
+    return STANDARD_QUOTA
 
 
 def family_matches(family: str, patterns: Iterable[str]) -> bool:
@@ -113,18 +151,24 @@ class Catalog:
         self._spot_cache: dict[tuple[str, str], tuple[float, float]] = {}
         self._lock = asyncio.Lock()
 
-    def _key(self, usage: str, allowed: tuple[str, ...]) -> tuple[Any, ...]:
+    def _key(self, usage: str, allowed: tuple[str, ...], burstable: bool) -> tuple[Any, ...]:
         endpoint = self.clients.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", "")
-        return (endpoint, self.clients.region, self.architecture, usage, allowed)
+        return (endpoint, self.clients.region, self.architecture, usage, allowed, burstable)
 
     async def instance_types(
-        self, *, min_vcpus: int, spot: bool, allowed_families: Iterable[str] = ()
+        self,
+        *,
+        min_vcpus: int,
+        spot: bool,
+        allowed_families: Iterable[str] = (),
+        include_burstable: bool = False,
     ) -> list[InstanceType]:
         """Current-generation types of our architecture with at least `min_vcpus` vCPUs that
-        support the usage class; when `allowed_families` is given, only those families."""
+        support the usage class, not burstable unless asked for; when `allowed_families` is
+        given, only those families."""
         usage = "spot" if spot else "on-demand"
         allowed = tuple(sorted(set(allowed_families)))
-        base = self._key(usage, allowed)
+        base = self._key(usage, allowed, include_burstable)
         bucket = vcpu_bucket(min_vcpus)
         async with self._lock:
             found = None
@@ -133,12 +177,12 @@ class Catalog:
                     found = _TYPE_CACHE[(*base, b)]
                     break
             if found is None:
-                found = await self._fetch(usage, allowed, bucket)
+                found = await self._fetch(usage, allowed, bucket, include_burstable)
                 _TYPE_CACHE[(*base, bucket)] = found
         return [t for t in found.values() if t.vcpus >= min_vcpus]
 
     async def _fetch(
-        self, usage: str, allowed: tuple[str, ...], bucket: int
+        self, usage: str, allowed: tuple[str, ...], bucket: int, include_burstable: bool
     ) -> dict[str, InstanceType]:
         filters: list[dict[str, Any]] = [
             {"Name": "current-generation", "Values": ["true"]},
@@ -152,6 +196,8 @@ class Catalog:
         ]
         if allowed:
             filters.append({"Name": "instance-type", "Values": [f"{p}.*" for p in allowed]})
+        if not include_burstable:
+            filters.append({"Name": "burstable-performance-supported", "Values": ["false"]})
         ec2 = await self.clients.ec2()
         out: dict[str, InstanceType] = {}
         paginator = ec2.get_paginator("describe_instance_types")
@@ -171,7 +217,7 @@ class Catalog:
 
     async def lookup(self, name: str) -> InstanceType | None:
         """One type by name, from the cache or from EC2; None if EC2 doesn't know it."""
-        prefix = self._key("", ())[:3]  # same endpoint, region and architecture
+        prefix = self._key("", (), False)[:3]  # same endpoint, region and architecture
         for key, types in _TYPE_CACHE.items():
             if key[:3] == prefix and name in types:
                 return types[name]

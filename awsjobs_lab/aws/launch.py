@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BackendError
 from . import tags
+from .catalog import quota_group
 from .clients import AWSClients, backoff_delay
 from .errors import error_code, error_message
 from .select import Candidate
@@ -43,6 +44,8 @@ CAPACITY_ERRORS = frozenset(
         "InsufficientFreeAddressesInSubnet",
     }
 )
+# RunInstances errors after which a type of another vCPU quota group may work.
+QUOTA_ERRORS = frozenset({"VcpuLimitExceeded", "MaxSpotInstanceCountExceeded"})
 CAPACITY_HINTS = {
     "InsufficientInstanceCapacity": "AWS has no capacity for this type in this zone right now",
     "SpotMaxPriceTooLow": "the spot price is above the on-demand price right now",
@@ -222,26 +225,35 @@ class Launcher:
         stopping: Callable[[], bool],
         remember: Remember,
     ) -> tuple[Instance, Candidate]:
-        """RunInstances with the best candidate; on a capacity error the next ones (at most
-        `max_attempts`). `parameters(candidate, attempt)` gives each call's arguments;
+        """RunInstances with the best candidate; on a capacity error the next ones, on a vCPU
+        quota error the next ones of another quota group (at most `max_attempts` calls).
+        `parameters(candidate, attempt)` gives each call's arguments;
         `remember` persists each attempt before its call. Raises `UncertainLaunch` when a
         call stays without a clear answer, BackendError when every candidate was refused."""
         failures: list[str] = []
-        for attempt, candidate in enumerate(candidates[: self.max_attempts]):
-            if stopping():
+        full: set[tuple[bool, str]] = set()  # (spot, quota group) whose vCPU quota is used up
+        attempt = 0
+        for candidate in candidates:
+            quota = (candidate.spot, quota_group(candidate.instance_type))
+            if attempt >= self.max_attempts or stopping():
                 break
+            if quota in full:
+                continue  # the same quota would refuse it too
             # Idempotency is the launcher's: one token per job and candidate, whatever the
             # parameters carried, so a repeat or a restart never launches a second instance.
             params = {
                 **parameters(candidate, attempt),
                 "ClientToken": client_token(job_id, candidate),
             }
+            attempt += 1
             await remember(attempt_record(params, candidate))
             try:
                 return await self.run_surely(job_id, params), candidate
             except ClientError as exc:
                 failures.append(capacity_failure(candidate, exc))
-                if error_code(exc) not in CAPACITY_ERRORS:
+                if error_code(exc) in QUOTA_ERRORS:
+                    full.add(quota)
+                elif error_code(exc) not in CAPACITY_ERRORS:
                     break
                 log.info("awsjobs: job %s: %s; trying the next", job_id, failures[-1])
         if stopping() and not failures:

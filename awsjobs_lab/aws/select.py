@@ -48,6 +48,7 @@ class Policy:
     allowed_families: tuple[str, ...] = ()
     denied_families: tuple[str, ...] = ()
     include_accelerated: bool = False
+    include_burstable: bool = False
     max_priced_types: int = 40
 
     def permits_family(self, family: str) -> bool:
@@ -84,7 +85,10 @@ async def rank(
         types = [await _requested(catalog, instance_type, spot=spot, policy=policy)]
     else:
         pool = await catalog.instance_types(
-            min_vcpus=cpus, spot=spot, allowed_families=_server_side_families(policy)
+            min_vcpus=cpus,
+            spot=spot,
+            allowed_families=_server_side_families(policy),
+            include_burstable=policy.include_burstable,
         )
         types = [
             t
@@ -92,6 +96,7 @@ async def rank(
             if fits(t, memory_gib=memory_gib, cpus=cpus)
             and policy.permits_family(t.family)
             and (policy.include_accelerated or not t.accelerated)
+            and (policy.include_burstable or not t.burstable)
             and (spot or "on-demand" in t.usage_classes)
             and (not spot or "spot" in t.usage_classes)
         ]
@@ -125,6 +130,11 @@ async def _requested(catalog: Catalog, name: str, *, spot: bool, policy: Policy)
     if not policy.permits_family(info.family):
         raise InvalidRequest(
             f"Instance family {info.family} is not allowed by this server's configuration."
+        )
+    if info.burstable and not policy.include_burstable:
+        raise InvalidRequest(
+            f"Instance type {name} is burstable (its CPU credits run out during long jobs): "
+            "not allowed by this server's configuration (c.EC2Backend.include_burstable_types)."
         )
     return info
 

@@ -351,3 +351,17 @@ async def test_a_burst_of_launches_keeps_few_run_instances_in_flight(make_backen
     await asyncio.gather(*(backend.launch(job, Recorder(job)) for job in jobs))
     assert all(job.handle.get("instance_id") for job in jobs)
     assert most == 2
+
+
+# -- quotas: another quota group, not the end of the launch -------------------------------------
+
+
+async def test_vcpu_quota_of_one_group_moves_the_launch_to_another_group(make_backend, root, sim):
+    # AWS counts On-Demand vCPUs per quota group (standard A/C/D/H/I/M/R/T/Z, G and VT, P, ...):
+    # the standard quota being used up says nothing about the G group.
+    sim.configure({"capacity": {"on_demand_vcpus": {"standard": 0}}})
+    backend = make_backend(allowed_families=["c7i", "g6"], include_accelerated_types=True)
+    job = make_job(root, memory_gib=4, cpus=2)
+    await backend.launch(job, Recorder(job))
+    assert job.instance_type.startswith("g6.")
+    assert sim.record.faults["VcpuLimitExceeded"] == 1  # one standard try, then the G group

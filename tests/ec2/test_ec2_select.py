@@ -265,3 +265,58 @@ def test_bundled_table_is_dated_and_sane():
     assert region == "us-east-1" and date.startswith("20")
     assert 0.05 < prices["m7i.large"] < 0.2
     assert prices["m7i.xlarge"] == pytest.approx(2 * prices["m7i.large"])
+
+
+async def test_burstable_types_are_left_out_by_ec2s_own_filter(make_backend):
+    # The user's deny list means what it says (empty here); burstable families are left out by
+    # DescribeInstanceTypes' burstable-performance-supported filter, not by a list of names.
+    catalog.clear_caches()
+    backend = make_backend(allowed_families=["t3", "m7i"], denied_families=[])
+    ec2 = await backend.clients.ec2()
+    seen: list[dict[str, Any]] = []
+    ec2.meta.events.register(
+        "provide-client-params.ec2.DescribeInstanceTypes", lambda params, **_: seen.append(params)
+    )
+    out = await backend.preview(memory_gib=1, cpus=2, spot=False)
+    assert out["candidates"]
+    assert all(not c["instance_type"].startswith("t3.") for c in out["candidates"])
+    filters = {f["Name"]: f["Values"] for f in seen[0]["Filters"]}
+    assert filters["burstable-performance-supported"] == ["false"]
+    assert make_backend().denied_families == []
+    allowed = make_backend(allowed_families=["t3"], include_burstable_types=True)
+    out = await allowed.preview(memory_gib=1, cpus=2, spot=False)
+    assert out["choice"]["instance_type"].startswith("t3.")
+
+
+def test_media_and_neuron_accelerators_count_as_accelerated():
+    base = {"InstanceType": "vt1.3xlarge", "VCpuInfo": {"DefaultVCpus": 12}}
+    media = {"Accelerators": [{"Count": 1, "Manufacturer": "Xilinx", "Name": "U30"}]}
+    assert catalog.InstanceType.from_api({**base, "MediaAcceleratorInfo": media}).accelerated
+    assert catalog.InstanceType.from_api({**base, "NeuronInfo": {}}).accelerated
+    assert not catalog.InstanceType.from_api(base).accelerated
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "group"),
+    [
+        ("m7i.large", "standard"),
+        ("c7a.xlarge", "standard"),
+        ("t3.micro", "standard"),
+        ("d3.xlarge", "standard"),
+        ("i4i.large", "standard"),
+        ("z1d.large", "standard"),
+        ("g6.xlarge", "G"),
+        ("vt1.3xlarge", "G"),
+        ("p5.48xlarge", "P"),
+        ("f1.2xlarge", "F"),
+        ("x2idn.16xlarge", "X"),
+        ("inf2.xlarge", "Inf"),
+        ("trn1.2xlarge", "Trn"),
+        ("dl1.24xlarge", "DL"),
+        ("hpc7g.4xlarge", "HPC"),
+        ("u-6tb1.56xlarge", "HighMemory"),
+        ("mac2.metal", "Mac"),
+    ],
+)
+def test_quota_groups_follow_aws(instance_type, group):
+    assert catalog.quota_group(instance_type) == group

@@ -112,15 +112,17 @@ class EC2Settings(Backend):
         help="Only these instance families (e.g. ['m7i', 'c7a', 'r7*']); empty: all.",
     ).tag(config=True)
     denied_families = List(
-        Unicode(),
-        default_value=["t1", "t2", "t3", "t3a", "t4g"],
-        help="Never these families. Default: the burstable ones, whose CPU credits run out "
-        "during long jobs.",
+        Unicode(), help="Never these families (e.g. ['x2*', 'u-*']); empty: none denied."
+    ).tag(config=True)
+    include_burstable_types = Bool(
+        False,
+        help="Allow burstable types (T families: their CPU credits run out during long jobs). "
+        "Left out by EC2's own burstable-performance-supported filter, whatever their name.",
     ).tag(config=True)
     include_accelerated_types = Bool(
         False,
-        help="Let automatic choice pick GPU/FPGA/Inferentia types (a requested type is always "
-        "allowed).",
+        help="Let automatic choice pick types with accelerators: GPU, FPGA, Inferentia/Trainium, "
+        "media transcoders (a requested type is always allowed).",
     ).tag(config=True)
     max_priced_types = Int(
         40, help="How many of the smallest fitting types are priced when choosing."
@@ -328,5 +330,6 @@ class EC2Settings(Backend):
             allowed_families=tuple(self.allowed_families),
             denied_families=tuple(self.denied_families),
             include_accelerated=self.include_accelerated_types,
+            include_burstable=self.include_burstable_types,
             max_priced_types=self.max_priced_types,
         )
