@@ -365,3 +365,28 @@ async def test_vcpu_quota_of_one_group_moves_the_launch_to_another_group(make_ba
     await backend.launch(job, Recorder(job))
     assert job.instance_type.startswith("g6.")
     assert sim.record.faults["VcpuLimitExceeded"] == 1  # one standard try, then the G group
+
+
+async def test_root_volume_is_never_smaller_than_the_images_snapshot(make_backend, root, aws):
+    # AWS refuses a root volume smaller than the AMI's root snapshot (InvalidBlockDeviceMapping).
+    # moto's images have a 15 GiB root snapshot; the setting asks for 8.
+    ec2 = await aws("ec2")
+    image_id = (await ec2.register_image(Name="awsjobs-test", Architecture="x86_64"))["ImageId"]
+    image = (await ec2.describe_images(ImageIds=[image_id]))["Images"][0]
+    (mapping,) = image["BlockDeviceMappings"]
+    snapshot_gib = mapping["Ebs"]["VolumeSize"]
+    assert snapshot_gib > 8
+    backend = make_backend(image_id=image_id, root_volume_gib=8)
+    sent = await _capture(backend, "RunInstances")
+    job = make_job(root)
+    await backend.launch(job, Recorder(job))
+    (params,) = sent
+    (root_mapping,) = params["BlockDeviceMappings"]
+    assert root_mapping["DeviceName"] == image["RootDeviceName"]
+    assert root_mapping["Ebs"]["VolumeSize"] == snapshot_gib
+    # A larger setting wins over the snapshot.
+    bigger = make_backend(image_id=image_id, root_volume_gib=100)
+    sent = await _capture(bigger, "RunInstances")
+    job = make_job(root)
+    await bigger.launch(job, Recorder(job))
+    assert sent[0]["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 100

@@ -4,7 +4,7 @@ subnets, the catalogue of types with their prices, and the candidates ranked che
 from __future__ import annotations
 
 import asyncio
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -21,6 +21,7 @@ class WorkerImage(NamedTuple):
     image_id: str
     root_device: str
     architecture: str
+    root_snapshot_gib: int = 0  # the root volume may not be smaller (0: unknown)
 
 
 class InstanceChoice:
@@ -52,15 +53,17 @@ class InstanceChoice:
                 resp = await ssm.get_parameter(Name=settings.image_ssm_parameter)
                 ami = str(resp["Parameter"]["Value"])
             root_device, arch = settings.root_device_name, settings.architecture
+            snapshot_gib = 0
             described = await describe_image(await self.clients.ec2(), ami)
             if described:
                 root_device = described.get("RootDeviceName") or root_device
+                snapshot_gib = root_snapshot_gib(described, root_device)
                 image_arch = described.get("Architecture")
                 if image_arch and image_arch != arch:
                     settings.log.info("awsjobs: image %s is %s; using that", ami, image_arch)
                     arch = image_arch
             self.catalog.architecture = arch
-            self._image = WorkerImage(ami, root_device, arch)
+            self._image = WorkerImage(ami, root_device, arch, snapshot_gib)
             return self._image
 
     async def subnet_zones(self) -> list[tuple[str, str]]:
@@ -107,3 +110,12 @@ class InstanceChoice:
             self.settings.log.info("awsjobs: on-demand prices from %s", table.label)
         except Exception as exc:  # never fatal: previews fall back on their own
             self.settings.log.info("awsjobs: could not warm the on-demand prices: %s", exc)
+
+
+def root_snapshot_gib(image: dict[str, Any], root_device: str) -> int:
+    """The size of the AMI's root snapshot (DescribeImages' BlockDeviceMappings), 0 if not
+    given: EC2 refuses a smaller root volume (InvalidBlockDeviceMapping)."""
+    for mapping in image.get("BlockDeviceMappings") or []:
+        if mapping.get("DeviceName") == root_device:
+            return int((mapping.get("Ebs") or {}).get("VolumeSize") or 0)
+    return 0

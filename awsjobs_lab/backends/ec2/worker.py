@@ -101,7 +101,7 @@ def run_parameters(
         tags=job_tags(settings, job, candidate, boot.expires_at),
         client_token=f"awsjobs-{job.id}-{attempt}",
         root_device=image.root_device,
-        root_volume_gib=settings.root_volume_gib,
+        root_volume_gib=max(settings.root_volume_gib, image.root_snapshot_gib),
         subnet_id=candidate.subnet_id,
         security_group_ids=settings.security_group_ids,
         instance_profile=settings.instance_profile,
