@@ -390,3 +390,17 @@ async def test_root_volume_is_never_smaller_than_the_images_snapshot(make_backen
     job = make_job(root)
     await bigger.launch(job, Recorder(job))
     assert sent[0]["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 100
+
+
+async def test_lifetimes_beyond_ssms_48_hours_are_refused_and_the_cap_is_described(
+    make_backend, root
+):
+    # SSM ends a command at its executionTimeout, at most 172800 s (48 h): a longer lifetime
+    # could never be honoured on EC2, so it is refused up front, and the cap is published.
+    backend = make_backend()
+    assert backend.describe()["max_lifetime_minutes"] == 2880
+    backend.validate(make_job(root, max_lifetime_minutes=2880))
+    with pytest.raises(InvalidRequest, match="48 hours") as err:
+        backend.validate(make_job(root, max_lifetime_minutes=2881))
+    assert err.value.status == 400
+    assert "2880" in str(err.value)

@@ -17,6 +17,7 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from ...aws import tags
 from ...aws.select import Policy
+from ...aws.ssm import MAX_EXECUTION_TIMEOUT
 from ...errors import InvalidRequest
 from ...models import Job
 from ..base import Backend, BackendNotConfigured, Capabilities
@@ -298,6 +299,7 @@ class EC2Settings(Backend):
                 "architecture": self.architecture,
                 "efs_mount_path": self.mount_path,
                 "spot_supported": True,
+                "max_lifetime_minutes": self.max_lifetime_minutes,
             }
         )
         return data
@@ -318,8 +320,19 @@ class EC2Settings(Backend):
         if problem:
             raise BackendNotConfigured(problem)
 
+    @property
+    def max_lifetime_minutes(self) -> int:
+        """The longest lifetime a job may ask for here: SSM ends a command at its
+        executionTimeout, at most 48 hours (in the server's minutes; tests shrink them)."""
+        return int(MAX_EXECUTION_TIMEOUT // self.lifetime_unit_seconds)
+
     def validate(self, job: Job) -> None:
         self.require_configured()
+        if job.max_lifetime_minutes > self.max_lifetime_minutes:
+            raise InvalidRequest(
+                f"On EC2 a job may run at most 48 hours ({self.max_lifetime_minutes} minutes): "
+                "SSM ends the job's command then. Ask for a shorter max lifetime."
+            )
         for name in job.env:
             if name.upper().startswith("AWSJOBS_"):
                 raise InvalidRequest(f"env: {name} is reserved (names starting with AWSJOBS_).")
