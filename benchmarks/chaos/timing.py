@@ -85,6 +85,11 @@ def app_config(endpoint_url: str, subnets: list[str], cache_dir: str) -> dict[st
             "ssm_retry_seconds": 0.2,
             "ssm_retry_max_seconds": 1.0,
             "reattach_grace_seconds": 8.0,
+            # Over the simulator's NotFound/unlisted windows (1.5 s / 3 s), as 300 s is over
+            # AWS's; a launch's cleanup and its retries scaled alike.
+            "consistency_window_seconds": 10.0,
+            "launch_cleanup_timeout_seconds": 30.0,
+            "cleanup_retry_seconds": 0.3,
             "stop_confirm_attempts": 4,
             "stop_confirm_delay_seconds": 0.5,
         },
