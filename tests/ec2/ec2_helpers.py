@@ -52,6 +52,19 @@ class Recorder:
             await self.hold()
 
 
+async def launch_tagged(ec2: Any, tags: dict[str, str]) -> str:
+    """An instance launched from outside the backend, with these tags; its id."""
+    made = await ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
+    )
+    return str(made["Instances"][0]["InstanceId"])
+
+
 def set_state(sim: SimulatedAWS, instance_id: str, reason_code: str) -> None:
     """The instance goes down on AWS's side with this StateReason (simulated.halt)."""
     halt(sim, instance_id, reason_code)

@@ -30,6 +30,15 @@ def machine_state(sim: Any, iid: str) -> str:
     return str(sim.simulator.machine(iid).state)
 
 
+async def _launched_unseen(make_backend: Any, root: Any, sim: Any) -> tuple[Any, Any]:
+    """A job launched while EC2 does not know new instances for HIDDEN_SECONDS."""
+    backend = make_backend(consistency_window_seconds=30)
+    sim.configure(hidden_for())
+    job = make_job(root)
+    await backend.launch(job, Recorder(job))
+    return backend, job
+
+
 async def _stop_as_the_service_does(backend: Any, job: Any, tries: int = 200) -> None:
     """backend.stop, retried on BackendError (what the job service does)."""
     for _ in range(tries):
@@ -65,10 +74,7 @@ async def test_an_old_id_ec2_no_longer_knows_is_gone(sim, aws):
 async def test_stop_right_after_launch_terminates_an_instance_ec2_does_not_show_yet(
     make_backend, root, sim
 ):
-    backend = make_backend(consistency_window_seconds=30)
-    sim.configure(hidden_for())
-    job = make_job(root)
-    await backend.launch(job, Recorder(job))
+    backend, job = await _launched_unseen(make_backend, root, sim)
     await _stop_as_the_service_does(backend, job)
     assert machine_state(sim, job.handle["instance_id"]) in GONE
 
@@ -76,10 +82,7 @@ async def test_stop_right_after_launch_terminates_an_instance_ec2_does_not_show_
 async def test_a_job_that_ends_before_ec2_shows_its_instance_waits_for_its_termination(
     make_backend, root, sim
 ):
-    backend = make_backend(consistency_window_seconds=30)
-    sim.configure(hidden_for())
-    job = make_job(root)
-    await backend.launch(job, Recorder(job))
+    backend, job = await _launched_unseen(make_backend, root, sim)
     (backend.job_state_dir(job) / "exit_code").write_text("0\n")
     waiter = asyncio.ensure_future(backend.wait(job))
     for _ in range(200):
@@ -95,10 +98,7 @@ async def test_a_job_that_ends_before_ec2_shows_its_instance_waits_for_its_termi
 async def test_reattach_right_after_launch_waits_for_ec2_to_show_the_instance(
     make_backend, root, sim
 ):
-    sim.configure(hidden_for())
-    first = make_backend(consistency_window_seconds=30)
-    job = make_job(root)
-    await first.launch(job, Recorder(job))
+    _, job = await _launched_unseen(make_backend, root, sim)
     restarted = make_backend(consistency_window_seconds=30)
     # Not "its instance no longer exists": EC2 has not caught up yet; the service retries.
     with pytest.raises(BackendError, match="not visible"):

@@ -187,18 +187,27 @@ async def test_a_running_job_costs_no_ssm_call_until_its_check_is_due(make_backe
     waiter.cancel()
 
 
-async def test_a_command_cancelled_outside_awsjobs_is_found_while_its_instance_runs(
-    make_backend, root, sim, aws
+@pytest.mark.parametrize(
+    ("details", "words"),
+    [
+        ("Cancelled", "cancelled outside awsjobs"),
+        # SSM gave up delivering it (agent offline past TimeoutSeconds): Status TimedOut,
+        # StatusDetails "Delivery Timed Out". The job never ran: a failure that says so.
+        ("Delivery Timed Out", "never delivered"),
+    ],
+)
+async def test_a_command_ended_outside_the_script_is_found_while_its_instance_runs(
+    make_backend, root, sim, aws, details, words
 ):
-    # The command died (cancelled from the console, agent gone) without an exit code and the
-    # instance did not halt: a spare check (leftover budget, this job due) finds it, and the
-    # instance is terminated instead of billing until the lifetime deadline.
+    # The command died (cancelled from the console, never delivered, agent gone) without an
+    # exit code and the instance did not halt: a spare check (leftover budget, this job due)
+    # finds it, and the instance is terminated instead of billing until the lifetime deadline.
     backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
     waiter = await _waiting(backend, job)
-    _set_invocation(sim, job, "Cancelled")
+    _set_invocation(sim, job, details)
     outcome = await _cycle_until_done(backend, waiter)
     assert outcome.state is JobState.FAILED
-    assert "cancelled outside awsjobs" in outcome.error
+    assert words in outcome.error and "execution timeout" not in outcome.error
     assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")
 
 
@@ -339,22 +348,3 @@ async def test_monitor_backs_off_exponentially_while_throttled(
     assert outcome.state is JobState.SUCCEEDED
     assert monitor.stats.throttled_cycles == 4
     assert delays[:4] == [2.0, 4.0, 6.0, 6.0]  # doubling, capped at max_backoff
-
-
-# -- SSM's StatusDetails, as AWS writes them ---------------------------------------------------
-
-
-async def test_a_command_never_delivered_is_not_called_an_execution_timeout(
-    make_backend, root, sim, aws
-):
-    # SSM gave up delivering the command (agent offline past TimeoutSeconds): Status TimedOut,
-    # StatusDetails "Delivery Timed Out". The job never ran: a failure that says so, not a
-    # "reached its execution timeout".
-    backend, job = await _launched(make_backend, root, command_check_interval_seconds=0)
-    waiter = await _waiting(backend, job)
-    _set_invocation(sim, job, "Delivery Timed Out")
-    outcome = await _cycle_until_done(backend, waiter)
-    assert outcome.state is JobState.FAILED
-    assert "Delivery Timed Out" in outcome.error and "never" in outcome.error
-    assert "execution timeout" not in outcome.error
-    assert await _state(aws, job.handle["instance_id"]) in ("shutting-down", "terminated")

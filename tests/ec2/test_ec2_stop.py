@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiobotocore.stub import AioStubber
-from ec2_helpers import Recorder, make_job, set_state
+from ec2_helpers import Recorder, launch_tagged, make_job, set_state
 
 from awsjobs_lab.errors import BackendError, Forbidden, InvalidRequest
 from awsjobs_lab.models import JobState
@@ -209,21 +209,7 @@ async def test_reattach_rules_on_what_happened_while_away(make_backend, root, si
     assert outcome is None
     # ...while a half-launched job whose command never went out is terminated.
     never = make_job(root, "never.py")
-    ec2 = await aws("ec2")
-    await ec2.run_instances(
-        ImageId="ami-12c6146b",
-        MinCount=1,
-        MaxCount=1,
-        TagSpecifications=[
-            {
-                "ResourceType": "instance",
-                "Tags": [
-                    {"Key": "awsjobs:managed", "Value": "true"},
-                    {"Key": "awsjobs:job-id", "Value": never.id},
-                ],
-            }
-        ],
-    )
+    await launch_tagged(await aws("ec2"), {"awsjobs:managed": "true", "awsjobs:job-id": never.id})
     outcome = await restarted.reattach(never)
     assert outcome.state is JobState.FAILED and "launching" in outcome.error
     await _assert_nothing_left(aws, never.id)

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from ec2_helpers import Recorder, make_job
+from ec2_helpers import Recorder, launch_tagged, make_job
 
 from awsjobs_lab.aws.launch import client_token
 from awsjobs_lab.aws.select import Candidate
@@ -96,22 +96,8 @@ async def test_reattach_of_a_launch_cut_short_looks_by_tag_over_the_window(
     sim.configure({"consistency": {"instance_unlisted_seconds": 0.5}})
     job = make_job(root)
     job.handle["launch_attempt"] = {"client_token": "t", "at": time.time()}
-    ec2 = await aws("ec2")
-    await ec2.run_instances(
-        ImageId="ami-12c6146b",
-        MinCount=1,
-        MaxCount=1,
-        TagSpecifications=[
-            {
-                "ResourceType": "instance",
-                "Tags": [
-                    {"Key": "awsjobs:managed", "Value": "true"},
-                    {"Key": "awsjobs:owner", "Value": "tester"},
-                    {"Key": "awsjobs:job-id", "Value": job.id},
-                ],
-            }
-        ],
-    )
+    tags = {"awsjobs:managed": "true", "awsjobs:owner": "tester", "awsjobs:job-id": job.id}
+    await launch_tagged(await aws("ec2"), tags)
     restarted = make_backend(consistency_window_seconds=30)
     with pytest.raises(BackendError, match="visible yet"):
         await restarted.reattach(job)  # not "failed: never launched"
