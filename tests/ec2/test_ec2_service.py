@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ec2_helpers import launch_tagged
 
 from awsjobs_lab.backends.ec2 import EC2Backend
 from awsjobs_lab.errors import InvalidRequest
@@ -182,17 +183,8 @@ async def test_orphans_are_found_on_start_and_marked_in_the_instance_list(
 ):
     # An instance of ours whose job the store does not know (say, launched just before a
     # crash that lost the job): found by the reconcile that start() runs in the background.
-    ec2 = await aws("ec2")
     tags = {"awsjobs:managed": "true", "awsjobs:owner": "tester", "awsjobs:job-id": "0" * 16}
-    made = await ec2.run_instances(
-        ImageId="ami-12c6146b",
-        MinCount=1,
-        MaxCount=1,
-        TagSpecifications=[
-            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
-        ],
-    )
-    iid = made["Instances"][0]["InstanceId"]
+    iid = await launch_tagged(await aws("ec2"), tags)
     service = await _service_with(make_backend, root, tmp_path)
     try:
 
