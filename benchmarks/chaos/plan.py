@@ -128,15 +128,16 @@ def fault_rules(short: bool) -> list[dict[str, Any]]:
 
 
 def capacity_shortage(kind: str) -> dict[str, Any]:
-    """What a capacity-on step switches on. "capacity": no on-demand capacity in us-east-1a,
-    no on-demand offer in us-east-1b, spot too dear everywhere. "quotas": vCPU quotas of one 2-vCPU
-    instance per market (VcpuLimitExceeded, MaxSpotInstanceCountExceeded)."""
+    """What a capacity-on step switches on. "capacity": no on-demand offer in us-east-1a
+    (the first zone tried), no on-demand capacity in us-east-1b, spot too dear everywhere.
+    "quotas": vCPU quotas of one 2-vCPU instance per market (VcpuLimitExceeded,
+    MaxSpotInstanceCountExceeded)."""
     if kind == "quotas":
         return {"rules": [], "on_demand_vcpus": {"standard": 2}, "spot_vcpus": {"standard": 2}}
     return {
         "rules": [
-            {"error": "InsufficientInstanceCapacity", "zone": "us-east-1a", "market": "on-demand"},
-            {"error": "Unsupported", "zone": "us-east-1b", "market": "on-demand"},
+            {"error": "Unsupported", "zone": "us-east-1a", "market": "on-demand"},
+            {"error": "InsufficientInstanceCapacity", "zone": "us-east-1b", "market": "on-demand"},
             {"error": "SpotMaxPriceTooLow", "market": "spot"},
         ],
         "on_demand_vcpus": {},
