@@ -180,6 +180,11 @@ export interface IBackendInfo {
   label: string;
   configured: boolean;
   capabilities: IBackendCapabilities;
+  /**
+   * The longest lifetime this backend allows, when it is shorter than the
+   * server's limit (EC2: SSM ends a command after 48 hours).
+   */
+  max_lifetime_minutes?: number;
   [extra: string]: unknown;
 }
 

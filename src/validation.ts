@@ -197,6 +197,25 @@ function logPathError(
   return null;
 }
 
+/**
+ * The server's limits narrowed by the chosen backend's own (a backend may
+ * allow a shorter lifetime than the server; 0 means no limit).
+ */
+export function limitsFor(
+  limits: IServerLimits,
+  backend: IBackendInfo | undefined
+): IServerLimits {
+  const own = backend?.max_lifetime_minutes;
+  if (typeof own !== 'number' || own <= 0) {
+    return limits;
+  }
+  const server = limits.max_lifetime_minutes;
+  return {
+    ...limits,
+    max_lifetime_minutes: server > 0 ? Math.min(server, own) : own
+  };
+}
+
 /** Validate the form; the request is null when any field is invalid. */
 export function validateLaunch(
   form: ILaunchForm,
@@ -209,9 +228,10 @@ export function validateLaunch(
     errors.backend = trans.__('Choose a backend');
   }
 
+  const backend = context.backends.find(b => b.id === form.backend);
   const { memory, cpus, lifetime } = validateNumbers(
     form,
-    context.limits,
+    limitsFor(context.limits, backend),
     errors,
     trans
   );

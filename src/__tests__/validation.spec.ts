@@ -5,6 +5,7 @@ import {
   formFromJob,
   ILaunchContext,
   ILaunchForm,
+  limitsFor,
   parseEnv,
   parseParameters,
   validateLaunch
@@ -149,6 +150,29 @@ describe('limits and capabilities from GET config', () => {
       trans
     );
     expect(atLimit.errors).toEqual({});
+  });
+
+  it("narrows the lifetime to the chosen backend's own limit", () => {
+    const capped = makeBackend('capped', { max_lifetime_minutes: 2880 });
+    const limits = { memory_gib: 64, cpus: 8, max_lifetime_minutes: 10080 };
+    const onCapped = validateLaunch(
+      form({ backend: 'capped', maxLifetimeMinutes: '2881' }),
+      context({ backends: [LOCAL, capped], limits }),
+      trans
+    );
+    expect(onCapped.errors.maxLifetimeMinutes).toBe(
+      'Maximum lifetime must be at most 2880 minutes'
+    );
+    const onLocal = validateLaunch(
+      form({ backend: 'local', maxLifetimeMinutes: '2881' }),
+      context({ backends: [LOCAL, capped], limits }),
+      trans
+    );
+    expect(onLocal.errors).toEqual({});
+    expect(limitsFor({ ...limits, max_lifetime_minutes: 0 }, capped)).toEqual({
+      ...limits,
+      max_lifetime_minutes: 2880
+    });
   });
 
   it('sends an instance type to any backend that declares instance types', () => {
