@@ -91,6 +91,7 @@ class Outcome:
 
     def to_json(self) -> dict[str, Any]:
         v = self.verdict
+        kinds = touched(self.tap, self.run_log)
         return {
             "facts": self.facts,
             "ok": v.violations == 0,
@@ -109,7 +110,14 @@ class Outcome:
             "leftover_seconds": v.leftover,
             "per_kind": {k: asdict(c) for k, c in v.per_kind.items()},
             "broken_jobs": {j: self.story(j) for j in broken_jobs(v)},
-            "jobs": {str(j["id"]): {"state": j["state"], "error": j.get("error")} for j in v.jobs},
+            "jobs": {
+                str(j["id"]): {
+                    "state": j["state"],
+                    "error": j.get("error"),
+                    "touched_by": sorted(kinds.get(str(j["id"]), ())),
+                }
+                for j in v.jobs
+            },
         }
 
     def story(self, job_id: str) -> dict[str, Any]:
