@@ -158,4 +158,23 @@ describe('LaunchDialogBody', () => {
       'GPU pool'
     ]);
   });
+
+  it("caps the lifetime field at the backend's own limit", async () => {
+    const capped = makeBackend('capped', { max_lifetime_minutes: 720 });
+    const b = create([], { backend: 'capped' }, [LOCAL, capped]);
+    await render(b);
+    const lifetime = () =>
+      b.node.querySelector(
+        'input[name="maxLifetimeMinutes"]'
+      ) as HTMLInputElement;
+    expect(lifetime().max).toBe('720');
+    expect(lifetime().title).toBe('At most 720 minutes here');
+    type(lifetime(), '721');
+    await render(b);
+    expect(
+      b.node.querySelector(
+        '.jp-AWSJobs-fieldError[data-field="maxLifetimeMinutes"]'
+      )?.textContent
+    ).toBe('Maximum lifetime must be at most 720 minutes');
+  });
 });

@@ -21,6 +21,7 @@ import {
   ILaunchForm,
   LaunchErrors,
   LaunchField,
+  limitsFor,
   validateLaunch
 } from '../validation';
 
@@ -190,7 +191,9 @@ export class LaunchDialogBody extends ReactWidget {
   }
 
   private _renderNumbers(field: IFieldHelpers): JSX.Element {
-    const { trans } = this._options;
+    const { trans, context } = this._options;
+    const backend = context.backends.find(b => b.id === this._form.backend);
+    const maxLifetime = limitsFor(context.limits, backend).max_lifetime_minutes;
     return (
       <>
         <div className="jp-AWSJobs-fieldRow">
@@ -208,7 +211,16 @@ export class LaunchDialogBody extends ReactWidget {
             field,
             'maxLifetimeMinutes',
             trans.__('Max lifetime (min)'),
-            { type: 'number', min: '1', step: '1' }
+            {
+              type: 'number',
+              min: '1',
+              step: '1',
+              max: maxLifetime > 0 ? String(maxLifetime) : undefined,
+              title:
+                maxLifetime > 0
+                  ? trans.__('At most %1 minutes here', maxLifetime)
+                  : undefined
+            }
           )}
         </div>
         {field.error('memoryGib')}
