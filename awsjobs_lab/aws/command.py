@@ -1,8 +1,12 @@
 """The SSM `AWS-RunShellScript` command that runs one job on its worker.
 
-The script is POSIX sh (the SSM agent runs it with `sh`). Every value that comes from the user
-(paths, argv, environment values) is `shlex.quote`d; nothing is concatenated unquoted. It:
+The script is POSIX sh (the SSM agent runs it with `sh`). SSM resolves `{{ssm:…}}` and
+`{{resolve:…}}` references in a command's parameters before the agent sees them, so no value
+that comes from the user (paths, argv, environment values, the job id) is written into the text
+as it is: each is sent base64-encoded (`[A-Za-z0-9+/=]`: never a reference, never a quoting
+question) and decoded on the worker into a shell variable of ours. The script:
 
+0. decodes the job's values, or fails clearly (no `base64` on the image);
 1. waits for the boot script to have mounted EFS (`ready` marker), or fails clearly;
 2. refuses to run twice on one instance (a duplicate SendCommand is a no-op);
 3. `cd`s to the script's folder, exports the job's environment, runs the runner's argv with
@@ -15,6 +19,7 @@ The script is POSIX sh (the SSM agent runs it with `sh`). Every value that comes
 
 from __future__ import annotations
 
+import base64
 import posixpath
 import re
 import shlex
@@ -27,6 +32,50 @@ from .userdata import FAILED_MARKER, MARKER_DIR, READY_MARKER
 # Exit codes of our own failures (not the script's).
 EXIT_NOT_MOUNTED = 97
 EXIT_NO_FOLDER = 96
+EXIT_UNDECODABLE = 95
+
+# Decodes one value into one of our variables. The `.` appended inside the command
+# substitution keeps a value's trailing newlines (which `$(…)` would strip).
+_DECODER = [
+    "awsjobs_decode() {",
+    "  awsjobs_value=$(printf '%s' \"$2\" | base64 -d && echo .) || return 1",
+    '  eval "$1=\\${awsjobs_value%.}"',
+    "}",
+    "awsjobs_undecodable() {",
+    "  echo 'awsjobs: cannot decode the values of the job (is base64 installed?)' >&2",
+    "  awsjobs_halt",
+    f"  exit {EXIT_UNDECODABLE}",
+    "}",
+]
+
+
+def encode(value: str) -> str:
+    """A value as it is written into the command text: base64 of its UTF-8 bytes."""
+    return base64.b64encode(value.encode("utf-8", "surrogateescape")).decode("ascii")
+
+
+def decode_line(variable: str, value: str) -> str:
+    """The script line that sets our shell `variable` to `value`, sent encoded."""
+    return f"awsjobs_decode {variable} '{encode(value)}' || awsjobs_undecodable"
+
+
+def check_values(argv: Sequence[str], paths: Sequence[str], env: Mapping[str, str]) -> None:
+    """Refuse what the worker could not be given: no command, relative paths, env names that
+    are not portable or are ours, NUL characters (no shell variable can hold one)."""
+    if not argv:
+        raise InvalidRequest("The job has no command to run.")
+    for path in paths:
+        if not posixpath.isabs(path):
+            raise InvalidRequest(f"The worker needs absolute paths, got {path!r}.")
+    for name, value in env.items():
+        if not ENV_NAME.match(name):
+            raise InvalidRequest(f"env: {name!r} is not a valid variable name.")
+        if name.upper().startswith("AWSJOBS_"):
+            raise InvalidRequest(f"env: {name} is reserved (names starting with AWSJOBS_).")
+        if "\0" in value:
+            raise InvalidRequest(f"env: the value of {name} contains a NUL character.")
+    if any("\0" in value for value in [*argv, *paths]):
+        raise InvalidRequest("The job's command or paths contain a NUL character.")
 
 
 def build_commands(
@@ -44,37 +93,65 @@ def build_commands(
     shutdown: bool = True,
 ) -> list[str]:
     """The `commands` parameter of AWS-RunShellScript: one list of script lines."""
-    if not argv:
-        raise InvalidRequest("The job has no command to run.")
-    for path in (cwd, log_path, exit_code_path):
-        if not posixpath.isabs(path):
-            raise InvalidRequest(f"The worker needs absolute paths, got {path!r}.")
     env = dict(env or {})
-    for name, value in env.items():
-        if not ENV_NAME.match(name):
-            raise InvalidRequest(f"env: {name!r} is not a valid variable name.")
-        if name.upper().startswith("AWSJOBS_"):
-            raise InvalidRequest(f"env: {name} is reserved (names starting with AWSJOBS_).")
-        if "\0" in value:
-            raise InvalidRequest(f"env: the value of {name} contains a NUL character.")
-    q = shlex.quote
+    check_values(argv, (cwd, log_path, exit_code_path), env)
+    names = sorted(env)
     tag = re.sub(r"[^A-Za-z0-9_-]", "_", job_id)
     halt = "shutdown -h now 'awsjobs: job finished' >/dev/null 2>&1 || true" if shutdown else ":"
     lines = [
         "set -u",
         f"# awsjobs-lab job {tag}",
         'PATH="$PATH:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"; export PATH',
-        f"AWSJOBS_LOG={q(log_path)}",
-        f"AWSJOBS_EXIT={q(exit_code_path)}",
         "awsjobs_halt() {",
         f"  {halt}",
         "}",
+        *_DECODER,
+        "# 0. the job's values, sent encoded so that SSM takes none of them for a reference",
+        decode_line("AWSJOBS_LOG", log_path),
+        decode_line("AWSJOBS_EXIT", exit_code_path),
+        decode_line("awsjobs_cwd", cwd),
+        decode_line("awsjobs_log_dir", posixpath.dirname(log_path)),
+        decode_line("awsjobs_exit_dir", posixpath.dirname(exit_code_path)),
+        decode_line("awsjobs_job_id", job_id),
+        *(decode_line(f"awsjobs_env_{i}", env[name]) for i, name in enumerate(names)),
+        *(decode_line(f"awsjobs_arg_{i}", arg) for i, arg in enumerate(argv)),
         "awsjobs_finish() {",
         '  printf \'%s\\n\' "$1" > "$AWSJOBS_EXIT.tmp.$$" &&',
         '    mv -f "$AWSJOBS_EXIT.tmp.$$" "$AWSJOBS_EXIT"',
         "  awsjobs_halt",
         '  exit "$1"',
         "}",
+        *_wait_for_mount(ready_marker, failed_marker, ready_wait_seconds),
+        "# 2. once per instance: a repeated SendCommand must not run the job twice",
+        f"if ! mkdir {shlex.quote(started_marker)} 2>/dev/null; then",
+        "  echo 'awsjobs: this job has already started on this instance' >&2",
+        "  exit 0",
+        "fi",
+        "# 3. run the job in its folder, output appended to its log on the shared file system",
+        'mkdir -p "$awsjobs_exit_dir" "$awsjobs_log_dir"',
+        'if ! cd "$awsjobs_cwd"; then',
+        "  printf '[awsjobs] cannot enter the folder %s\\n' \"$awsjobs_cwd\" >> \"$AWSJOBS_LOG\"",
+        f"  awsjobs_finish {EXIT_NO_FOLDER}",
+        "fi",
+        *(f'export {name}="$awsjobs_env_{i}"' for i, name in enumerate(names)),
+        'export AWSJOBS_JOB_ID="$awsjobs_job_id"',
+        'echo "[awsjobs] job started on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ)"'
+        ' >> "$AWSJOBS_LOG"',
+        " ".join(f'"$awsjobs_arg_{i}"' for i in range(len(argv)))
+        + ' >> "$AWSJOBS_LOG" 2>&1 < /dev/null',
+        "awsjobs_rc=$?",
+        'echo "[awsjobs] exit code $awsjobs_rc at $(date -u +%Y-%m-%dT%H:%M:%SZ)"'
+        ' >> "$AWSJOBS_LOG"',
+        "# 4. the exit code, atomically, then 5. the instance goes away",
+        'awsjobs_finish "$awsjobs_rc"',
+    ]
+    return lines
+
+
+def _wait_for_mount(ready_marker: str, failed_marker: str, wait_seconds: int) -> list[str]:
+    """Step 1: wait for the boot script's `ready` marker; its failure marker ends the job."""
+    q = shlex.quote
+    return [
         "# 1. wait for the shared file system (mounted by the boot script)",
         "awsjobs_waited=0",
         f"while [ ! -e {q(ready_marker)} ]; do",
@@ -83,7 +160,7 @@ def build_commands(
         "    awsjobs_halt",
         f"    exit {EXIT_NOT_MOUNTED}",
         "  fi",
-        f'  if [ "$awsjobs_waited" -ge {int(ready_wait_seconds)} ]; then',
+        f'  if [ "$awsjobs_waited" -ge {int(wait_seconds)} ]; then',
         "    echo 'awsjobs: the shared file system was not mounted in time' >&2",
         "    awsjobs_halt",
         f"    exit {EXIT_NOT_MOUNTED}",
@@ -91,28 +168,4 @@ def build_commands(
         "  sleep 2",
         "  awsjobs_waited=$((awsjobs_waited + 2))",
         "done",
-        "# 2. once per instance: a repeated SendCommand must not run the job twice",
-        f"if ! mkdir {q(started_marker)} 2>/dev/null; then",
-        "  echo 'awsjobs: this job has already started on this instance' >&2",
-        "  exit 0",
-        "fi",
-        "# 3. run the job in its folder, output appended to its log on the shared file system",
-        f"mkdir -p {q(posixpath.dirname(exit_code_path))} {q(posixpath.dirname(log_path))}",
-        f"if ! cd {q(cwd)}; then",
-        f'  echo "[awsjobs] cannot enter the folder "{q(cwd)} >> "$AWSJOBS_LOG"',
-        f"  awsjobs_finish {EXIT_NO_FOLDER}",
-        "fi",
     ]
-    lines += [f"export {name}={q(value)}" for name, value in sorted(env.items())]
-    lines += [
-        f"export AWSJOBS_JOB_ID={q(job_id)}",
-        'echo "[awsjobs] job started on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ)"'
-        ' >> "$AWSJOBS_LOG"',
-        " ".join(q(arg) for arg in argv) + ' >> "$AWSJOBS_LOG" 2>&1 < /dev/null',
-        "awsjobs_rc=$?",
-        'echo "[awsjobs] exit code $awsjobs_rc at $(date -u +%Y-%m-%dT%H:%M:%SZ)"'
-        ' >> "$AWSJOBS_LOG"',
-        "# 4. the exit code, atomically, then 5. the instance goes away",
-        'awsjobs_finish "$awsjobs_rc"',
-    ]
-    return lines

@@ -162,7 +162,9 @@ def test_command_builder_refuses_unsafe_input():
     with pytest.raises(InvalidRequest):
         command.build_commands(**{**base, "argv": []})
     lines = command.build_commands(**base, env={"X": "a b"}, shutdown=False)
-    assert "export X='a b'" in lines
+    # The value is sent base64-encoded (SSM never reads it as a {{...}} reference) and exported.
+    assert f"awsjobs_decode awsjobs_env_0 '{command.encode('a b')}' || awsjobs_undecodable" in lines
+    assert 'export X="$awsjobs_env_0"' in lines
     assert not any("shutdown" in line for line in lines)
 
 
