@@ -48,15 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("--jobs must be at least 2 and --kills at least 0")
     os.chdir(REPO)
     out = sys.stdout
+    # With --json, stdout carries the JSON only: the run's log lines go to stderr.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         outcome = run(plan.make_plan(args.seed, jobs, kills, args.short), keep=args.keep)
+        if args.write:
+            results.write_section(RESULTS, table.section(outcome))
+            log(f"wrote the chaos section of {RESULTS.relative_to(REPO)}")
     if args.json:
         print(json.dumps(outcome.to_json(), indent=1, default=str), file=out)
     else:
         print(table.text(outcome), file=out)
-    if args.write:
-        results.write_section(RESULTS, table.section(outcome))
-        log(f"wrote the chaos section of {RESULTS.relative_to(REPO)}")
     return 0 if outcome.verdict.violations == 0 else 1
 
 

@@ -91,7 +91,6 @@ class Outcome:
 
     def to_json(self) -> dict[str, Any]:
         v = self.verdict
-        kinds = touched(self.tap, self.run_log)
         return {
             "facts": self.facts,
             "ok": v.violations == 0,
@@ -109,15 +108,8 @@ class Outcome:
             "run_twice": v.run_twice,
             "leftover_seconds": v.leftover,
             "per_kind": {k: asdict(c) for k, c in v.per_kind.items()},
-            "broken_jobs": {j: self.story(j) for j in broken_jobs(v)},
-            "jobs": {
-                str(j["id"]): {
-                    "state": j["state"],
-                    "error": j.get("error"),
-                    "touched_by": sorted(kinds.get(str(j["id"]), ())),
-                }
-                for j in v.jobs
-            },
+            "broken_jobs": broken_jobs(v),
+            "jobs": {str(j["id"]): self.story(str(j["id"])) for j in v.jobs},
         }
 
     def story(self, job_id: str) -> dict[str, Any]:
@@ -148,6 +140,7 @@ class Outcome:
                 for life in lives
             ],
             "runs": self.verdict.runs.get(job_id, 0),
+            "touched_by": sorted(touched(self.tap, self.run_log).get(job_id, set())),
         }
 
 

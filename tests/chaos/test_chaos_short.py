@@ -32,7 +32,8 @@ def test_short_chaos_run_keeps_every_invariant() -> None:
     )
     assert done.stdout.strip(), f"no report (exit {done.returncode}):\n{done.stderr[-4000:]}"
     report = json.loads(done.stdout)
-    broken = json.dumps(report["broken_jobs"], indent=1)[:8000]
+    stories = {job: report["jobs"][job] for job in report["broken_jobs"]}
+    broken = json.dumps(stories, indent=1)[:8000]
     summary = json.dumps(report["table"], indent=1)
     assert report["leaks"] == [], f"leaked instances:\n{summary}\n{broken}"
     assert report["final_while_alive"] == [], f"final while running:\n{summary}\n{broken}"
