@@ -79,6 +79,9 @@ class CapacityConfig:
     # MaxSpotInstanceCountExceeded.
     on_demand_vcpus: dict[str, int] = field(default_factory=dict)
     spot_vcpus: dict[str, int] = field(default_factory=dict)
+    # What an instant CreateFleet orders its pools by ("type@zone" or "type" → USD/hour); a
+    # pool not listed comes after the priced ones, in the order of the request.
+    prices: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

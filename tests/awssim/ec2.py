@@ -109,7 +109,7 @@ class Ec2Hooks:
     # -- launch ------------------------------------------------------------------------------
     def run_instances(self, response: BaseResponse, original: Original) -> Answer:
         token = response._get_param("ClientToken") or ""
-        fingerprint = _fingerprint(response)
+        fingerprint = fingerprint_of(response)
         replay = self._replay(response, token, fingerprint) if token else None
         if replay is not None:
             return replay
@@ -159,11 +159,15 @@ class Ec2Hooks:
             market=_market(response),
             count=int(response._get_param("MinCount") or 1),
         )
+        code = self.refused(ask, "RunInstances")
+        return None if code is None else error_answer(response, code)
+
+    def refused(self, ask: LaunchAsk, action: str) -> str | None:
+        """The capacity or quota error `ask` meets (recorded as a fault of `action`), if any."""
         code = refusal(ask, self.world.config.capacity, self._vcpus_in_use(ask))
-        if code is None:
-            return None
-        self.world.record.fault("ec2", "RunInstances", code)
-        return error_answer(response, code)
+        if code is not None:
+            self.world.record.fault("ec2", action, code)
+        return code
 
     def _vcpus_in_use(self, ask: LaunchAsk) -> int:
         group = quota_group(ask.instance_type)
@@ -244,7 +248,7 @@ def _zone(response: BaseResponse) -> str:
     return str(zone or "")
 
 
-def _fingerprint(response: BaseResponse) -> str:
+def fingerprint_of(response: BaseResponse) -> str:
     """The request without its ClientToken, to tell a retry from a different request."""
     ignored = {"ClientToken", "Action", "Version"}
     items = sorted((k, v) for k, v in response.querystring.items() if k not in ignored)

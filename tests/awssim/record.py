@@ -62,6 +62,7 @@ class Record:
     faults_by_action: Counter[str] = field(default_factory=Counter)  # "ec2:RunInstances:kind"
     events: Counter[str] = field(default_factory=Counter)  # e.g. "spot-interruption"
     instances: dict[str, InstanceLife] = field(default_factory=dict)
+    fleets: list[dict[str, Any]] = field(default_factory=list)  # instant CreateFleet requests
 
     def call(self, service: str, action: str) -> None:
         self.calls[f"{service}:{action}"] += 1
@@ -85,4 +86,5 @@ class Record:
             "events": dict(self.events),
             "instances": [life.to_json() for life in self.instances.values()],
             "instance_seconds": round(self.instance_seconds(), 3),
+            "fleets": list(self.fleets),
         }

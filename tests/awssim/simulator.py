@@ -23,6 +23,7 @@ from .consistency import Visibility
 from .ec2 import Ec2Hooks
 from .errors import Answer, error_answer
 from .faults import Fault, FaultPlan
+from .fleets import FleetHooks
 from .machines import Fleet, Machine
 from .record import Record
 from .ssm import SsmHooks
@@ -48,8 +49,13 @@ class Simulator:
         self.world = World(self.config, record, fleet, agent, Visibility())
         self.plan = FaultPlan(self.config.seed)
         self.hooks: dict[tuple[str, str], Hook] = {}
-        for service, hooks in (("ec2", Ec2Hooks(self.world)), ("ssm", SsmHooks(self.world))):
-            for action, hook in hooks.table().items():
+        ec2 = Ec2Hooks(self.world)
+        for service, table in (
+            ("ec2", ec2.table()),
+            ("ec2", FleetHooks(self.world, ec2).table()),
+            ("ssm", SsmHooks(self.world).table()),
+        ):
+            for action, hook in table.items():
                 self.hooks[(service, action)] = hook
 
     @property
