@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .backends.base import Backend
+from .budget import SpendingCap
 from .errors import AWSJobsError, BackendError, StoreUnavailable
 from .models import ACTIVE_STATES, InvalidTransition, Job, JobState, Outcome, now
 from .store import JobStore
@@ -77,11 +78,14 @@ class JobDriver:
         backends: Mapping[str, Backend],
         options: DriverOptions,
         log: Logger,
+        budget: SpendingCap | None = None,
     ) -> None:
         self.store = store
         self.backends = backends
         self.options = options
         self.log = log
+        # The spending cap a relaunch after an interruption is checked against (None: none).
+        self.budget = budget
         self._tasks: set[asyncio.Task[Any]] = set()
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._stoppers: dict[str, asyncio.Task[None]] = {}

@@ -33,6 +33,13 @@ class Conflict(AWSJobsError):
     reason = "conflict"
 
 
+class OverBudget(Conflict):
+    """A launch that would pass c.AWSJobs.max_active_instances or max_hourly_spend; the
+    message says the cap, the figure now and what the job would add."""
+
+    reason = "budget"
+
+
 class Forbidden(AWSJobsError):
     status = 403
     reason = "forbidden"
