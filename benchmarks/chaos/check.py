@@ -216,14 +216,15 @@ def _runner(job: Mapping[str, Any], its: list[Json]) -> Json | None:
 
 
 def _needed(job: Mapping[str, Any], life: Mapping[str, Any], seconds: float) -> float:
-    launched = _epoch(str(life["launched_at"]))
+    launched = epoch(str(life["launched_at"]))
     ended = job.get("finished_at")
     if launched is None or ended is None:
         return seconds
     return max(0.0, min(seconds, float(ended) - launched))
 
 
-def _epoch(iso: str) -> float | None:
+def epoch(iso: str) -> float | None:
+    """Seconds since the epoch of an ISO time as the record writes it (…Z)."""
     try:
         return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
     except ValueError:

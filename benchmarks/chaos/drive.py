@@ -45,6 +45,7 @@ class RunLog:
 
     submitted: dict[str, plan.JobSpec] = field(default_factory=dict)  # job id → spec
     job_events: dict[str, Counter[str]] = field(default_factory=dict)  # job id → event → n
+    job_event_log: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     events: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)  # steps with nothing to act on
     lost_submissions: int = 0
@@ -56,6 +57,7 @@ class RunLog:
         self.events[name] += 1
         if job:
             self.job_events.setdefault(job, Counter())[name] += 1
+            self.job_event_log.setdefault(job, []).append((time.time(), name))
 
 
 class Driver:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .check import Verdict, fault_kinds, managed_lives
+from .check import Json, Verdict, epoch, fault_kinds, managed_lives
 from .drive import RunLog
 from .results import BEGIN, END
 from .tap import Tap
@@ -141,7 +141,34 @@ class Outcome:
             ],
             "runs": self.verdict.runs.get(job_id, 0),
             "touched_by": sorted(touched(self.tap, self.run_log).get(job_id, set())),
+            "sequence": self.sequence(job_id, job, lives),
         }
+
+    def sequence(self, job_id: str, job: Mapping[str, Any], lives: list[Json]) -> list[str]:
+        """Everything that happened to a job, in time order (UTC, to the millisecond): its
+        moves, the faults of calls about it, the chaos aimed at it, its instances' lives."""
+        steps: list[tuple[float, str]] = []
+        for move in job.get("history", []):
+            steps.append((float(move["at"]), f"job {move['state']}: {move.get('reason') or ''}"))
+        steps += [(at, f"fault {what}") for at, what in self.tap.job_fault_log.get(job_id, [])]
+        steps += [(at, f"chaos {what}") for at, what in self.run_log.job_event_log.get(job_id, [])]
+        steps += [
+            (k.at, f"server killed ({k.kind}) at {k.call}")
+            for k in self.tap.kills
+            if job_id in k.jobs
+        ]
+        for life in lives:
+            iid = life["instance_id"]
+            steps.append((epoch(life["launched_at"]) or 0.0, f"{iid} launched"))
+            if life["terminated_at"]:
+                steps.append(
+                    (_epoch(life["terminated_at"]), f"{iid} down ({life['state_reason']})")
+                )
+        return [f"{_clock(at)} {what}" for at, what in sorted(steps)]
+
+
+def _clock(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
 def touched(tap: Tap, run_log: RunLog) -> dict[str, set[str]]:

@@ -24,6 +24,7 @@ JOB_TAG = "awsjobs:job-id"
 Answer = Any  # moto's (status, headers, body)
 Original = Callable[[], Answer]
 Handle = Callable[[BaseResponse, Original], Answer]
+MAX_LOGGED_FAULTS = 100  # per job, in its sequence
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Tap:
         self._triggers: list[Trigger] = []
         self.kills: list[Kill] = []
         self.job_faults: dict[str, Counter[str]] = {}  # job id → fault kind → n
+        # job id → (time.time(), "Action: kind"), in order: the sequence a job went through.
+        self.job_fault_log: dict[str, list[tuple[float, str]]] = {}
         self.shared_faults: Counter[str] = Counter()  # faults of calls about no single job
         simulator = aws.simulator
         self._instances = simulator.record.instances
@@ -115,6 +118,9 @@ class Tap:
         with self._lock:
             if len(jobs) == 1:
                 self.job_faults.setdefault(jobs[0], Counter())[kind] += 1
+                entries = self.job_fault_log.setdefault(jobs[0], [])
+                if len(entries) < MAX_LOGGED_FAULTS:
+                    entries.append((time.time(), f"{action}: {kind}"))
             else:
                 self.shared_faults[kind] += 1
 
