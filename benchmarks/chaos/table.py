@@ -162,7 +162,7 @@ class Outcome:
             steps.append((epoch(life["launched_at"]) or 0.0, f"{iid} launched"))
             if life["terminated_at"]:
                 steps.append(
-                    (_epoch(life["terminated_at"]), f"{iid} down ({life['state_reason']})")
+                    (epoch(life["terminated_at"]) or 0.0, f"{iid} down ({life['state_reason']})")
                 )
         return [f"{_clock(at)} {what}" for at, what in sorted(steps)]
 
