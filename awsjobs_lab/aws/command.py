@@ -130,7 +130,7 @@ def build_commands(
         "# 3. run the job in its folder, output appended to its log on the shared file system",
         'mkdir -p "$awsjobs_exit_dir" "$awsjobs_log_dir"',
         'if ! cd "$awsjobs_cwd"; then',
-        "  printf '[awsjobs] cannot enter the folder %s\\n' \"$awsjobs_cwd\" >> \"$AWSJOBS_LOG\"",
+        '  printf \'[awsjobs] cannot enter the folder %s\\n\' "$awsjobs_cwd" >> "$AWSJOBS_LOG"',
         f"  awsjobs_finish {EXIT_NO_FOLDER}",
         "fi",
         *(f'export {name}="$awsjobs_env_{i}"' for i, name in enumerate(names)),

@@ -4,7 +4,10 @@ the command ended, cancel it.
 A new instance's SSM agent needs a while to register; until then SendCommand answers
 `InvalidInstanceId`. Retrying SendCommand with backoff is that wait with one call fewer than
 polling DescribeInstanceInformation first (which moto does not serve either: see
-docs/aws-testing.md §2).
+docs/aws-testing.md §2). Under a policy conditioned on the instance's tags
+(`ssm:resourceTag/...`), SendCommand to an instance whose agent has not registered yet may
+answer `AccessDeniedException` instead (AWS documents neither way): a caller may give that a
+window of its own, after which the denial is real and propagates.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ COMMAND_RUNNING = frozenset({"Pending", "InProgress", "Delayed"})
 # GetCommandInvocation's answers while SSM has no invocation for the instance (yet).
 NO_INVOCATION_CODES = frozenset({"InvocationDoesNotExist", "InvalidCommandId"})
 NOT_REGISTERED_CODE = "InvalidInstanceId"
+ACCESS_DENIED_CODE = "AccessDeniedException"
 
 
 class AgentNotRegistered(Exception):
@@ -80,6 +84,7 @@ async def send_until_registered(
     pause: Callable[[int], float],
     give_up: Callable[[int], Awaitable[bool]] | None = None,
     on_first_wait: Callable[[], None] | None = None,
+    access_denied_grace_seconds: float = 0.0,
 ) -> str | None:
     """SendCommand to one instance, retried while its agent is not registered (or SSM throttles).
 
@@ -87,8 +92,10 @@ async def send_until_registered(
     `pause(n)` the seconds to wait after the n-th failed attempt; `give_up(n)` is asked before
     each attempt after n failures: True ends the wait with None (a Stop came, the instance went
     away). After a failure before any answer (network), a command SSM did accept is adopted
-    rather than sent twice. Raises `AgentNotRegistered` after `timeout_seconds`; other AWS
-    errors propagate. Returns the command id.
+    rather than sent twice. `AccessDeniedException` is retried like `InvalidInstanceId` for
+    `access_denied_grace_seconds` after the first attempt, then propagates (also when the
+    timeout ends a wait whose last answer was that denial). Raises `AgentNotRegistered` after
+    `timeout_seconds`; other AWS errors propagate. Returns the command id.
     """
     started = time.monotonic()
     attempt = 0
@@ -99,7 +106,7 @@ async def send_until_registered(
             resp = await ssm.send_command(**parameters())
             return str(resp["Command"]["CommandId"])
         except ClientError as exc:
-            if error_code(exc) != NOT_REGISTERED_CODE and not is_throttling(exc):
+            if not _while_registering(exc, time.monotonic() - started, access_denied_grace_seconds):
                 raise
             failure: Exception = exc
         except BotoCoreError as exc:
@@ -110,10 +117,21 @@ async def send_until_registered(
             failure = exc
         attempt += 1
         if time.monotonic() - started >= timeout_seconds:
+            if error_code(failure) == ACCESS_DENIED_CODE:
+                raise failure  # the caller reports a denial as one, not as a missing agent
             raise AgentNotRegistered(f"{instance_id}: {failure}") from failure
         if attempt == 1 and on_first_wait is not None:
             on_first_wait()
         await asyncio.sleep(pause(attempt))
+
+
+def _while_registering(exc: ClientError, elapsed: float, access_denied_grace: float) -> bool:
+    """Whether SendCommand's error may only mean "the agent is not registered yet" (or "slow
+    down"), so it is worth another attempt `elapsed` seconds after the first."""
+    code = error_code(exc)
+    if code == ACCESS_DENIED_CODE:
+        return elapsed < access_denied_grace
+    return code == NOT_REGISTERED_CODE or is_throttling(exc)
 
 
 async def find_command(ssm: Any, instance_id: str, document: str = DOCUMENT) -> str | None:

@@ -15,7 +15,7 @@ GONE = ("shutting-down", "terminated")
 async def test_send_command_fails_and_terminate_fails_for_a_while(make_backend, root, sim, faults):
     faults.always("ssm", "SendCommand", "AccessDeniedException")
     faults.add("ec2", "TerminateInstances", "UnauthorizedOperation", times=3)
-    backend = make_backend()
+    backend = make_backend(ssm_access_denied_grace_seconds=0)  # a denial is final at once
     job = make_job(root)
     with pytest.raises(BackendError, match="SendCommand failed") as err:
         await backend.launch(job, Recorder(job))
@@ -29,7 +29,7 @@ async def test_send_command_fails_and_terminate_fails_for_a_while(make_backend, 
 async def test_a_termination_that_never_succeeds_is_not_called_one(make_backend, root, sim, faults):
     faults.always("ssm", "SendCommand", "AccessDeniedException")
     faults.always("ec2", "TerminateInstances", "UnauthorizedOperation")
-    backend = make_backend(launch_cleanup_timeout_seconds=0.3)
+    backend = make_backend(launch_cleanup_timeout_seconds=0.3, ssm_access_denied_grace_seconds=0)
     job = make_job(root)
     with pytest.raises(BackendError) as err:
         await backend.launch(job, Recorder(job))

@@ -15,13 +15,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
-from pathlib import PurePosixPath
 from typing import Any
 
 from ...aws import instances, ssm
 from ...aws.catalog import Catalog, OnDemandPrices
 from ...aws.clients import AWSClients, backoff_delay
-from ...aws.errors import AWS_ERRORS, aws_errors, error_message
+from ...aws.errors import AWS_ERRORS, aws_errors, error_code, error_message
 from ...aws.launch import Launcher, UncertainLaunch
 from ...aws.monitor import Monitor, classify
 from ...errors import BackendError
@@ -35,6 +34,19 @@ from .job_instances import JobInstances, cleanup_note
 from .settings import EC2Settings
 
 STOPPED = Outcome(JobState.STOPPED, error="stopped on request")
+
+
+def access_denied_message(exc: Exception, region: str, grace_seconds: float) -> str:
+    """What a SendCommand still denied after the registration window means, and which IAM
+    statements to check (README, "IAM permissions of the Jupyter server")."""
+    return (
+        f"SendCommand failed: {error_message(exc)}, still past the window given to the "
+        "instance's SSM agent to register (c.EC2Backend.ssm_access_denied_grace_seconds = "
+        f"{grace_seconds:g}). Check that the server's IAM policy allows ssm:SendCommand on the "
+        f"instance ARN arn:aws:ec2:{region}:ACCOUNT:instance/* with the condition "
+        "ssm:resourceTag/awsjobs:managed = true (statement CommandsOnlyOnOurWorkers), and on the "
+        f"document arn:aws:ssm:{region}::document/{ssm.DOCUMENT} (statement TheShellScriptDocument)"
+    )
 
 
 class EC2Backend(EC2Settings):
@@ -248,7 +260,7 @@ class EC2Backend(EC2Settings):
         None if the instance went away meanwhile (the monitor then rules) or a Stop came."""
         deadline = job.deadline(launched_at, unit_seconds=self.lifetime_unit_seconds)
         ec2 = await self.clients.ec2()
-        comment = f"awsjobs {job.id} {PurePosixPath(job.path).name}"
+        comment = worker.command_comment(job)
 
         async def give_up(failures: int) -> bool:
             if job.id in self._stopping:
@@ -270,6 +282,7 @@ class EC2Backend(EC2Settings):
                     n, self.ssm_retry_seconds, self.ssm_retry_max_seconds
                 ),
                 give_up=give_up,
+                access_denied_grace_seconds=self.ssm_access_denied_grace_seconds,
             )
         except ssm.AgentNotRegistered as exc:
             problem = await self.job_instances.terminate_until_confirmed([iid], job.id)
@@ -281,9 +294,12 @@ class EC2Backend(EC2Settings):
             ) from exc
         except AWS_ERRORS as exc:
             problem = await self.job_instances.terminate_until_confirmed([iid], job.id)
-            raise BackendError(
-                f"SendCommand failed: {error_message(exc)}; {cleanup_note(iid, problem)}"
-            ) from exc
+            failed = f"SendCommand failed: {error_message(exc)}"
+            if error_code(exc) == ssm.ACCESS_DENIED_CODE:
+                failed = access_denied_message(
+                    exc, self.region, self.ssm_access_denied_grace_seconds
+                )
+            raise BackendError(f"{failed}; {cleanup_note(iid, problem)}") from exc
 
     def _send_pause(self, failures: int) -> float:
         """Seconds between SendCommand attempts while the agent registers."""

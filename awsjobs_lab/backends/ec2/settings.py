@@ -193,6 +193,13 @@ class EC2Settings(Backend):
         help="How long a new instance may take until SSM accepts the job's command; then the "
         "job fails and the instance is terminated.",
     ).tag(config=True)
+    ssm_access_denied_grace_seconds = Float(
+        120.0,
+        help="While a new instance's SSM agent registers, SendCommand may answer "
+        "AccessDeniedException under the tag-conditioned IAM policy: it is retried for this "
+        "many seconds, as for an agent not registered yet; a denial after that fails the job "
+        "(and names the IAM statement to check). 0: a denial fails the job at once.",
+    ).tag(config=True)
     ssm_retry_seconds = Float(
         2.0, help="First pause between SendCommand attempts while the agent registers."
     ).tag(config=True)

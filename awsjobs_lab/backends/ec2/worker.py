@@ -4,6 +4,7 @@ Pure, apart from preparing the job's state folder and reading the clock once per
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -30,6 +31,13 @@ def job_commands(settings: EC2Settings, job: Job, argv: list[str]) -> list[str]:
         exit_code_path=settings.exit_code_path(job).as_posix(),
         env=job.env,
     )
+
+
+def command_comment(job: Job) -> str:
+    """SendCommand's `Comment`: the job id and its file's name, shown in the SSM console. It is
+    a parameter SSM may resolve references in too, so the name keeps only plain characters."""
+    name = re.sub(r"[^A-Za-z0-9._ -]", "_", PurePosixPath(job.path).name)
+    return f"awsjobs {job.id} {name}"
 
 
 @dataclass(frozen=True)
