@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,17 @@ class AWSJobs(ExtensionApp):
         2.0, help="First delay before retrying a stop the backend could not confirm (doubled)."
     ).tag(config=True)
 
+    max_active_instances = Int(
+        0,
+        help="Most instances this server's jobs may have launching or running at once "
+        "(backends with an hourly price, e.g. EC2); a launch past it is refused. 0: no cap.",
+    ).tag(config=True)
+    max_hourly_spend = Float(
+        0.0,
+        help="Most USD per hour, summed over the hourly prices of this server's launching and "
+        "running instances; a launch that would pass it is refused. 0: no cap.",
+    ).tag(config=True)
+
     @validate("default_memory_gib")
     def _check_memory(self, proposal: Any) -> float:
         value = float(proposal["value"])
@@ -92,6 +104,13 @@ class AWSJobs(ExtensionApp):
         value = int(proposal["value"])
         if value < 1:
             raise ValueError(f"{proposal['trait'].name} must be at least 1")
+        return value
+
+    @validate("max_active_instances", "max_hourly_spend")
+    def _check_cap(self, proposal: Any) -> int | float:
+        value: int | float = proposal["value"]  # an int or a float, as the trait is
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{proposal['trait'].name} must be 0 (no cap) or more")
         return value
 
     @validate("lifetime_unit_seconds", "stop_retry_seconds")
@@ -148,6 +167,8 @@ class AWSJobs(ExtensionApp):
             lifetime_unit_seconds=self.lifetime_unit_seconds,
             retry_seconds=self.stop_retry_seconds,
             no_inventory_message=NO_INVENTORY,
+            max_active_instances=self.max_active_instances,
+            max_hourly_spend=self.max_hourly_spend,
         )
         store = JobStore(Path(self.data_path) / "jobs.sqlite")
         # Objects only: nothing starts here (no loop work in initialize_settings).

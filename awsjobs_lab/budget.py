@@ -48,6 +48,14 @@ def local_midnight(at: float) -> float:
     return datetime.datetime.combine(day, datetime.time.min).timestamp()
 
 
+def _passes(hourly: float, adding: float | None, cap: float) -> bool:
+    """Whether adding `adding` USD/h to `hourly` passes `cap`. An unknown price costs
+    something: it passes a cap that is already reached."""
+    if adding is None:
+        return hourly >= cap - _PRICE_EPSILON
+    return hourly + adding > cap + _PRICE_EPSILON
+
+
 def _dollars(value: float) -> str:
     return f"${value:.4f}/h"
 
@@ -138,7 +146,7 @@ class SpendingCap:
 
     def _spend_problem(self, spend: _Spend, adding: float | None) -> str | None:
         cap = self.max_hourly_spend
-        if cap is None or spend.hourly + (adding or 0.0) <= cap + _PRICE_EPSILON:
+        if cap is None or not _passes(spend.hourly, adding, cap):
             return None
         added = "an instance of unknown price" if adding is None else _dollars(adding)
         return (

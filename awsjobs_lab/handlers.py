@@ -181,7 +181,7 @@ class ConfigHandler(AWSJobsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.reply(self.service.describe_config())
+        self.reply(await self.service.config_now())
 
 
 class InstanceTypesHandler(AWSJobsHandler):

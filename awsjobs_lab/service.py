@@ -19,6 +19,7 @@ from typing import Any
 
 from . import jobfiles, logs
 from .backends.base import Backend, InstanceInventory
+from .budget import SpendingCap
 from .driver import DriverOptions, JobDriver, Logger
 from .errors import BackendNotConfigured, InvalidRequest
 from .models import Job, JobState
@@ -49,6 +50,9 @@ class ServiceOptions(DriverOptions):
     log_chunk_bytes: int = logs.DEFAULT_CHUNK_BYTES
     # The message of the instance endpoints when no enabled backend has an inventory.
     no_inventory_message: str = NO_INVENTORY
+    # The spending cap (0: none): c.AWSJobs.max_active_instances and max_hourly_spend.
+    max_active_instances: int = 0
+    max_hourly_spend: float = 0.0
 
 
 class JobService:
@@ -67,7 +71,17 @@ class JobService:
         self.root_dir = Path(root_dir)
         self.options = options or ServiceOptions()
         self.log = log or logging.getLogger(__name__)
-        self.driver = JobDriver(store, self.backends, self.options, self.log)
+        self.budget = SpendingCap(
+            store,
+            self.options.max_active_instances,
+            self.options.max_hourly_spend,
+            priced_backends=[
+                backend_id
+                for backend_id, backend in self.backends.items()
+                if backend.capabilities.hourly_price
+            ],
+        )
+        self.driver = JobDriver(store, self.backends, self.options, self.log, budget=self.budget)
         self._start_lock = asyncio.Lock()
         # Backend id → what its last reconcile found running for no active job.
         self.orphans: dict[str, list[dict[str, Any]]] = {}
@@ -148,6 +162,11 @@ class JobService:
             "extensions": supported_extensions(),
         }
 
+    async def config_now(self) -> dict[str, Any]:
+        """`GET config` as served: `describe_config` plus the spending cap's current figures
+        (`budget`), which change as jobs start and end."""
+        return {**self.describe_config(), "budget": await self.budget.figures()}
+
     # -- jobs --------------------------------------------------------------------------------
 
     async def create_job(self, body: Any) -> Job:
@@ -165,8 +184,27 @@ class JobService:
         if problem:
             raise BackendNotConfigured(problem)
         await backend.check_request(job)
-        await self.driver.submit(job)
+        if not (self.budget.enabled and self.budget.counts(backend.id)):
+            await self.driver.submit(job)
+            return job
+        price = await self._launch_price(backend, job)
+        async with self.budget.admit(job.id, price):  # OverBudget: nothing inserted
+            await self.driver.submit(job)
         return job
+
+    async def _launch_price(self, backend: Backend, job: Job) -> float | None:
+        """The hourly price `job` would launch at, from its backend's preview; None when no
+        spend cap needs it or the backend cannot say (the job then counts as an instance)."""
+        if self.budget.max_hourly_spend is None or not isinstance(backend, InstanceInventory):
+            return None
+        preview = await backend.preview(
+            memory_gib=job.memory_gib,
+            cpus=job.cpus,
+            spot=job.spot,
+            instance_type=job.requested_instance_type,
+        )
+        price = preview.get("choice", {}).get("hourly_price")
+        return float(price) if isinstance(price, (int, float)) else None
 
     async def get_job(self, job_id: str) -> Job:
         return await self.store.get(job_id)
