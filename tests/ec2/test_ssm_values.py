@@ -136,16 +136,12 @@ async def test_the_job_sees_its_values_literally(worker, make_backend, root):
 async def test_a_notebook_parameter_and_name_in_braces(worker, make_backend, root):
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("papermill")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    params = nbformat.v4.new_code_cell("value = 'default'")
-    params.metadata["tags"] = ["parameters"]
-    write = "import pathlib\npathlib.Path('nb-seen.txt').write_text(value)"
-    nb.cells = [params, nbformat.v4.new_code_cell(write)]
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cells = [
+        nbformat.v4.new_code_cell("value = 'default'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import pathlib\npathlib.Path('nb-seen.txt').write_text(value)"),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel})
     backend = make_backend(worker_python=sys.executable)
     job = _job_in_braces(
         root,
