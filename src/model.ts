@@ -9,6 +9,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { ApiError, errorText } from './handler';
 import { compareNewestFirst } from './format';
 import type { JobsService } from './service';
+import { spendFigures } from './spend';
 import {
   DEFAULT_SETTINGS,
   IInstanceQuery,
@@ -390,7 +391,8 @@ export class JobsModel implements IJobsModel {
 
   private async _refresh(): Promise<void> {
     try {
-      if (!this._config) {
+      // Re-read while the panel shows spend figures, which change with the jobs.
+      if (!this._config || spendFigures(this._config)) {
         try {
           await this._loadConfig();
         } catch (reason) {

@@ -213,6 +213,22 @@ export interface IServerConfig {
   aws_configured: boolean;
   /** The file types a job can run, with their dot (e.g. `.ipynb`, `.R`). */
   extensions: string[];
+  /** The spending cap and the figures now (absent from an older server). */
+  budget?: ISpendFigures;
+}
+
+/**
+ * `GET config` `budget` (`awsjobs_lab/budget.py` `SpendingCap.figures`): the
+ * instances and hourly spend of this server's active jobs on priced backends,
+ * the cost so far of today's jobs (the server's local day), and the caps
+ * (`c.AWSJobs.max_active_instances`, `max_hourly_spend`; null: no cap).
+ */
+export interface ISpendFigures {
+  active_instances: number;
+  hourly_spend: number;
+  spend_today: number;
+  max_active_instances: number | null;
+  max_hourly_spend: number | null;
 }
 
 /** An instance type the server would choose. */

@@ -14,6 +14,7 @@ import * as React from 'react';
 
 import { JobDetails } from '../components/JobDetails';
 import { JobRow } from '../components/JobList';
+import { SpendSummary } from '../components/SpendSummary';
 import { stateLabel } from '../format';
 import { jobsIcon } from '../icons';
 import {
@@ -135,6 +136,7 @@ function JobsViewBody(props: IViewProps): JSX.Element {
   const jobs = model.jobs;
   return (
     <div className="jp-AWSJobs-view">
+      <SpendSummary config={model.config} trans={trans} />
       {model.error && (
         <div className="jp-AWSJobs-errorBar" role="alert">
           <span className="jp-AWSJobs-errorMessage">{model.error}</span>
