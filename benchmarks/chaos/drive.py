@@ -37,6 +37,8 @@ WORKER_PATIENCE = 8.0  # seconds a worker event waits for a running worker
 SETTLE_GRACE = 2.0  # seconds after the last job ended, before the final check
 SERVER_ERRORS = (OSError, http.client.HTTPException)
 STOP_CALLS = frozenset({"ec2:TerminateInstances", "ssm:CancelCommand"})
+LAUNCH_CALLS = frozenset({"ec2:RunInstances", "ec2:CreateFleet"})  # the app launches with either
+SEND_CALLS = frozenset({"ssm:SendCommand"})
 
 
 @dataclass
@@ -181,9 +183,9 @@ class Driver:
             self.tap.arm(Trigger(kind, STOP_CALLS, job=job_id))
             self.stop(job_id)
             return
-        calls = {"send-command-unanswered": "ssm:SendCommand"}.get(kind, "ec2:RunInstances")
-        delay = self.rng.uniform(0.0, 0.05) if kind == "after-run-instances" else 0.0
-        self.tap.arm(Trigger(kind, frozenset({calls}), delay=delay))
+        calls = SEND_CALLS if kind == "send-command-unanswered" else LAUNCH_CALLS
+        delay = self.rng.uniform(0.0, 0.05) if kind == "after-launch" else 0.0
+        self.tap.arm(Trigger(kind, calls, delay=delay))
 
     def worker_event(self, kind: str) -> None:
         """Interrupt, reboot or terminate (from outside) a running worker chosen at random;

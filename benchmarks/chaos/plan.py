@@ -17,8 +17,8 @@ from .timing import MINUTE
 
 # Where the server is SIGKILLed. Every kind of the list is used once before any repeats.
 KILL_KINDS = (
-    "run-instances-unanswered",  # RunInstances applied, its answer not yet sent
-    "after-run-instances",  # RunInstances answered, the server killed 0-50 ms later
+    "launch-unanswered",  # RunInstances (or CreateFleet) applied, its answer not yet sent
+    "after-launch",  # RunInstances (or CreateFleet) answered, the server killed 0-50 ms later
     "send-command-unanswered",  # SendCommand applied, its answer not yet sent
     "while-stopping",  # a Stop's TerminateInstances or CancelCommand applied, not answered
     "at-random",  # whenever the step comes
@@ -106,12 +106,14 @@ def _job_spec(rng: random.Random, index: int, short: bool) -> JobSpec:
 
 def fault_rules(short: bool) -> list[dict[str, Any]]:
     """Faults drawn at random (the simulator's seeded RNG) from every call type the app makes:
-    lost answers for the three calls whose outcome then is uncertain, throttling and 5xx
+    lost answers for the calls whose outcome then is uncertain (the launch, by RunInstances or
+    an instant CreateFleet, the termination, the command), throttling and 5xx
     everywhere. NotFound windows and capacity refusals come from the consistency and capacity
     switches."""
     scale = 1.5 if short else 1.0  # fewer calls in a short run: a little more of each
     return [
         {"action": "RunInstances", "error": "LostAnswer", "probability": 0.1 * scale},
+        {"action": "CreateFleet", "error": "LostAnswer", "probability": 0.1 * scale},
         {"action": "TerminateInstances", "error": "LostAnswer", "probability": 0.1 * scale},
         {
             "action": "SendCommand",

@@ -140,7 +140,7 @@ class Tap:
 
     # -- which jobs a call is about -----------------------------------------------------------
     def jobs_of(self, response: BaseResponse) -> tuple[str, ...]:
-        """The job ids a call names: by the job tag (RunInstances' tags, a tag filter) or by
+        """The job ids a call names: by the job tag (a launch's tags, a tag filter) or by
         the instances it names (their tags at launch)."""
         jobs: set[str] = set()
         for spec in response._get_param("TagSpecifications", []) or []:
