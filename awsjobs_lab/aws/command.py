@@ -33,6 +33,8 @@ from .userdata import FAILED_MARKER, MARKER_DIR, READY_MARKER
 EXIT_NOT_MOUNTED = 97
 EXIT_NO_FOLDER = 96
 EXIT_UNDECODABLE = 95
+# How often a duplicate command (see below) looks whether the first run has ended.
+DUPLICATE_POLL_SECONDS = 2
 
 # Decodes one value into one of our variables. The `.` appended inside the command
 # substitution keeps a value's trailing newlines (which `$(…)` would strip).
@@ -124,8 +126,13 @@ def build_commands(
         *_wait_for_mount(ready_marker, failed_marker, ready_wait_seconds),
         "# 2. once per instance: a repeated SendCommand must not run the job twice",
         f"if ! mkdir {shlex.quote(started_marker)} 2>/dev/null; then",
-        "  echo 'awsjobs: this job has already started on this instance' >&2",
-        "  exit 0",
+        # A second command for the same job (SendCommand retried after a lost answer, by
+        # botocore or by us) lives as long as the first run and ends with its exit code: the
+        # server may have recorded either command, and must not judge the job by a copy that
+        # ended at once.
+        "  echo 'awsjobs: this job has already started on this instance; waiting for it' >&2",
+        f'  while [ ! -s "$AWSJOBS_EXIT" ]; do sleep {DUPLICATE_POLL_SECONDS}; done',
+        '  exit "$(head -n 1 "$AWSJOBS_EXIT")"',
         "fi",
         "# 3. run the job in its folder, output appended to its log on the shared file system",
         'mkdir -p "$awsjobs_exit_dir" "$awsjobs_log_dir"',

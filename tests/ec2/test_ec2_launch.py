@@ -283,6 +283,40 @@ async def test_command_appends_and_records_a_failure(make_backend, root, aws, tm
     assert (backend.job_state_dir(job) / "exit_code").read_text() == "3\n"
 
 
+async def test_a_duplicate_command_waits_for_the_first_run_and_shares_its_exit_code(
+    make_backend, root, aws, tmp_path
+):
+    # SendCommand retried after a lost answer (by botocore itself, or by us) reaches the worker
+    # twice. The copy must not run the job again, nor end at once: the server may have recorded
+    # the copy's command id, and would judge a job still running by a command that had ended.
+    backend = make_backend()
+    flag = root / "go"
+    body = (
+        "import pathlib, sys, time\n"
+        "print('ran once')\n"
+        f"while not pathlib.Path({str(flag)!r}).exists(): time.sleep(0.05)\n"
+        "sys.exit(3)\n"
+    )
+    job = make_job(root, "slow.py", body=body)
+    await backend.launch(job, Recorder(job))
+    lines = await _command_lines(aws, job)
+    first = asyncio.create_task(asyncio.to_thread(_run_on_fake_worker, lines, tmp_path))
+    log = root / job.log_path
+    for _ in range(400):  # the first run has started the script
+        if log.exists() and "ran once" in log.read_text():
+            break
+        await asyncio.sleep(0.05)
+    second = asyncio.create_task(asyncio.to_thread(_run_on_fake_worker, lines, tmp_path))
+    await asyncio.sleep(1.0)
+    assert not second.done()  # still waiting for the first run
+    flag.touch()
+    first_result, second_result = await asyncio.gather(first, second)
+    assert first_result.returncode == 3
+    assert second_result.returncode == 3, second_result.stderr
+    assert "already started" in second_result.stderr
+    assert log.read_text().count("ran once") == 1
+
+
 @pytest.mark.skipif(shutil.which("dash") is None, reason="dash not installed")
 async def test_command_text_is_posix_sh(make_backend, root, aws, tmp_path):
     # The SSM agent runs the commands with sh, which is dash on Debian/Ubuntu images.
