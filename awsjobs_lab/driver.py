@@ -1,8 +1,10 @@
 """JobDriver: one job's lifecycle, and the one place where a job's transitions are decided.
 
 A *driver* task per job takes it `pending → launching → running → <outcome>`: it calls
-`backend.launch`, then races `backend.wait` against the job's lifetime deadline. A *stopper*
-task per job finishes a Stop: it waits for an in-flight launch to end (a launch is never
+`backend.launch`, then races `backend.wait` against the job's lifetime deadline. A spot attempt
+that AWS reclaims, with an attempt left, goes `running → launching` again (`recovery.py`): a new
+instance for the same job, its log continued; the lifetime counts from the first attempt.
+A *stopper* task per job finishes a Stop: it waits for an in-flight launch to end (a launch is never
 cancelled half way: that could leak an instance), then calls `backend.stop` until the backend
 confirms, retrying with backoff, and records `stopped`.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,9 +29,10 @@ from typing import Any, TypeVar
 
 from .backends.base import Backend
 from .budget import SpendingCap
-from .errors import AWSJobsError, BackendError, StoreUnavailable
+from .errors import AWSJobsError, BackendError, OverBudget, StoreUnavailable
 from .models import ACTIVE_STATES, InvalidTransition, Job, JobState, Outcome, now
-from .store import JobStore
+from .recovery import Relaunch, final_interruption, mark_log, plan_relaunch, refused_relaunch
+from .store import JobChange, JobStore
 
 T = TypeVar("T")
 
@@ -221,12 +225,28 @@ class JobDriver:
             running = await self._launch(job, backend)
         elif resume:
             running = await self._reattach(job, backend)
-        if running is not None and running.state is JobState.RUNNING:
-            await self._watch(running, backend)
+        while running is not None and running.state is JobState.RUNNING:
+            running = await self._watch(running, backend)  # a relaunched job: watched again
 
     async def _launch(self, job: Job, backend: Backend) -> Job | None:
         """pending → launching → (launch) → running. None if the job went elsewhere."""
-        job_id = job.id
+
+        def first_attempt(fresh: Job) -> None:
+            fresh.open_attempt(fresh.spot)
+
+        reason = f"launching on {backend.label or backend.id}"
+        return await self._start_attempt(job.id, backend, _PENDING, reason, first_attempt)
+
+    async def _start_attempt(
+        self,
+        job_id: str,
+        backend: Backend,
+        expected: frozenset[JobState],
+        reason: str,
+        change: JobChange,
+    ) -> Job | None:
+        """→ launching (with `change`: the attempt opened) → (launch) → running. None if the
+        job went elsewhere (a Stop: its stopper finishes it) or the launch failed."""
         gate = asyncio.Event()
         self._launch_gates[job_id] = gate
 
@@ -237,7 +257,7 @@ class JobDriver:
 
         try:
             launching = await self._move(
-                job_id, JobState.LAUNCHING, f"launching on {backend.label or backend.id}", _PENDING
+                job_id, JobState.LAUNCHING, reason, expected, change=change
             )
         except BaseException:
             open_gate()
@@ -253,19 +273,42 @@ class JobDriver:
             return None
         fresh = await self.store.get(job_id)
         started_at = fresh.started_at or now()
+
+        def started(job: Job) -> None:
+            job.fill_attempt()
+
         return await self._move(
-            job_id, JobState.RUNNING, "started", _LAUNCHING, durable=True, started_at=started_at
+            job_id,
+            JobState.RUNNING,
+            "started",
+            _LAUNCHING,
+            durable=True,
+            started_at=started_at,
+            change=started,
         )  # None: stopped meanwhile, the stopper takes over
 
     async def _run_launch(
         self, job: Job, backend: Backend, on_done: Callable[[object], None]
     ) -> str:
         """Run `backend.launch` as a task of its own, shielded: cancelling the driver (the
-        server stopping) never cuts a launch half way. The error text, or "" on success."""
+        server stopping) never cuts a launch half way. The error text, or "" on success. The
+        backend sees the current attempt's market as the job's `spot`."""
+        relaunch = job.attempt_number > 1
 
         async def record(handle: Mapping[str, Any] | None = None, **fields: Any) -> None:
-            await self.store.update(job.id, handle=handle, **fields)
+            change = None
+            if relaunch and "started_at" in fields:
+                # The job's start stays its first attempt's (its lifetime and elapsed time
+                # count from there); this attempt's start is the attempt's.
+                attempt_start = fields.pop("started_at")
 
+                def change(fresh: Job) -> None:
+                    fresh.fill_attempt(started_at=attempt_start)
+
+            await self.store.update(job.id, handle=handle, change=change, **fields)
+
+        if job.attempts:
+            job = dataclasses.replace(job, spot=job.attempts[-1].spot)
         launch = self.spawn(backend.launch(job, record), f"awsjobs-launch-{job.id}")
         self._launches.add(launch)
         launch.add_done_callback(self._launches.discard)
@@ -310,12 +353,14 @@ class JobDriver:
             job = running
         if outcome is None:
             return job
-        await self._record_outcome(job.id, outcome, "ended while the server was down")
-        return None
+        return await self._record_outcome(
+            job.id, outcome, "ended while the server was down", backend
+        )
 
-    async def _watch(self, job: Job, backend: Backend) -> None:
+    async def _watch(self, job: Job, backend: Backend) -> Job | None:
         """Race `backend.wait` against the lifetime deadline, then record how it ended. A
-        `BackendError` from `wait` (AWS unreachable for a while) is retried with backoff."""
+        `BackendError` from `wait` (AWS unreachable for a while) is retried with backoff.
+        The job relaunched after an interruption (running again), else None."""
         deadline = job.deadline(unit_seconds=self.options.lifetime_unit_seconds)
         backoff = _Backoff(self.options)
         while True:
@@ -330,7 +375,7 @@ class JobDriver:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await waiter
                 await self._time_out(job, backend)
-                return
+                return None
             try:
                 outcome = waiter.result()
             except BackendError as err:
@@ -338,10 +383,9 @@ class JobDriver:
                 await backoff.sleep(at_most=max(0.0, deadline - now()))
                 job = await self.store.get(job.id)
                 if job.state is not JobState.RUNNING:
-                    return  # a Stop is under way: its stopper finishes the job
+                    return None  # a Stop is under way: its stopper finishes the job
                 continue
-            await self._record_outcome(job.id, outcome)
-            return
+            return await self._record_outcome(job.id, outcome, backend=backend)
 
     async def _time_out(self, job: Job, backend: Backend) -> None:
         """The lifetime ran out: stop the work (confirmed), then record `timed_out`."""
@@ -353,8 +397,22 @@ class JobDriver:
         message = f"reached its max lifetime of {minutes} minute{'s' if minutes != 1 else ''}"
         await self._move(job.id, JobState.TIMED_OUT, message, _RUNNING, durable=True, error=message)
 
-    async def _record_outcome(self, job_id: str, outcome: Outcome, context: str = "") -> None:
-        """How the work ended, from `running` only (a Stop that won the race finishes it)."""
+    async def _record_outcome(
+        self, job_id: str, outcome: Outcome, context: str = "", backend: Backend | None = None
+    ) -> Job | None:
+        """How the work ended, from `running` only (a Stop that won the race finishes it).
+        An interruption with an attempt left relaunches the job instead: the job running
+        again is returned (None otherwise)."""
+        if outcome.state is JobState.INTERRUPTED and backend is not None:
+            job = await self.store.get(job_id)
+            plan = plan_relaunch(job, outcome)
+            if plan is not None:
+                refusal = await self._relaunch_refusal(job)
+                if refusal is None:
+                    return await self._relaunch(job, plan, outcome, backend)
+                outcome = refused_relaunch(outcome, refusal)
+            else:
+                outcome = final_interruption(job, outcome)
         reason = outcome.error or ("finished" if outcome.state is JobState.SUCCEEDED else "")
         if context:
             reason = f"{reason} ({context})" if reason else context
@@ -367,6 +425,28 @@ class JobDriver:
             exit_code=outcome.exit_code,
             error=outcome.error,
         )
+        return None
+
+    async def _relaunch_refusal(self, job: Job) -> str | None:
+        """Why the spending cap refuses one more instance for `job` (None: it may launch)."""
+        if self.budget is None:
+            return None
+        last = job.attempts[-1].hourly_price if job.attempts else job.hourly_price
+        try:
+            await self.budget.check(adding_instances=1, adding_hourly=last, exclude_job=job.id)
+        except OverBudget as err:
+            return describe_error(err)
+        return None
+
+    async def _relaunch(
+        self, job: Job, plan: Relaunch, outcome: Outcome, backend: Backend
+    ) -> Job | None:
+        """running → launching → running on a new instance, the log marked first. The old
+        instance is gone (the backend confirms it before it reports the interruption)."""
+        self.log.info("awsjobs: job %s interrupted; %s", job.id, plan.note)
+        await mark_log(backend.root_dir, job, plan.log_line)
+        reason = f"{plan.note}: {outcome.error or 'spot interrupted'}"
+        return await self._start_attempt(job.id, backend, _RUNNING, reason, plan.begin())
 
     async def _fail(self, job_id: str, error: str, reason: str | None = None) -> None:
         """Mark a job failed after an error, stopping whatever work it has (best effort, once)

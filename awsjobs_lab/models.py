@@ -61,8 +61,11 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
             JobState.INTERRUPTED,
         }
     ),
+    # running → launching: a spot attempt was reclaimed and the job starts its next attempt
+    # on a new instance (same id, same log); the history says why.
     JobState.RUNNING: frozenset(
         {
+            JobState.LAUNCHING,
             JobState.SUCCEEDED,
             JobState.FAILED,
             JobState.STOPPING,
@@ -79,6 +82,15 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.TIMED_OUT: frozenset(),
     JobState.INTERRUPTED: frozenset(),
 }
+
+
+# What a spot job does when AWS reclaims its instance (`on_interruption`): "fail" reads
+# `interrupted` at once; "retry" starts the next attempt on spot, the last allowed one on
+# on-demand; "on_demand" starts every later attempt on on-demand.
+ON_INTERRUPTION = ("fail", "retry", "on_demand")
+DEFAULT_ON_INTERRUPTION = "retry"
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_ATTEMPTS_LIMIT = 10
 
 
 def can_transition(current: JobState, target: JobState) -> bool:
@@ -114,6 +126,48 @@ class Transition:
 
 
 @dataclass
+class Attempt:
+    """One instance a job ran on (a job interrupted and relaunched has several)."""
+
+    number: int  # 1-based
+    spot: bool
+    instance_id: str | None = None
+    instance_type: str | None = None
+    availability_zone: str | None = None
+    hourly_price: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    outcome: str | None = None  # a terminal JobState's value, once the attempt has ended
+    cost: float | None = None  # USD, once ended (priced backends only)
+
+    def cost_at(self, at: float) -> float | None:
+        """What this attempt has cost by `at` (its own cost once it has ended)."""
+        if self.ended_at is not None:
+            return self.cost
+        if self.hourly_price is None or self.started_at is None:
+            return None
+        return round(self.hourly_price * max(0.0, at - self.started_at) / 3600.0, 6)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attempt:
+        return cls(**{k: v for k, v in data.items() if k in _ATTEMPT_FIELDS})
+
+
+_ATTEMPT_FIELDS = frozenset(f.name for f in dataclasses.fields(Attempt))
+
+
+def attempt_note(number: int, of: int, spot: bool, after_interruption: bool) -> str:
+    """ "attempt 2 of 3 (spot interrupted, now on-demand)": the log marker, the history reason
+    and the panel's line (`src/format.ts` `attemptNote` says the same)."""
+    market = "spot" if spot else "on-demand"
+    why = f"spot interrupted, now {market}" if after_interruption else market
+    return f"attempt {number} of {of} ({why})"
+
+
+@dataclass
 class Job:
     """One job. `handle` is the backend's own record (pid, instance id, command id, ...),
     persisted as soon as it is known so Stop and status work from the store after a restart."""
@@ -143,6 +197,9 @@ class Job:
     stop_requested: bool = False
     handle: dict[str, Any] = field(default_factory=dict)
     history: list[Transition] = field(default_factory=list)
+    on_interruption: str = DEFAULT_ON_INTERRUPTION  # spot jobs only: see ON_INTERRUPTION
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # instances a spot job may use, in all
+    attempts: list[Attempt] = field(default_factory=list)  # the last one is current
 
     @property
     def is_active(self) -> bool:
@@ -152,6 +209,50 @@ class Job:
     def instance_id(self) -> str | None:
         value = self.handle.get("instance_id")
         return str(value) if value else None
+
+    @property
+    def attempt_number(self) -> int:
+        """The current attempt, 1-based (1 before the first launch)."""
+        return max(1, len(self.attempts))
+
+    def next_attempt_spot(self) -> bool | None:
+        """Whether the next attempt after an interruption runs on spot; None when no attempt
+        is left (or the job fails on interruption, or is not a spot job)."""
+        following = len(self.attempts) + 1
+        if not self.spot or self.on_interruption == "fail" or following > self.max_attempts:
+            return None
+        return self.on_interruption == "retry" and following < self.max_attempts
+
+    def open_attempt(self, spot: bool) -> Attempt:
+        """Start the next attempt (on spot or on-demand): it becomes the current one."""
+        attempt = Attempt(number=len(self.attempts) + 1, spot=spot)
+        self.attempts.append(attempt)
+        return attempt
+
+    def fill_attempt(self, started_at: float | None = None) -> None:
+        """Copy what the launch recorded (instance, type, zone, price, market) into the
+        current attempt; `started_at` when the job's own is the first attempt's."""
+        if not self.attempts:
+            return
+        attempt = self.attempts[-1]
+        attempt.instance_id = self.instance_id or attempt.instance_id
+        attempt.instance_type = self.instance_type or attempt.instance_type
+        attempt.hourly_price = self.hourly_price
+        zone = self.handle.get("availability_zone")
+        attempt.availability_zone = str(zone) if zone else attempt.availability_zone
+        if isinstance(self.handle.get("spot"), bool):
+            attempt.spot = self.handle["spot"]
+        attempt.started_at = started_at or attempt.started_at or self.started_at
+
+    def end_attempt(self, outcome: str, at: float) -> None:
+        """Close the current attempt (if open) with how it ended and what it cost."""
+        if not self.attempts or self.attempts[-1].ended_at is not None:
+            return
+        attempt = self.attempts[-1]
+        if attempt.started_at is not None:
+            attempt.cost = attempt.cost_at(at)
+        attempt.ended_at = at
+        attempt.outcome = outcome
 
     def deadline(self, start: float | None = None, unit_seconds: float = 60.0) -> float:
         """When the job's max lifetime runs out: from `start` (default: when its work began,
@@ -168,6 +269,11 @@ class Job:
         return max(0.0, end - self.started_at)
 
     def cost_so_far(self, at: float | None = None) -> float | None:
+        """USD so far: the sum over its attempts, else its price times its elapsed time."""
+        if self.attempts:
+            costs = [a.cost_at(at or now()) for a in self.attempts]
+            known = [c for c in costs if c is not None]
+            return round(sum(known), 6) if known else None
         elapsed = self.elapsed_seconds(at)
         if self.hourly_price is None or elapsed is None:
             return None
@@ -207,6 +313,9 @@ class Job:
             "stop_requested": self.stop_requested,
             "handle": dict(self.handle),
             "history": [t.to_dict() for t in self.history],
+            "on_interruption": self.on_interruption,
+            "max_attempts": self.max_attempts,
+            "attempts": [a.to_dict() for a in self.attempts],
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,6 +337,7 @@ class Job:
             Transition(JobState(t["state"]), float(t["at"]), t.get("reason"))
             for t in values.get("history", ())
         ]
+        values["attempts"] = [Attempt.from_dict(a) for a in values.get("attempts", ())]
         return cls(**values)
 
 

@@ -17,7 +17,17 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import InvalidRequest
-from .models import Job, JobState, Transition, new_job_id, now
+from .models import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_ON_INTERRUPTION,
+    MAX_ATTEMPTS_LIMIT,
+    ON_INTERRUPTION,
+    Job,
+    JobState,
+    Transition,
+    new_job_id,
+    now,
+)
 from .patterns import ENV_NAME, INSTANCE_TYPE, PARAMETER_NAME
 from .runners import notebook_output_name, runner_for, supported_extensions
 
@@ -40,6 +50,8 @@ FIELDS = frozenset(
         "env",
         "parameters",
         "instance_type",
+        "on_interruption",
+        "max_attempts",
     }
 )
 
@@ -83,6 +95,20 @@ def check_instance_type(value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not INSTANCE_TYPE.match(value)):
         raise InvalidRequest("instance_type: must look like an EC2 instance type, e.g. m7i.large")
     return value
+
+
+def check_on_interruption(value: Any) -> str:
+    if value not in ON_INTERRUPTION:
+        raise InvalidRequest(
+            f"on_interruption: must be one of {', '.join(repr(v) for v in ON_INTERRUPTION)}"
+        )
+    return str(value)
+
+
+def check_max_attempts(value: Any) -> int:
+    if not _is_int(value) or not 1 <= value <= MAX_ATTEMPTS_LIMIT:
+        raise InvalidRequest(f"max_attempts: must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT}")
+    return int(value)
 
 
 def _is_unicode(text: str) -> bool:
@@ -273,6 +299,10 @@ def parse_launch_request(
         raise InvalidRequest(f"parameters: at most {MAX_PARAMETERS_BYTES // 1024} KiB of JSON")
 
     instance_type = check_instance_type(body.get("instance_type"))
+    # Kept on every job (Re-run sends them back), used only by spot jobs: an on-demand
+    # instance is never reclaimed, so a job without spot has one attempt whatever they say.
+    on_interruption = check_on_interruption(body.get("on_interruption", DEFAULT_ON_INTERRUPTION))
+    max_attempts = check_max_attempts(body.get("max_attempts", DEFAULT_MAX_ATTEMPTS))
 
     output_path = None
     if runner.takes_parameters:
@@ -297,4 +327,6 @@ def parse_launch_request(
         requested_instance_type=instance_type,
         output_path=output_path,
         history=[Transition(JobState.PENDING, at, "created")],
+        on_interruption=on_interruption,
+        max_attempts=max_attempts,
     )

@@ -51,6 +51,10 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# A change applied to the loaded job inside the write transaction (e.g. closing its current
+# attempt and opening the next), so it is atomic with the rest of the update.
+JobChange = Callable[[Job], None]
+
 # Fields a caller may set through `update`/`transition`; the rest belong to the store.
 _OWN_FIELDS = frozenset({"id", "state", "history", "created_at", "updated_at"})
 _JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job))
@@ -363,13 +367,21 @@ class JobStore:
         return await self._run(query)
 
     async def update(
-        self, job_id: str, handle: Mapping[str, Any] | None = None, **fields: Any
+        self,
+        job_id: str,
+        handle: Mapping[str, Any] | None = None,
+        *,
+        change: JobChange | None = None,
+        **fields: Any,
     ) -> Job:
-        """Set fields (and merge `handle` into the job's handle) without changing its state."""
+        """Set fields (and merge `handle` into the job's handle) without changing its state;
+        then `change(job)`, in the same transaction."""
 
         def update() -> Job:
             job = self._load(job_id)
             self._apply(job, fields, handle)
+            if change is not None:
+                change(job)
             job.updated_at = now()
             self._save(job)
             return job
@@ -384,9 +396,11 @@ class JobStore:
         *,
         expected: Iterable[JobState] | None = None,
         handle: Mapping[str, Any] | None = None,
+        change: JobChange | None = None,
         **fields: Any,
     ) -> Job:
-        """Move a job to `target` along `ALLOWED_TRANSITIONS`, atomically, with `fields`.
+        """Move a job to `target` along `ALLOWED_TRANSITIONS`, atomically, with `fields` (and
+        `change(job)`, applied before the move).
 
         `expected` narrows the states it may come from. Raises `InvalidTransition` (and
         changes nothing) if the move is not allowed from the job's current state. Entering a
@@ -400,11 +414,15 @@ class JobStore:
             ):
                 raise InvalidTransition(job_id, job.state, target)
             self._apply(job, fields, handle)
+            if change is not None:
+                change(job)
             at = now()
             job.state = target
             job.updated_at = at
             if target.is_terminal and job.finished_at is None:
                 job.finished_at = at
+            if target.is_terminal:
+                job.end_attempt(target.value, at)
             job.history.append(Transition(target, at, reason))
             self._save(job)
             return job
