@@ -11,8 +11,13 @@ question) and decoded on the worker into a shell variable of ours. The script:
 2. refuses to run twice on one instance (a duplicate SendCommand is a no-op);
 3. `cd`s to the script's folder, exports the job's environment, runs the runner's argv with
    stdout and stderr *appended* to the log file on EFS;
+   On a spot instance a watcher polls instance metadata (IMDSv2 `spot/instance-action`); at the
+   two-minute notice it records the notice in the log and sends SIGTERM to the command's process
+   group (the job and its children), so the job can checkpoint. The job sees
+   `AWSJOBS_ATTEMPT` (1-based: which attempt of the job this instance runs);
 4. writes `$?` to the job's `exit_code` file atomically (temp file + `mv`): the monitor reads it
-   from EFS, with no AWS call per job;
+   from EFS, with no AWS call per job. After a spot notice it writes none and waits for AWS to
+   reclaim the instance, so the attempt reads as interrupted (and the job is relaunched);
 5. `shutdown -h now`: the instance terminates (shutdown behaviour = terminate) even if the
    Jupyter server is gone.
 """
@@ -80,6 +85,60 @@ def check_values(argv: Sequence[str], paths: Sequence[str], env: Mapping[str, st
         raise InvalidRequest("The job's command or paths contain a NUL character.")
 
 
+# Instance metadata (IMDSv2). The worker's environment may point elsewhere (a test's fake).
+IMDS_URL = "http://169.254.169.254/latest"
+SPOT_POLL_SECONDS = 5  # AWS suggests checking for the notice every 5 seconds
+SPOT_RECLAIM_WAIT_SECONDS = 300  # the notice comes 2 minutes ahead; then record as usual
+
+
+def _spot_watcher(notice_marker: str) -> list[str]:
+    """Shell lines defining `awsjobs_watch_spot`: poll for the spot notice, then record it and
+    SIGTERM the command's process group (only the children of the script when the script does
+    not lead its group: never anything outside the command)."""
+    q = shlex.quote
+    return [
+        f"awsjobs_notice={q(notice_marker)}",
+        'awsjobs_imds="${AWSJOBS_IMDS_URL:-' + IMDS_URL + '}"',
+        "awsjobs_watch_spot() {",
+        f'  while sleep "${{AWSJOBS_SPOT_POLL_SECONDS:-{SPOT_POLL_SECONDS}}}"; do',
+        "    awsjobs_token=$(curl -sf -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300'"
+        ' "$awsjobs_imds/api/token") || continue',
+        '    awsjobs_action=$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $awsjobs_token"'
+        ' "$awsjobs_imds/meta-data/spot/instance-action") || continue',
+        '    printf \'%s\\n\' "$awsjobs_action" > "$awsjobs_notice"',
+        '    echo "[awsjobs] spot interruption notice at $(date -u +%Y-%m-%dT%H:%M:%SZ):'
+        ' $awsjobs_action; SIGTERM sent to the job" >> "$AWSJOBS_LOG"',
+        "    awsjobs_group=$(ps -o pgid= -p $$ | tr -d ' ')",
+        '    if [ "$awsjobs_group" = "$$" ]; then kill -TERM -- "-$$"; else pkill -TERM -P $$; fi',
+        "    return 0",
+        "  done",
+        "}",
+    ]
+
+
+def _run_job(argv: Sequence[str], watch_spot: bool) -> list[str]:
+    """Run the job (output appended to its log); with the spot watcher alongside, if asked.
+    The script traps TERM (a handler, not `ignore`: the job keeps the default action), so the
+    watcher's signal ends the job and not the script."""
+    run = " ".join(f'"$awsjobs_arg_{i}"' for i in range(len(argv)))
+    run += ' >> "$AWSJOBS_LOG" 2>&1 < /dev/null'
+    if not watch_spot:
+        return [run, "awsjobs_rc=$?"]
+    return [
+        "trap 'awsjobs_termed=1' TERM",
+        "awsjobs_watch_spot &",
+        "awsjobs_watcher=$!",
+        run,
+        "awsjobs_rc=$?",
+        'kill "$awsjobs_watcher" 2>/dev/null',
+        'if [ -e "$awsjobs_notice" ]; then',
+        '  echo "[awsjobs] exit code $awsjobs_rc after the spot interruption notice: not'
+        ' recorded; this attempt ends when AWS reclaims the instance" >> "$AWSJOBS_LOG"',
+        f"  sleep {SPOT_RECLAIM_WAIT_SECONDS}",
+        "fi",
+    ]
+
+
 def build_commands(
     *,
     job_id: str,
@@ -93,8 +152,13 @@ def build_commands(
     started_marker: str = f"{MARKER_DIR}/job-started",
     ready_wait_seconds: int = 900,
     shutdown: bool = True,
+    attempt: int = 1,
+    watch_spot: bool = False,
+    notice_marker: str = f"{MARKER_DIR}/spot-notice",
 ) -> list[str]:
-    """The `commands` parameter of AWS-RunShellScript: one list of script lines."""
+    """The `commands` parameter of AWS-RunShellScript: one list of script lines. `attempt`:
+    which attempt of the job (`AWSJOBS_ATTEMPT`); `watch_spot`: a spot instance (the notice
+    watcher runs alongside the job)."""
     env = dict(env or {})
     check_values(argv, (cwd, log_path, exit_code_path), env)
     names = sorted(env)
@@ -123,6 +187,7 @@ def build_commands(
         "  awsjobs_halt",
         '  exit "$1"',
         "}",
+        *(_spot_watcher(notice_marker) if watch_spot else []),
         *_wait_for_mount(ready_marker, failed_marker, ready_wait_seconds),
         "# 2. once per instance: a repeated SendCommand must not run the job twice",
         f"if ! mkdir {shlex.quote(started_marker)} 2>/dev/null; then",
@@ -142,11 +207,10 @@ def build_commands(
         "fi",
         *(f'export {name}="$awsjobs_env_{i}"' for i, name in enumerate(names)),
         'export AWSJOBS_JOB_ID="$awsjobs_job_id"',
+        f"export AWSJOBS_ATTEMPT={int(attempt)}",
         'echo "[awsjobs] job started on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ)"'
         ' >> "$AWSJOBS_LOG"',
-        " ".join(f'"$awsjobs_arg_{i}"' for i in range(len(argv)))
-        + ' >> "$AWSJOBS_LOG" 2>&1 < /dev/null',
-        "awsjobs_rc=$?",
+        *_run_job(argv, watch_spot),
         'echo "[awsjobs] exit code $awsjobs_rc at $(date -u +%Y-%m-%dT%H:%M:%SZ)"'
         ' >> "$AWSJOBS_LOG"',
         "# 4. the exit code, atomically, then 5. the instance goes away",

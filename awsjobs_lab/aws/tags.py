@@ -19,6 +19,7 @@ NAME = "Name"
 MANAGED = "awsjobs:managed"  # "true" on every instance and volume this tool launches
 OWNER = "awsjobs:owner"  # who launched it (c.EC2Backend.owner, by default the OS user)
 JOB_ID = "awsjobs:job-id"
+ATTEMPT = "awsjobs:attempt"  # which attempt of its job an instance runs (1, 2, ...)
 ROLE = "awsjobs:role"
 HOURLY_PRICE = "awsjobs:hourly-price"
 BUILD_ID = "awsjobs:build-id"  # one `awsjobs build-image` run

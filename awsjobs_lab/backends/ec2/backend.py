@@ -214,7 +214,7 @@ class EC2Backend(EC2Settings):
             image = await self.choice.image()
         try:
             instance, chosen = await self.launcher.run_first_available(
-                job.id,
+                worker.launch_key(job),  # per attempt: a relaunch gets tokens of its own
                 candidates,
                 lambda candidate, attempt: worker.run_parameters(
                     self, job, candidate, user_data, attempt, image
@@ -342,7 +342,7 @@ class EC2Backend(EC2Settings):
         if command_id:
             await self.job_instances.cancel_command(str(command_id), job.instance_id)
         ids: dict[str, float | None] = {}  # id → launch time (None: just now)
-        in_flight = self.launcher.in_flight(job.id)
+        in_flight = self.launcher.in_flight(worker.launch_key(job))
         if in_flight is not None:
             # RunInstances in flight: wait for its answer so its instance is not missed.
             done, _ = await asyncio.wait({in_flight}, timeout=120)
@@ -424,6 +424,20 @@ class EC2Backend(EC2Settings):
         outcome = classify(instance, None, now=time.time(), deadline=deadline, instance_id=iid)
         if outcome is not None and instances.state_of(instance) in instances.HALTED:
             await self.job_instances.terminate_confirmed([iid])
+        if (
+            outcome is not None
+            and outcome.state is JobState.FAILED
+            and not job.handle.get("command_id")
+            and not await self.job_instances.has_command(iid)
+        ):
+            # Its command never went out, so the job never ran: say so, rather than blame
+            # whoever ended the instance (most often this server itself, which gave up the
+            # launch after an earlier restart and was stopped again before recording it).
+            return Outcome(
+                JobState.FAILED,
+                error="the server stopped while the job was launching; the job never ran, "
+                f"and its instance {iid} is {instances.state_of(instance) or 'gone'}",
+            )
         if outcome is not None and outcome.state is JobState.FAILED:
             detail = await self.job_instances.command_detail(job, iid)
             if detail:

@@ -30,7 +30,17 @@ def job_commands(settings: EC2Settings, job: Job, argv: list[str]) -> list[str]:
         log_path=str(root / job.log_path),
         exit_code_path=settings.exit_code_path(job).as_posix(),
         env=job.env,
+        attempt=job.attempt_number,
+        watch_spot=job.spot,
     )
+
+
+def launch_key(job: Job) -> str:
+    """What one attempt's launch is known by (its idempotency tokens, the launcher's in-flight
+    call): the job id for the first, `<job id>-a<n>` for a relaunch, so a new attempt never
+    gets the answer AWS kept for the token of an earlier one."""
+    n = job.attempt_number
+    return job.id if n == 1 else f"{job.id}-a{n}"
 
 
 def command_comment(job: Job) -> str:
@@ -83,6 +93,7 @@ def job_tags(
         **{str(k): str(v) for k, v in settings.extra_tags.items()},
         tags.NAME: tags.tag_value(f"awsjobs-{name}-{job.id}"),
         tags.JOB_ID: job.id,
+        tags.ATTEMPT: str(job.attempt_number),
         tags.OWNER: settings.owner_tag or tags.UNKNOWN_OWNER,
         tags.MANAGED: tags.TRUE,
         tags.ROLE: tags.ROLE_JOB,
@@ -107,7 +118,7 @@ def run_parameters(
         instance_type=candidate.instance_type,
         user_data=boot.script,
         tags=job_tags(settings, job, candidate, boot.expires_at),
-        client_token=f"awsjobs-{job.id}-{attempt}",
+        client_token=f"awsjobs-{launch_key(job)}-{attempt}",
         root_device=image.root_device,
         root_volume_gib=max(settings.root_volume_gib, image.root_snapshot_gib),
         subnet_id=candidate.subnet_id,
