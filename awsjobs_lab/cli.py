@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import client as api
+from .models import MAX_ATTEMPTS_LIMIT, ON_INTERRUPTION
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -118,6 +119,17 @@ def _job_rows(jobs: Sequence[api.Job]) -> list[list[str]]:
 JOB_HEADERS = ["ID", "STATE", "BACKEND", "PATH", "CREATED", "ELAPSED", "INSTANCE", "COST"]
 
 
+def _attempts_line(attempts: list[dict[str, Any]]) -> str | None:
+    """The job's attempts, when it had more than one: "1 spot interrupted, 2 on-demand
+    current"."""
+    if len(attempts) < 2:
+        return None
+    return ", ".join(
+        f"{i} {'spot' if a.get('spot') else 'on-demand'} {a.get('outcome') or 'current'}"
+        for i, a in enumerate(attempts, start=1)
+    )
+
+
 def _describe_job(job: api.Job, out: TextIO) -> None:
     d = job.data
     fields = [
@@ -129,6 +141,9 @@ def _describe_job(job: api.Job, out: TextIO) -> None:
         ("memory_gib", d.get("memory_gib")),
         ("cpus", d.get("cpus")),
         ("spot", d.get("spot")),
+        ("on_interruption", d.get("on_interruption") if d.get("spot") else None),
+        ("max_attempts", d.get("max_attempts") if d.get("spot") else None),
+        ("attempts", _attempts_line(job.attempts)),
         ("instance_type", job.instance_type),
         ("instance_id", job.instance_id),
         ("hourly_price", d.get("hourly_price")),
@@ -197,6 +212,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         parameters=parameters or None,
         env=env or None,
         instance_type=args.instance_type,
+        on_interruption=args.on_interruption,
+        max_attempts=args.max_attempts,
     )
     if args.json and not (args.wait or args.follow):
         _print_json(job.data, out)
@@ -550,6 +567,18 @@ examples:
         "--env", action="append", metavar="KEY=VALUE", help="environment variable for the job"
     )
     p.add_argument("--instance-type", metavar="TYPE", help="EC2 instance type (skips selection)")
+    p.add_argument(
+        "--on-interruption",
+        choices=ON_INTERRUPTION,
+        help="spot: when AWS reclaims the instance, retry (spot again, the last attempt "
+        "on-demand; the default), on_demand (every later attempt) or fail",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        metavar="N",
+        help=f"spot: instances the job may use in all, 1 to {MAX_ATTEMPTS_LIMIT} (default 3)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job to end")
     p.add_argument(
         "--follow", "-f", action="store_true", help="print the log live until the job ends"

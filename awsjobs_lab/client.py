@@ -253,6 +253,8 @@ class Client:
         parameters: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         instance_type: str | None = None,
+        on_interruption: str | None = None,
+        max_attempts: int | None = None,
     ) -> Job:
         body: dict[str, Any] = {"path": self.server_path(script), "spot": bool(spot)}
         if memory is not None:
@@ -271,6 +273,10 @@ class Client:
             body["env"] = {str(k): str(v) for k, v in env.items()}
         if instance_type is not None:
             body["instance_type"] = instance_type
+        if on_interruption is not None:
+            body["on_interruption"] = on_interruption
+        if max_attempts is not None:
+            body["max_attempts"] = max_attempts
         try:
             return Job(self, self.request("POST", "jobs", body=body))
         except InvalidRequest as err:
@@ -412,6 +418,13 @@ class Job:
     def instance_type(self) -> str | None:
         value = self.data.get("instance_type")
         return str(value) if value else None
+
+    @property
+    def attempts(self) -> list[dict[str, Any]]:
+        """The instances the job ran on, one per attempt (a spot job relaunched after an
+        interruption has several): instance_id, instance_type, spot, availability_zone,
+        started_at, ended_at, outcome, cost."""
+        return [dict(a) for a in self.data.get("attempts") or []]
 
     def refresh(self) -> Job:
         """Re-read the job from the server; returns itself."""
@@ -724,13 +737,18 @@ def run_job(
     parameters: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     instance_type: str | None = None,
+    on_interruption: str | None = None,
+    max_attempts: int | None = None,
 ) -> Job:
     """Run `script` (a notebook, .py, .R, .Rmd, .qmd or .sh file; relative to the current
     directory or absolute, under the server root) as a job, and return it at once.
 
     `memory` (GiB) and `cpu` (vCPUs) size the instance on EC2; left out, the server's defaults
     apply. `log_file` defaults to `<script dir>/<stem>.<job id>.log`. `parameters` are papermill
-    parameters for notebooks; `env` environment variables for the job.
+    parameters for notebooks; `env` environment variables for the job. For a spot job,
+    `on_interruption` (`"retry"`, the default: spot again, the last attempt on on-demand;
+    `"on_demand"`; `"fail"`) and `max_attempts` (1 to 10, default 3) say what happens when AWS
+    reclaims its instance.
     """
     return connect(script).run_job(
         script,
@@ -743,6 +761,8 @@ def run_job(
         parameters=parameters,
         env=env,
         instance_type=instance_type,
+        on_interruption=on_interruption,
+        max_attempts=max_attempts,
     )
 
 
