@@ -213,6 +213,11 @@ async def test_reattach_rules_on_what_happened_while_away(make_backend, root, si
     outcome = await restarted.reattach(never)
     assert outcome.state is JobState.FAILED and "launching" in outcome.error
     await _assert_nothing_left(aws, never.id)
+    # Stopped again before that outcome was recorded: the next server finds the instance
+    # terminated by the one before. The job never ran; nobody else is blamed for it.
+    again = await make_backend().reattach(never)
+    assert again.state is JobState.FAILED
+    assert "never ran" in again.error and "UserInitiatedShutdown" not in again.error
     outcome = await restarted.reattach(gone)
     assert outcome.state is JobState.FAILED
 
