@@ -118,9 +118,9 @@ class JobDriver:
         self._drivers[job_id] = task
         task.add_done_callback(lambda _: self._drivers.pop(job_id, None))
 
-    async def stop(self, job_id: str) -> Job:
+    async def stop(self, job_id: str, reason: str = "stop requested") -> Job:
         """Ask a job to stop; returns at once with the job `stopping` (or as it is if it has
-        already finished). Idempotent."""
+        already finished). Idempotent. `reason` is recorded with the move to `stopping`."""
         job = await self.store.get(job_id)
         if job.state.is_terminal:
             return job
@@ -138,7 +138,7 @@ class JobDriver:
             job = await self.store.get(job_id)
         if job.state is not JobState.STOPPING and job.state.is_active:
             stopping = await self._move(
-                job_id, JobState.STOPPING, "stop requested", ACTIVE_STATES, stop_requested=True
+                job_id, JobState.STOPPING, reason, ACTIVE_STATES, stop_requested=True
             )
             job = stopping or await self.store.get(job_id)
         if job.state is JobState.STOPPING:

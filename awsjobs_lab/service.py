@@ -40,6 +40,8 @@ from .store import DEFAULT_PAGE, JobStore
 
 # Said when no enabled backend has an instance inventory; the app names the one to enable.
 NO_INVENTORY = "No backend with instances is enabled on this server: add one to c.AWSJobs.backends"
+# The reason a job records when its instance is terminated with `POST instances/stop`.
+TERMINATED_FROM_INSTANCES = "stopped: its instance was terminated from the Instances view"
 
 
 @dataclass(frozen=True)
@@ -311,8 +313,25 @@ class JobService:
         ]
 
     async def terminate_instances(self, instance_ids: list[str]) -> list[str]:
-        """Terminate instances of this tool (`Forbidden`, nothing touched, if any is not)."""
+        """Terminate instances of this tool (`Forbidden`, nothing touched, if any is not).
+        An active job whose instance is among them is stopped first, through the driver's
+        stop, so it ends `stopped` with that reason rather than failed when its worker dies."""
         for instance_id in instance_ids:
             if not INSTANCE_ID.match(instance_id):
                 raise InvalidRequest(f"instance_ids: {instance_id!r} is not an EC2 instance id")
-        return await self._inventory().terminate_instances(list(instance_ids))
+        inventory = self._inventory()
+        for job_id in await self._active_jobs_on(inventory, instance_ids):
+            await self.driver.stop(job_id, reason=TERMINATED_FROM_INSTANCES)
+        return await inventory.terminate_instances(list(instance_ids))
+
+    async def _active_jobs_on(
+        self, inventory: InstanceInventory, instance_ids: list[str]
+    ) -> list[str]:
+        """The active jobs running on these instances; none unless every id is one of this
+        owner's live instances, so a request the inventory refuses stops no job."""
+        rows = {row["instance_id"]: row for row in await inventory.list_instances()}
+        if any(instance_id not in rows for instance_id in instance_ids):
+            return []
+        active = {job.id for job in await self.store.list_active()}
+        owners = (rows[instance_id].get("job_id") for instance_id in instance_ids)
+        return list(dict.fromkeys(job_id for job_id in owners if job_id in active))
