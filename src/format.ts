@@ -3,7 +3,7 @@
  */
 import type { TranslationBundle } from '@jupyterlab/translation';
 
-import { IJob, isActiveState, JobState } from './tokens';
+import { IAttempt, IJob, isActiveState, JobState } from './tokens';
 
 /** The extension of a path, lower case with its dot ('' when none). */
 export function extensionOf(path: string): string {
@@ -120,8 +120,30 @@ export function elapsedSeconds(job: IJob, nowSeconds: number): number | null {
   return Math.max(0, end - job.started_at);
 }
 
-/** Cost so far in USD: hourly price × elapsed time; null when unknown. */
+/** What one attempt has cost by `nowSeconds` (its own cost once ended). */
+function attemptCost(attempt: IAttempt, nowSeconds: number): number | null {
+  if (attempt.ended_at !== null) {
+    return attempt.cost;
+  }
+  if (attempt.hourly_price === null || attempt.started_at === null) {
+    return null;
+  }
+  const seconds = Math.max(0, nowSeconds - attempt.started_at);
+  return (attempt.hourly_price * seconds) / 3600;
+}
+
+/**
+ * Cost so far in USD: the sum over the job's attempts (a spot job relaunched
+ * after an interruption has several), else hourly price × elapsed time; null
+ * when unknown.
+ */
 export function costSoFar(job: IJob, nowSeconds: number): number | null {
+  if (job.attempts && job.attempts.length > 0) {
+    const known = job.attempts
+      .map(a => attemptCost(a, nowSeconds))
+      .filter((c): c is number => c !== null);
+    return known.length ? known.reduce((sum, c) => sum + c, 0) : null;
+  }
   if (job.hourly_price === null || job.hourly_price === undefined) {
     return null;
   }
@@ -130,6 +152,33 @@ export function costSoFar(job: IJob, nowSeconds: number): number | null {
     return null;
   }
   return (job.hourly_price * elapsed) / 3600;
+}
+
+/** "spot" or "on-demand" (translated). */
+export function marketLabel(spot: boolean, trans: TranslationBundle): string {
+  return spot ? trans.__('spot') : trans.__('on-demand');
+}
+
+/**
+ * "attempt 2 of 3 (spot interrupted, now on-demand)" for a job past its first
+ * attempt (the server's `attempt_note` says the same in the history and the
+ * log); null while it is on its first.
+ */
+export function attemptNote(
+  job: IJob,
+  trans: TranslationBundle
+): string | null {
+  const attempts = job.attempts ?? [];
+  if (attempts.length < 2) {
+    return null;
+  }
+  const current = attempts[attempts.length - 1];
+  return trans.__(
+    'attempt %1 of %2 (spot interrupted, now %3)',
+    current.number,
+    job.max_attempts,
+    marketLabel(current.spot, trans)
+  );
 }
 
 /** `1:02:03`, `2:03` or `0:05`. */

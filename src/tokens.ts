@@ -86,6 +86,37 @@ export interface ITransition {
   reason: string | null;
 }
 
+/**
+ * What a spot job does when AWS reclaims its instance: `fail` reads
+ * `interrupted` at once; `retry` starts the next attempt on spot, the last
+ * allowed one on on-demand; `on_demand` starts every later one on on-demand.
+ */
+export type OnInterruption = 'fail' | 'retry' | 'on_demand';
+
+export const ON_INTERRUPTION: ReadonlyArray<OnInterruption> = [
+  'retry',
+  'on_demand',
+  'fail'
+];
+
+/** The most attempts a job may ask for (`max_attempts`, from 1). */
+export const MAX_ATTEMPTS_LIMIT = 10;
+
+/** One instance a job ran on (`Attempt` in `awsjobs_lab/models.py`). */
+export interface IAttempt {
+  number: number;
+  spot: boolean;
+  instance_id: string | null;
+  instance_type: string | null;
+  availability_zone: string | null;
+  hourly_price: number | null;
+  started_at: number | null;
+  ended_at: number | null;
+  /** A terminal state once the attempt has ended. */
+  outcome: JobState | null;
+  cost: number | null;
+}
+
 /** A job, as served by the REST API (`Job.to_dict()`). */
 export interface IJob {
   id: string;
@@ -113,6 +144,10 @@ export interface IJob {
   stop_requested: boolean;
   handle: { [key: string]: unknown };
   history: ITransition[];
+  on_interruption: OnInterruption;
+  max_attempts: number;
+  /** One per instance the job ran on; the last is the current one. */
+  attempts: IAttempt[];
   instance_id: string | null;
   elapsed_seconds: number | null;
   cost_so_far: number | null;
@@ -143,6 +178,8 @@ export interface ILaunchRequest {
   env?: { [name: string]: string };
   parameters?: { [name: string]: unknown };
   instance_type?: string;
+  on_interruption?: OnInterruption;
+  max_attempts?: number;
 }
 
 /** `GET jobs/{id}/log` answer. */

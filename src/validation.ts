@@ -6,11 +6,13 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 
 import { backendCan } from './backends';
 import { errorText } from './handler';
-import type {
-  IBackendInfo,
-  IJob,
-  ILaunchRequest,
-  IServerLimits
+import {
+  MAX_ATTEMPTS_LIMIT,
+  type IBackendInfo,
+  type IJob,
+  type ILaunchRequest,
+  type IServerLimits,
+  type OnInterruption
 } from './tokens';
 
 /** The launch form as typed by the user (numbers still strings). */
@@ -24,6 +26,9 @@ export interface ILaunchForm {
   parameters: string;
   env: string;
   instanceType: string;
+  /** Spot only: what an interruption does, and the attempts in all. */
+  onInterruption: OnInterruption;
+  maxAttempts: string;
 }
 
 export type LaunchField = keyof ILaunchForm;
@@ -261,6 +266,18 @@ export function validateLaunch(
     errors.instanceType = trans.__('An instance type looks like "m6i.large"');
   }
 
+  const maxAttempts = Number(form.maxAttempts.trim());
+  if (
+    !Number.isInteger(maxAttempts) ||
+    maxAttempts < 1 ||
+    maxAttempts > MAX_ATTEMPTS_LIMIT
+  ) {
+    errors.maxAttempts = trans.__(
+      'A whole number from 1 to %1',
+      MAX_ATTEMPTS_LIMIT
+    );
+  }
+
   if (
     Object.keys(errors).length > 0 ||
     memory === null ||
@@ -293,6 +310,11 @@ export function validateLaunch(
   ) {
     request.instance_type = instanceType;
   }
+  // What an interruption does: sent with spot on, where spot means something.
+  if (form.spot && backendCan(context.backends, form.backend, 'spot')) {
+    request.on_interruption = form.onInterruption;
+    request.max_attempts = maxAttempts;
+  }
   return { errors, request };
 }
 
@@ -310,6 +332,8 @@ export function formFromJob(job: IJob): ILaunchForm {
         ? JSON.stringify(job.parameters, null, 2)
         : '',
     env: formatEnv(job.env),
-    instanceType: job.requested_instance_type ?? ''
+    instanceType: job.requested_instance_type ?? '',
+    onInterruption: job.on_interruption ?? 'retry',
+    maxAttempts: String(job.max_attempts ?? 3)
   };
 }

@@ -18,7 +18,9 @@ const FORM: ILaunchForm = {
   logPath: '',
   parameters: '',
   env: '',
-  instanceType: ''
+  instanceType: '',
+  onInterruption: 'retry',
+  maxAttempts: '3'
 };
 
 function fakeModel(queries: IInstanceQuery[]): IJobsModel {

@@ -24,6 +24,8 @@ const form = (overrides: Partial<ILaunchForm> = {}): ILaunchForm => ({
   parameters: '',
   env: '',
   instanceType: '',
+  onInterruption: 'retry',
+  maxAttempts: '3',
   ...overrides
 });
 
@@ -225,7 +227,9 @@ describe('formFromJob', () => {
       logPath: '',
       parameters: JSON.stringify({ alpha: 1 }, null, 2),
       env: 'SEED=7',
-      instanceType: 'c6i.xlarge'
+      instanceType: 'c6i.xlarge',
+      onInterruption: 'retry',
+      maxAttempts: '3'
     });
   });
 });

@@ -4,6 +4,7 @@ import * as React from 'react';
 
 import { backendLabel } from '../backends';
 import {
+  attemptNote,
   basename,
   costSoFar,
   elapsedSeconds,
@@ -11,9 +12,16 @@ import {
   formatDuration,
   formatPrice,
   formatTime,
+  marketLabel,
   stateLabel
 } from '../format';
-import { CommandIDs, IJob, IJobsModel, isActiveState } from '../tokens';
+import {
+  CommandIDs,
+  IAttempt,
+  IJob,
+  IJobsModel,
+  isActiveState
+} from '../tokens';
 import { LogView } from '../widgets/LogView';
 import { StateBadge } from './StateBadge';
 import { useNow } from './useNow';
@@ -38,6 +46,36 @@ function Row(props: {
   );
 }
 
+/** The instances a job ran on, one line per attempt. */
+function Attempts(props: {
+  attempts: IAttempt[];
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { attempts, trans } = props;
+  return (
+    <details className="jp-AWSJobs-attempts">
+      <summary>{trans.__('Attempts')}</summary>
+      <ol>
+        {attempts.map(a => (
+          <li key={a.number} data-outcome={a.outcome ?? 'current'}>
+            {[
+              a.instance_type ?? '—',
+              marketLabel(a.spot, trans),
+              a.availability_zone,
+              a.instance_id,
+              a.outcome ? stateLabel(a.outcome, trans) : trans.__('current'),
+              formatCost(a.cost)
+            ]
+              .filter(Boolean)
+              .join(' · ')}
+            {a.started_at !== null ? ` — ${formatTime(a.started_at)}` : ''}
+          </li>
+        ))}
+      </ol>
+    </details>
+  );
+}
+
 /** The selected job: its details, actions, history and live log. */
 export function JobDetails(props: IJobDetailsProps): JSX.Element {
   const { job, model, commands, trans } = props;
@@ -45,6 +83,11 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
   const now = useNow(model, active);
   const elapsed = elapsedSeconds(job, now);
   const cost = costSoFar(job, now);
+  const note = attemptNote(job, trans);
+  const attempts = job.attempts ?? [];
+  const onSpot = attempts.length
+    ? attempts[attempts.length - 1].spot
+    : job.spot;
   const run = (id: string) => () => {
     void commands.execute(id, { id: job.id });
   };
@@ -112,11 +155,16 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
           {job.instance_type && (
             <Row label={trans.__('Instance')} name="instance">
               {job.instance_type}
-              {job.spot ? ` (${trans.__('spot')})` : ''}
+              {onSpot ? ` (${trans.__('spot')})` : ''}
               {job.hourly_price !== null
                 ? ` · ${formatPrice(job.hourly_price)}`
                 : ''}
               {job.instance_id ? ` · ${job.instance_id}` : ''}
+            </Row>
+          )}
+          {note && (
+            <Row label={trans.__('Attempt')} name="attempt">
+              {note}
             </Row>
           )}
           <Row label={trans.__('Resources')} name="resources">
@@ -158,6 +206,7 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
             <code>{job.id}</code>
           </Row>
         </dl>
+        {attempts.length > 1 && <Attempts attempts={attempts} trans={trans} />}
         {job.history.length > 0 && (
           <details className="jp-AWSJobs-history">
             <summary>{trans.__('History')}</summary>

@@ -5,6 +5,7 @@ import * as React from 'react';
 
 import { backendLabel, configBackendCan } from '../backends';
 import {
+  attemptNote,
   basename,
   costSoFar,
   elapsedSeconds,
@@ -30,6 +31,7 @@ export function JobRow(props: IJobRowProps): JSX.Element {
   const now = useNow(model, active);
   const elapsed = elapsedSeconds(job, now);
   const cost = costSoFar(job, now);
+  const note = attemptNote(job, trans);
   const onKey = (event: React.KeyboardEvent) => {
     if (event.key === 'Enter' || event.key === ' ') {
       event.preventDefault();
@@ -64,6 +66,11 @@ export function JobRow(props: IJobRowProps): JSX.Element {
         {job.spot && configBackendCan(model.config, job.backend, 'spot') && (
           <span className="jp-AWSJobs-badge jp-AWSJobs-spot">
             {trans.__('spot')}
+          </span>
+        )}
+        {note && (
+          <span className="jp-AWSJobs-badge jp-AWSJobs-attempt" title={note}>
+            {`${job.attempts.length}/${job.max_attempts}`}
           </span>
         )}
         <span className="jp-AWSJobs-elapsed" data-ticking={active}>

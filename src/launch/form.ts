@@ -18,6 +18,8 @@ export type RememberedForm = Pick<
   | 'maxLifetimeMinutes'
   | 'env'
   | 'instanceType'
+  | 'onInterruption'
+  | 'maxAttempts'
 >;
 
 /**
@@ -51,7 +53,9 @@ export function initialForm(
     logPath: '',
     parameters: '',
     env: remembered?.env ?? '',
-    instanceType: remembered?.instanceType ?? ''
+    instanceType: remembered?.instanceType ?? '',
+    onInterruption: remembered?.onInterruption ?? 'retry',
+    maxAttempts: remembered?.maxAttempts ?? '3'
   };
 }
 
@@ -87,7 +91,9 @@ export async function rememberForm(
     spot: form.spot,
     maxLifetimeMinutes: form.maxLifetimeMinutes,
     env: form.env,
-    instanceType: form.instanceType
+    instanceType: form.instanceType,
+    onInterruption: form.onInterruption,
+    maxAttempts: form.maxAttempts
   };
   await state.save(StateKeys.launchForm, value).catch(() => undefined);
 }

@@ -14,8 +14,10 @@ import type {
   IInstanceChoice,
   IJobsModel,
   ILaunchRequest,
-  IServerLimits
+  IServerLimits,
+  OnInterruption
 } from '../tokens';
+import { MAX_ATTEMPTS_LIMIT, ON_INTERRUPTION } from '../tokens';
 import {
   ILaunchContext,
   ILaunchForm,
@@ -37,7 +39,7 @@ type FieldElement = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
 /** The fields typed into an `<input>` (all but the backend, spot and text areas). */
 type InputField = Exclude<
   LaunchField,
-  'backend' | 'spot' | 'parameters' | 'env'
+  'backend' | 'spot' | 'parameters' | 'env' | 'onInterruption'
 >;
 
 /** Per-field helpers of the form (see `LaunchDialogBody._fieldHelpers`). */
@@ -282,7 +284,46 @@ export class LaunchDialogBody extends ReactWidget {
             )}
         </div>
         {instanceTypes && field.error('instanceType')}
+        {spot && form.spot && this._renderRecovery(field)}
         {instanceTypes && this._renderPreview()}
+      </>
+    );
+  }
+
+  /** What a spot interruption does, and the attempts in all (spot on only). */
+  private _renderRecovery(field: IFieldHelpers): JSX.Element {
+    const { trans } = this._options;
+    const labels: { [value in OnInterruption]: string } = {
+      retry: trans.__('Retry on spot, the last attempt on-demand'),
+      on_demand: trans.__('Retry on on-demand'),
+      fail: trans.__('Fail')
+    };
+    return (
+      <>
+        <div className="jp-AWSJobs-fieldRow jp-AWSJobs-recovery">
+          <label className="jp-AWSJobs-field">
+            <span>{trans.__('If AWS reclaims the instance')}</span>
+            <select
+              name="onInterruption"
+              className={field.className('onInterruption')}
+              value={this._form.onInterruption}
+              onChange={field.set('onInterruption')}
+            >
+              {ON_INTERRUPTION.map(value => (
+                <option key={value} value={value}>
+                  {labels[value]}
+                </option>
+              ))}
+            </select>
+          </label>
+          {this._input(field, 'maxAttempts', trans.__('Attempts'), {
+            type: 'number',
+            min: '1',
+            max: String(MAX_ATTEMPTS_LIMIT),
+            step: '1'
+          })}
+        </div>
+        {field.error('maxAttempts')}
       </>
     );
   }
