@@ -4,24 +4,24 @@
  * launch form's `on_interruption` / `max_attempts`.
  */
 import { nullTranslator } from '@jupyterlab/translation';
-import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
 import { attemptNote, costSoFar } from '../format';
-import { JobsModel } from '../model';
-import { JobsService } from '../service';
+import type { JobsModel } from '../model';
 import type { IAttempt, IJob, IJobsModel } from '../tokens';
 import { formFromJob, ILaunchForm, validateLaunch } from '../validation';
-import { JobsPanel } from '../widgets/JobsPanel';
+import type { JobsPanel } from '../widgets/JobsPanel';
 import { LaunchDialogBody } from '../widgets/LaunchDialog';
 import {
+  CHOICE,
   EC2,
   LOCAL,
   makeConfig,
+  makeForm,
   makeJob,
-  mockServer,
-  settings
+  mockServer
 } from './fixtures';
+import { openJobsPanel } from './panel';
 
 const trans = nullTranslator.load('awsjobs_lab');
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -88,20 +88,8 @@ describe('attempt notes and cost', () => {
 });
 
 describe('the launch form', () => {
-  const form = (overrides: Partial<ILaunchForm> = {}): ILaunchForm => ({
-    backend: 'ec2',
-    memoryGib: '4',
-    cpus: '2',
-    spot: true,
-    maxLifetimeMinutes: '60',
-    logPath: '',
-    parameters: '',
-    env: '',
-    instanceType: '',
-    onInterruption: 'on_demand',
-    maxAttempts: '5',
-    ...overrides
-  });
+  const form = (overrides: Partial<ILaunchForm> = {}): ILaunchForm =>
+    makeForm({ onInterruption: 'on_demand', maxAttempts: '5', ...overrides });
   const context = {
     path: 'train.py',
     isNotebook: false,
@@ -136,16 +124,7 @@ describe('the launch form', () => {
 
   it('shows the fields in the dialog with spot on, on a spot backend', async () => {
     const model = {
-      instanceTypes: async () => ({
-        choice: {
-          instance_type: 'm6i.large',
-          vcpus: 2,
-          memory_gib: 8,
-          hourly_price: 0.04,
-          spot: true
-        },
-        candidates: []
-      })
+      instanceTypes: async () => ({ choice: CHOICE, candidates: [] })
     } as unknown as IJobsModel;
     const shown = async (f: ILaunchForm): Promise<boolean> => {
       const body = new LaunchDialogBody({ form: f, context, model, trans });
@@ -203,20 +182,7 @@ describe('the Jobs panel', () => {
         }
       }
     });
-    model = new JobsModel({
-      service: new JobsService(settings()),
-      autoStart: false
-    });
-    panel = new JobsPanel({
-      model,
-      commands: new CommandRegistry(),
-      trans,
-      translator: nullTranslator
-    });
-    Widget.attach(panel, document.body);
-    await sleep(100);
-    await model.refresh();
-    await sleep(200);
+    ({ model, panel } = await openJobsPanel());
     const row = panel.node.querySelector('.jp-AWSJobs-attempt');
     expect(row?.textContent).toBe('3/3');
     expect(row?.getAttribute('title')).toBe(

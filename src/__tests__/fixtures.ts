@@ -7,9 +7,38 @@ import { ServerConnection } from '@jupyterlab/services';
 import type {
   IBackendCapabilities,
   IBackendInfo,
+  IInstanceChoice,
   IJob,
   IServerConfig
 } from '../tokens';
+import type { ILaunchForm } from '../validation';
+
+/** A launch form on EC2 with spot on, as the dialog would hold it. */
+export function makeForm(overrides: Partial<ILaunchForm> = {}): ILaunchForm {
+  return {
+    backend: 'ec2',
+    memoryGib: '4',
+    cpus: '2',
+    spot: true,
+    maxLifetimeMinutes: '60',
+    logPath: '',
+    parameters: '',
+    env: '',
+    instanceType: '',
+    onInterruption: 'retry',
+    maxAttempts: '3',
+    ...overrides
+  };
+}
+
+/** An instance type the server would choose (`GET instance-types` choice). */
+export const CHOICE: IInstanceChoice = {
+  instance_type: 'm6i.large',
+  vcpus: 2,
+  memory_gib: 8,
+  hourly_price: 0.04,
+  spot: true
+};
 
 export function makeJob(overrides: Partial<IJob> = {}): IJob {
   return {
