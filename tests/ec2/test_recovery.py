@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ec2_helpers import Recorder, make_job
 
 from awsjobs_lab.aws import tags
 from awsjobs_lab.backends.ec2 import EC2Backend
@@ -333,3 +334,23 @@ async def test_the_spot_notice_sends_sigterm_and_is_logged(imds, service, worker
     assert done.state is JobState.SUCCEEDED
     assert [a.outcome for a in done.attempts] == ["interrupted", "succeeded"]
     assert [a.spot for a in done.attempts] == [True, False]
+
+
+async def test_after_a_restart_a_relaunch_is_not_taken_for_its_earlier_attempt(
+    sim, make_backend, root
+):
+    # The first attempt's instance is gone; the server stopped before the second attempt's
+    # launch recorded anything: the old instance must not be re-attached as if it were it.
+    backend = make_backend()
+    job = make_job(root, spot=False)
+    job.open_attempt(False)
+    await backend.launch(job, Recorder(job))
+    old = job.handle["instance_id"]
+    sim.terminate(old)
+    job.end_attempt("interrupted", job.started_at or 0.0)
+    job.open_attempt(False)
+    job.handle = {"attempt": 2}
+    outcome = await backend.reattach(job)
+    assert outcome is not None and outcome.state is JobState.FAILED
+    assert outcome.error == "the server stopped before an instance was launched"
+    assert old not in (outcome.error or "")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ...aws import instances, ssm
+from ...aws import instances, ssm, tags
 from ...aws.catalog import Catalog, OnDemandPrices
 from ...aws.clients import AWSClients, backoff_delay
 from ...aws.errors import AWS_ERRORS, aws_errors, error_code, error_message
@@ -375,8 +375,11 @@ class EC2Backend(EC2Settings):
             # the service retries reattach on BackendError.
             raise BackendError(f"instance {iid} of job {job.id} is not visible on EC2 yet")
         if iid is None and found:
-            # The server stopped before the id was recorded: the newest tagged instance.
-            iid = max(found, key=lambda i: instances.launch_time(found[i]) or 0.0)
+            # The server stopped before the id was recorded: the newest tagged instance of
+            # the job's current attempt (after a relaunch, an earlier attempt's is not it).
+            current = str(job.attempt_number)
+            ours = [i for i in found if tags.tags_of(found[i]).get(tags.ATTEMPT, "1") == current]
+            iid = max(ours, key=lambda i: instances.launch_time(found[i]) or 0.0, default=None)
         instance = found.get(iid) if iid else None
         live = [i for i, inst in found.items() if instances.state_of(inst) in instances.UNFINISHED]
         extra = [i for i in live if i != iid]
