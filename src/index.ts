@@ -18,7 +18,11 @@ import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { registerCommands } from './commands';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
+import { registerInstanceCommands } from './commands/instances';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { basename, stateLabel } from './format';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { InstancesModel } from './instances';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { JobsModel } from './model';
 import { JobsService } from './service';
@@ -93,20 +97,31 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
   description: 'The Jobs side panel of awsjobs-lab.',
   autoStart: true,
   requires: [IJobsModel],
-  optional: [ILayoutRestorer, ITranslator, IStateDB],
+  optional: [ILayoutRestorer, ITranslator, IStateDB, ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     model: IJobsModel,
     restorer: ILayoutRestorer | null,
     translator: ITranslator | null,
-    state: IStateDB | null
+    state: IStateDB | null,
+    palette: ICommandPalette | null
   ): void => {
     const trans = (translator ?? nullTranslator).load('awsjobs_lab');
+    const instances = new InstancesModel({
+      service: new JobsService(app.serviceManager.serverSettings),
+      jobs: model
+    });
+    registerInstanceCommands({ app, instances, trans });
+    palette?.addItem({
+      command: CommandIDs.showInstances,
+      category: trans.__('Jobs')
+    });
     const panel = new JobsPanel({
       model,
       commands: app.commands,
       trans,
-      translator: translator ?? nullTranslator
+      translator: translator ?? nullTranslator,
+      instances
     });
     // The right area by default, so the file browser stays in view beside the jobs.
     followPanelArea(app.shell, panel, model);

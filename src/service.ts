@@ -1,6 +1,7 @@
 import { ServerConnection } from '@jupyterlab/services';
 
 import { requestAPI } from './handler';
+import type { IInstanceList, ITerminated } from './instances';
 import type {
   IInstanceQuery,
   IInstanceTypes,
@@ -97,6 +98,19 @@ export class JobsService {
       instance_type: query.instance_type
     });
     return this._request<IInstanceTypes>(`instance-types${qs}`);
+  }
+
+  /** `GET instances`: this tool's live instances (400 when none is configured). */
+  listInstances(): Promise<IInstanceList> {
+    return this._request<IInstanceList>('instances');
+  }
+
+  /** `POST instances/stop`: terminate instances of this tool (403 if any is not). */
+  terminateInstances(ids: ReadonlyArray<string>): Promise<ITerminated> {
+    return this._request<ITerminated>('instances/stop', {
+      method: 'POST',
+      body: JSON.stringify({ instance_ids: ids })
+    });
   }
 
   private _request<T>(endPoint: string, init: RequestInit = {}): Promise<T> {

@@ -25,6 +25,8 @@ export namespace CommandIDs {
   export const deleteJob = 'awsjobs:delete-job';
   export const rerunJob = 'awsjobs:rerun-job';
   export const refresh = 'awsjobs:refresh';
+  export const showInstances = 'awsjobs:show-instances';
+  export const terminateInstances = 'awsjobs:terminate-instances';
 }
 
 /** Id of the Jobs panel in the shell (and in the layout restorer). */

@@ -12,11 +12,13 @@ import {
 import { Panel } from '@lumino/widgets';
 import * as React from 'react';
 
+import { InstancesView } from '../components/InstancesView';
 import { JobDetails } from '../components/JobDetails';
 import { JobRow } from '../components/JobList';
 import { SpendSummary } from '../components/SpendSummary';
 import { stateLabel } from '../format';
 import { jobsIcon } from '../icons';
+import { instancesOffered, InstancesModel } from '../instances';
 import {
   ACTIVE_STATES,
   CommandIDs,
@@ -101,15 +103,48 @@ interface IViewProps {
   model: IJobsModel;
   commands: CommandRegistry;
   trans: TranslationBundle;
+  /** The Instances view's model, when the panel offers that view. */
+  instances?: InstancesModel;
 }
 
 /** The panel's body. */
 export function JobsView(props: IViewProps): JSX.Element {
-  const { model } = props;
+  const { model, instances } = props;
+  const body = () => <JobsViewBody {...props} />;
   return (
     <UseSignal signal={model.changed}>
-      {() => <JobsViewBody {...props} />}
+      {() =>
+        instances ? (
+          <UseSignal signal={instances.changed}>{body}</UseSignal>
+        ) : (
+          body()
+        )
+      }
     </UseSignal>
+  );
+}
+
+/** "Jobs | Instances", when the server has a backend with instances. */
+function ViewTabs(props: {
+  instances: InstancesModel;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { instances, trans } = props;
+  const tab = (label: string, instancesTab: boolean) => (
+    <button
+      role="tab"
+      aria-selected={instances.shown === instancesTab}
+      className={`jp-AWSJobs-tab${instances.shown === instancesTab ? ' jp-mod-current' : ''}`}
+      onClick={() => instances.setShown(instancesTab)}
+    >
+      {label}
+    </button>
+  );
+  return (
+    <div className="jp-AWSJobs-tabs" role="tablist">
+      {tab(trans.__('Jobs'), false)}
+      {tab(trans.__('Instances'), true)}
+    </div>
   );
 }
 
@@ -132,11 +167,28 @@ function JobsViewBody(props: IViewProps): JSX.Element {
       </div>
     );
   }
+  const { instances } = props;
+  // The tabs once the server offers instances, or to go back from the view.
+  const tabs = instances && (instancesOffered(model.config) || instances.shown);
   const selected = model.selectedId ? model.get(model.selectedId) : undefined;
   const jobs = model.jobs;
+  if (instances?.shown) {
+    return (
+      <div className="jp-AWSJobs-view">
+        <SpendSummary config={model.config} trans={trans} />
+        {tabs && <ViewTabs instances={instances} trans={trans} />}
+        <InstancesView
+          instances={instances}
+          commands={commands}
+          trans={trans}
+        />
+      </div>
+    );
+  }
   return (
     <div className="jp-AWSJobs-view">
       <SpendSummary config={model.config} trans={trans} />
+      {tabs && <ViewTabs instances={instances} trans={trans} />}
       {model.error && (
         <div className="jp-AWSJobs-errorBar" role="alert">
           <span className="jp-AWSJobs-errorMessage">{model.error}</span>
@@ -204,6 +256,8 @@ export namespace JobsPanel {
     commands: CommandRegistry;
     trans: TranslationBundle;
     translator: ITranslator;
+    /** The Instances view's model (no Instances view without it). */
+    instances?: InstancesModel;
   }
 }
 
@@ -244,7 +298,12 @@ export class JobsPanel extends SidePanel {
       })
     );
     const body = ReactWidget.create(
-      <JobsView model={model} commands={commands} trans={trans} />
+      <JobsView
+        model={model}
+        commands={commands}
+        trans={trans}
+        instances={options.instances}
+      />
     );
     body.addClass('jp-AWSJobs-body');
     body.title.label = trans.__('Jobs');
