@@ -1,14 +1,15 @@
-"""RunInstances: the request's parameters, and launching over ranked candidates with retries on
-capacity errors (next zone, next-cheapest type).
+"""Launching a job's instance: the RunInstances parameters of each candidate (what a worker is
+given), and one EC2 Fleet over the cheapest pools (`aws.fleet`): AWS skips a pool without
+capacity inside the call, so a capacity error costs no serial walk over candidates.
 
 An *uncertain* failure (no answer: a timeout or connection reset, or a 5xx after botocore's own
-retries) may hide an instance AWS did launch. The ClientToken is derived from the job and the
-candidate (`client_token`), so repeating the call is safe: AWS answers a known token with the
-instance it launched for it, and launches nothing new. The launch records each attempt (with
-its token) before the call, repeats an uncertain call a few times, and if it stays uncertain
-raises `UncertainLaunch`: the caller must then look for the job's instances by tag.
+retries) may hide an instance AWS did launch. CreateFleet's ClientToken is derived from the job
+and the pools offered (`fleet.fleet_token`), so repeating the call is safe: AWS answers a known
+token with the fleet it made for it, and launches nothing new. The launch records each attempt
+(with its token) before the call, repeats an uncertain call a few times, and if it stays
+uncertain raises `UncertainLaunch`: the caller must then look for the job's instances by tag.
 
-Each RunInstances call runs in its own task, shielded from the launch that asked for it: if that
+Each CreateFleet call runs in its own task, shielded from the launch that asked for it: if that
 launch is cancelled while the call is in flight, the instance it creates is still learned and
 terminated, and a concurrent Stop can await the call (`Launcher.in_flight`).
 """
@@ -16,7 +17,6 @@ terminated, and a concurrent Stop can await the call (`Launcher.in_flight`).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -29,8 +29,18 @@ from ..errors import BackendError
 from . import tags
 from .catalog import quota_group
 from .clients import AWSClients, backoff_delay
-from .errors import error_code, error_message
-from .select import Candidate
+from .errors import AWS_ERRORS, aws_errors, error_code, error_message
+from .fleet import (
+    MAX_CLIENT_TOKEN,
+    PoolError,
+    fleet_request,
+    fleet_token,
+    read_answer,
+    tag_dict,
+    template_data,
+    template_name,
+)
+from .select import Candidate, fleet_pools
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +65,8 @@ CAPACITY_HINTS = {
     "Unsupported": "this instance type is not offered in this zone",
 }
 DEFAULT_ROOT_DEVICE = "/dev/xvda"  # Amazon Linux's
-MAX_CLIENT_TOKEN = 64  # RunInstances' ClientToken: at most 64 ASCII characters
+TEMPLATE_EXISTS = "InvalidLaunchTemplateName.AlreadyExistsException"
+POOL = "pool"  # the Candidate an instance was launched in, in the Instance a launch returns
 UNCERTAIN_RETRIES = 3  # repeats of an uncertain RunInstances (same token), after botocore's
 UNCERTAIN_PAUSE_SECONDS = 2.0
 
@@ -71,14 +82,6 @@ class UncertainLaunch(BackendError):
     def __init__(self, message: str, *, attempted_at: float) -> None:
         super().__init__(message)
         self.attempted_at = attempted_at  # when the last call was sent (epoch seconds)
-
-
-def client_token(job_id: str, candidate: Candidate) -> str:
-    """RunInstances' idempotency token for one job on one candidate: the same across retries
-    and server restarts, different for another type, zone or market."""
-    where = f"{candidate.instance_type}/{candidate.availability_zone}/{candidate.spot}"
-    digest = hashlib.sha256(where.encode()).hexdigest()[:12]
-    return f"awsjobs-{job_id}-{digest}"[:MAX_CLIENT_TOKEN]
 
 
 def is_uncertain(exc: BaseException) -> bool:
@@ -172,30 +175,39 @@ async def describe_image(ec2: Any, image_id: str) -> dict[str, Any] | None:
     return dict(images[0]) if images else None
 
 
-def attempt_record(params: RunParameters, candidate: Candidate) -> dict[str, Any]:
-    """What the job's handle keeps of a RunInstances attempt, written before the call."""
+def attempt_record(request: RunParameters, pools: Sequence[Candidate]) -> dict[str, Any]:
+    """What the job's handle keeps of a CreateFleet attempt, written before the call (the
+    cheapest pool offered stands for the attempt)."""
+    first = pools[0]
     return {
-        "client_token": params.get("ClientToken", ""),
-        "instance_type": candidate.instance_type,
-        "availability_zone": candidate.availability_zone,
-        "spot": candidate.spot,
+        "client_token": request.get("ClientToken", ""),
+        "instance_type": first.instance_type,
+        "availability_zone": first.availability_zone,
+        "spot": first.spot,
+        "pools": len(pools),
         "at": time.time(),
     }
 
 
-def capacity_failure(candidate: Candidate, exc: ClientError) -> str:
+def capacity_failure(error: PoolError) -> str:
     """One line of a launch's failures: where, what AWS said, and what it means."""
-    hint = CAPACITY_HINTS.get(error_code(exc), "")
-    return (
-        f"{candidate.instance_type} in {candidate.availability_zone}: "
-        f"{error_message(exc)}{f' ({hint})' if hint else ''}"
-    )
+    hint = CAPACITY_HINTS.get(error.code, "")
+    where = error.candidate
+    place = f"{where.instance_type} in {where.availability_zone}: " if where else ""
+    return f"{place}{error.message or error.code}{f' ({hint})' if hint else ''}"
+
+
+class NoPoolLaunched(BackendError):
+    """CreateFleet answered without an instance: every pool it tried was refused."""
+
+    def __init__(self, errors: list[PoolError]) -> None:
+        super().__init__("; ".join(capacity_failure(e) for e in errors) or "no instance")
+        self.errors = errors
 
 
 class Launcher:
-    """RunInstances for jobs: at most `max_concurrent` calls in flight (AWS rate-limits the
-    call per account: a burst of jobs queues here), the best candidate first, the next ones
-    after capacity errors."""
+    """CreateFleet for jobs: at most `max_concurrent` calls in flight (AWS rate-limits launches
+    per account: a burst of jobs queues here), the cheapest pools offered at once."""
 
     def __init__(
         self,
@@ -214,7 +226,7 @@ class Launcher:
         self._in_flight: dict[str, asyncio.Task[Instance]] = {}
 
     def in_flight(self, job_id: str) -> asyncio.Task[Instance] | None:
-        """The job's RunInstances call still in flight, if any."""
+        """The job's CreateFleet call still in flight, if any."""
         return self._in_flight.get(job_id)
 
     async def run_first_available(
@@ -225,71 +237,111 @@ class Launcher:
         stopping: Callable[[], bool],
         remember: Remember,
     ) -> tuple[Instance, Candidate]:
-        """RunInstances with the best candidate; on a capacity error the next ones, on a vCPU
-        quota error the next ones of another quota group (at most `max_attempts` calls).
-        `parameters(candidate, attempt)` gives each call's arguments;
-        `remember` persists each attempt before its call. Raises `UncertainLaunch` when a
-        call stays without a clear answer, BackendError when every candidate was refused."""
+        """One instance in the best pool AWS has capacity for, among the pools of the cheapest
+        types (`select.fleet_pools`), from one CreateFleet. Pools it refused for capacity are
+        not offered again; after a vCPU quota error only pools of another quota group it did
+        not try are (at most `max_attempts` calls). `parameters(candidate, attempt)` gives a
+        pool's RunInstances arguments (the template is made of the cheapest pool's);
+        `remember` persists each attempt before its call. Raises `UncertainLaunch` when a call
+        stays without a clear answer, BackendError when every pool was refused."""
+        if stopping():
+            raise BackendError("stopped before an instance was launched")
+        pools = fleet_pools(candidates)
+        first = parameters(pools[0], 0)
+        ec2 = await self.clients.ec2()
+        template_id = await self._create_template(ec2, job_id, first)
+        try:
+            instance, chosen = await self._walk(
+                job_id, pools, template_id, tag_dict(first), stopping, remember
+            )
+        finally:
+            await self._delete_template(ec2, template_id)
+        await self._retag(ec2, instance["InstanceId"], tag_dict(first), parameters(chosen, 0))
+        return instance, chosen
+
+    async def _walk(
+        self,
+        job_id: str,
+        pools: list[Candidate],
+        template_id: str,
+        fleet_tags: Mapping[str, str],
+        stopping: Callable[[], bool],
+        remember: Remember,
+    ) -> tuple[Instance, Candidate]:
         failures: list[str] = []
+        tried: set[Candidate] = set()
         full: set[tuple[bool, str]] = set()  # (spot, quota group) whose vCPU quota is used up
-        attempt = 0
-        for candidate in candidates:
-            quota = (candidate.spot, quota_group(candidate.instance_type))
-            if attempt >= self.max_attempts or stopping():
+        for _ in range(self.max_attempts):
+            offered = [
+                c
+                for c in pools
+                if c not in tried and (c.spot, quota_group(c.instance_type)) not in full
+            ]
+            if not offered or stopping():
                 break
-            if quota in full:
-                continue  # the same quota would refuse it too
-            # Idempotency is the launcher's: one token per job and candidate, whatever the
-            # parameters carried, so a repeat or a restart never launches a second instance.
-            params = {
-                **parameters(candidate, attempt),
-                "ClientToken": client_token(job_id, candidate),
-            }
-            attempt += 1
-            await remember(attempt_record(params, candidate))
+            request = fleet_request(template_id, offered, fleet_token(job_id, offered), fleet_tags)
+            await remember(attempt_record(request, offered))
             try:
-                return await self.run_surely(job_id, params), candidate
+                instance = await self.call_surely(job_id, request, offered)
+                return instance, instance[POOL]
+            except NoPoolLaunched as exc:
+                failures.extend(capacity_failure(e) for e in exc.errors)
+                tried.update(e.candidate for e in exc.errors if e.candidate is not None)
+                full.update(
+                    (e.candidate.spot, quota_group(e.candidate.instance_type))
+                    for e in exc.errors
+                    if e.candidate is not None and e.code in QUOTA_ERRORS
+                )
+                if any(e.code not in CAPACITY_ERRORS | QUOTA_ERRORS for e in exc.errors):
+                    break  # not a shortage: another offer would be refused the same way
+                log.info("awsjobs: job %s: %s", job_id, "; ".join(failures))
             except ClientError as exc:
-                failures.append(capacity_failure(candidate, exc))
-                if error_code(exc) in QUOTA_ERRORS:
-                    full.add(quota)
-                elif error_code(exc) not in CAPACITY_ERRORS:
-                    break
-                log.info("awsjobs: job %s: %s; trying the next", job_id, failures[-1])
+                failures.append(f"CreateFleet: {error_message(exc)}")
+                break
         if stopping() and not failures:
             raise BackendError("stopped before an instance was launched")
-        raise BackendError("RunInstances failed: " + "; ".join(failures))
+        raise BackendError("CreateFleet launched nothing: " + "; ".join(failures))
 
-    async def run_surely(self, job_id: str, params: RunParameters) -> Instance:
-        """`run`, repeated with the same ClientToken while its outcome is uncertain (AWS
-        answers a known token with the instance it launched for it). Raises UncertainLaunch
-        if it stays uncertain; a clear refusal (ClientError) propagates."""
+    async def call_surely(
+        self, job_id: str, request: RunParameters, pools: Sequence[Candidate]
+    ) -> Instance:
+        """`call`, repeated with the same ClientToken while its outcome is uncertain (AWS
+        answers a known token with the fleet it made for it). Raises UncertainLaunch if it
+        stays uncertain; a clear refusal (ClientError, NoPoolLaunched) propagates."""
         problem, attempted_at = "", time.time()
         for repeat in range(UNCERTAIN_RETRIES + 1):
             attempted_at = time.time()
             try:
-                return await self.run(job_id, params)
+                return await self.call(job_id, request, pools)
             except (ClientError, BotoCoreError) as exc:
                 if not is_uncertain(exc):
                     raise
-                problem = f"{params.get('InstanceType')}: {error_message(exc)}"
-                log.warning("awsjobs: job %s: RunInstances uncertain (%s)", job_id, problem)
+                problem = error_message(exc)
+                log.warning("awsjobs: job %s: CreateFleet uncertain (%s)", job_id, problem)
             if repeat < UNCERTAIN_RETRIES:
                 await asyncio.sleep(backoff_delay(repeat, self.uncertain_pause, 30.0))
         raise UncertainLaunch(
-            f"RunInstances got no clear answer ({problem})", attempted_at=attempted_at
+            f"CreateFleet got no clear answer ({problem})", attempted_at=attempted_at
         )
 
-    async def run(self, job_id: str, params: RunParameters) -> Instance:
-        """One RunInstances call in its own shielded task (see the module docstring)."""
+    async def call(
+        self, job_id: str, request: RunParameters, pools: Sequence[Candidate]
+    ) -> Instance:
+        """One CreateFleet call in its own shielded task (see the module docstring): the
+        instance it launched (`InstanceId`, and its pool under POOL), or NoPoolLaunched."""
         ec2 = await self.clients.ec2()
 
-        async def call() -> Instance:
+        async def create() -> Instance:
             async with self._slots:
-                resp = await ec2.run_instances(**params)
-            return dict(resp["Instances"][0])
+                answer = read_answer(await ec2.create_fleet(**request), pools)
+            if not answer.launched:
+                raise NoPoolLaunched(answer.errors)
+            (iid, pool), *extra = answer.launched
+            if extra:  # one was asked for; never leave another running
+                await self._terminate([i for i, _ in extra], job_id)
+            return {"InstanceId": iid, "InstanceType": pool.instance_type, POOL: pool}
 
-        task = asyncio.get_running_loop().create_task(call(), name=f"awsjobs-run-{job_id}")
+        task = asyncio.get_running_loop().create_task(create(), name=f"awsjobs-fleet-{job_id}")
         self._in_flight[job_id] = task
         try:
             return await asyncio.shield(task)
@@ -308,3 +360,47 @@ class Launcher:
         iid = task.result()["InstanceId"]
         log.warning("awsjobs: terminating %s: its launch was cancelled", iid)
         asyncio.get_running_loop().create_task(self._terminate([iid], job_id))
+
+    # -- the job's launch template ---------------------------------------------------------
+
+    async def _create_template(self, ec2: Any, job_id: str, params: RunParameters) -> str:
+        """The job's launch template (see `aws.fleet`); an existing one of the same content
+        (a repeated creation whose first answer was lost) is used as it is."""
+        data = template_data(params)
+        name = template_name(job_id, data)
+        template_tags = tags.tag_specifications(tag_dict(params), ("launch-template",))
+        with aws_errors("CreateLaunchTemplate failed"):
+            try:
+                made = await ec2.create_launch_template(
+                    LaunchTemplateName=name,
+                    LaunchTemplateData=data,
+                    TagSpecifications=template_tags,
+                    ClientToken=name[-MAX_CLIENT_TOKEN:],
+                )
+                return str(made["LaunchTemplate"]["LaunchTemplateId"])
+            except ClientError as exc:
+                if error_code(exc) != TEMPLATE_EXISTS:
+                    raise
+            found = await ec2.describe_launch_templates(LaunchTemplateNames=[name])
+            return str(found["LaunchTemplates"][0]["LaunchTemplateId"])
+
+    async def _delete_template(self, ec2: Any, template_id: str) -> None:
+        """Best effort: a template left behind costs nothing and launches nothing by itself."""
+        try:
+            await ec2.delete_launch_template(LaunchTemplateId=template_id)
+        except AWS_ERRORS as exc:
+            log.warning("awsjobs: could not delete launch template %s: %s", template_id, exc)
+
+    async def _retag(
+        self, ec2: Any, iid: str, template_tags: Mapping[str, str], pool: RunParameters
+    ) -> None:
+        """The template carries the cheapest pool's tags (its hourly price); an instance of
+        another pool gets its own, in one CreateTags. Best effort: the job's record has the
+        right price whatever happens here."""
+        changed = {k: v for k, v in tag_dict(pool).items() if template_tags.get(k) != v}
+        if not changed:
+            return
+        try:
+            await ec2.create_tags(Resources=[iid], Tags=tags.tag_list(changed))
+        except AWS_ERRORS as exc:
+            log.warning("awsjobs: could not tag %s with its pool's price: %s", iid, exc)

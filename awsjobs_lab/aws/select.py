@@ -1,9 +1,10 @@
 """Choosing the instance: the cheapest type that fits, and where to launch it.
 
-A candidate is a (type, availability zone, subnet) with its hourly price. For spot the price is
-per zone, so the cheapest zone fixes the subnet (one configured subnet per zone). For on-demand
-the price is the same in every zone, so each configured subnet is a candidate in order. The
-launch tries the candidates in order when AWS has no capacity for the first.
+A candidate is a (type, availability zone, subnet) with its hourly price: a *pool*. For spot the
+price is per zone (one configured subnet per zone: the first); a type with no price history in
+our zones is a candidate in each of them. For on-demand the price is the same in every zone, so
+each configured subnet is a candidate in order. One launch offers the pools of the
+`FLEET_TYPES` best types at once (`fleet_pools`; EC2 Fleet picks among them, `aws.fleet`).
 
 Ranking: known prices first, cheapest first; then unknown prices by size (vCPUs, memory), so
 the smallest type that fits wins when nothing is priced.
@@ -20,6 +21,7 @@ from ..errors import InvalidRequest
 from .catalog import Catalog, InstanceType, OnDemandPrices, family_matches
 
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+FLEET_TYPES = 10  # instance types one launch offers, each in every zone it may run in
 
 
 @dataclass(frozen=True)
@@ -169,11 +171,11 @@ async def _rank_spot(
                     )
                 )  # fmt: skip
         else:
-            # No price history in our zones: unknown price, the first configured subnet.
-            subnet, zone = subnets[0]
-            out.append(
-                Candidate(t.name, t.vcpus, t.memory_gib, None, "unknown", zone, subnet, True)
-            )
+            # No price history in our zones: unknown price, in every zone (AWS knows).
+            for zone, subnet in zones.items():
+                out.append(
+                    Candidate(t.name, t.vcpus, t.memory_gib, None, "unknown", zone, subnet, True)
+                )
     order = {z: i for i, (_, z) in enumerate(subnets)}
     out.sort(key=lambda c: (*_order_key(c, size), order.get(c.availability_zone, 0)))
     return out
@@ -207,3 +209,14 @@ def distinct_types(candidates: Iterable[Candidate], limit: int = 10) -> list[Can
         if len(out) >= limit:
             break
     return out
+
+
+def fleet_pools(candidates: Sequence[Candidate], types: int = FLEET_TYPES) -> list[Candidate]:
+    """The pools one launch offers: every candidate of the `types` best types, in rank order."""
+    best = {c.instance_type for c in distinct_types(candidates, types)}
+    return [c for c in candidates if c.instance_type in best]
+
+
+def zones_of(candidates: Iterable[Candidate]) -> list[str]:
+    """The availability zones of these candidates, in first-seen order."""
+    return list(dict.fromkeys(c.availability_zone for c in candidates))

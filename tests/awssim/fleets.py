@@ -176,7 +176,13 @@ class FleetHooks:
         backend = as_ec2(response).ec2_backend
         data = pool.data
         tags = _tags(data.get("TagSpecifications", []))
-        tags["instance"] = {**tags.get("instance", {}), **fleet_instance_tags}
+        # AWS tags a fleet's instances with their fleet; moto's own fleet bookkeeping is not
+        # involved (it knows nothing of this fleet), so no fleet_id is given to its model.
+        tags["instance"] = {
+            **tags.get("instance", {}),
+            **fleet_instance_tags,
+            "aws:ec2:fleet-id": fleet_id,
+        }
         profile = data.get("IamInstanceProfile") or {}
         reservation = backend.run_instances(
             data.get("ImageId"),
@@ -195,7 +201,6 @@ class FleetHooks:
             instance_initiated_shutdown_behavior=data.get("InstanceInitiatedShutdownBehavior"),
             metadata_options=dict(data.get("MetadataOptions") or {}),
             block_device_mappings=_block_devices(data.get("BlockDeviceMappings") or []),
-            fleet_id=fleet_id,
         )
         instance = reservation.instances[0]
         if profile:

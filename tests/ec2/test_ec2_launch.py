@@ -1,5 +1,5 @@
-"""Launch: RunInstances parameters read back from moto, the boot script, SendCommand retries,
-the launch timeout and capacity fallbacks."""
+"""Launch: the launch template and CreateFleet parameters read back from moto, the boot
+script, SendCommand retries, the launch timeout and capacity fallbacks."""
 
 from __future__ import annotations
 
@@ -100,24 +100,34 @@ async def test_spot_launch_in_cheapest_zone(make_backend, root, aws, subnets, se
     seed_spot[("c7i.large", "us-east-1b")] = "0.0210"
     seed_spot[("c7a.large", "us-east-1a")] = "0.0300"
     backend = make_backend()
-    sent = await _capture(backend, "RunInstances")
+    fleets = await _capture(backend, "CreateFleet")
+    templates = await _capture(backend, "CreateLaunchTemplate")
     job = make_job(root, spot=True, memory_gib=4, cpus=2)
     rec = Recorder(job)
     await backend.launch(job, rec)
-    # What we asked for (moto stores the lifecycle but does not echo the spot options).
-    (params,) = sent
-    assert params["InstanceMarketOptions"] == {
-        "MarketType": "spot",
-        "SpotOptions": {
-            "SpotInstanceType": "one-time",
-            "InstanceInterruptionBehavior": "terminate",
-        },
+    # What we asked for: one instant fleet, spot, AWS's recommended spot strategy, every pool
+    # of the cheapest types offered at once (the cheapest first).
+    (fleet,) = fleets
+    assert fleet["Type"] == "instant"
+    assert fleet["TargetCapacitySpecification"] == {
+        "TotalTargetCapacity": 1,
+        "DefaultTargetCapacityType": "spot",
     }
-    # Idempotent on AWS (and on the simulator): the same job and candidate, the same token.
-    assert params["ClientToken"] == job.handle["launch_attempt"]["client_token"]
-    assert params["ClientToken"].startswith(f"awsjobs-{job.id}-")
-    assert params["IamInstanceProfile"] == {"Name": "awsjobs-worker"}
-    assert params["BlockDeviceMappings"][0]["Ebs"] == {
+    assert fleet["SpotOptions"] == {
+        "AllocationStrategy": "price-capacity-optimized",
+        "InstanceInterruptionBehavior": "terminate",
+    }
+    overrides = fleet["LaunchTemplateConfigs"][0]["Overrides"]
+    assert overrides[0] == {"InstanceType": "c7i.large", "SubnetId": subnets["us-east-1b"]}
+    assert len({o["InstanceType"] for o in overrides}) == 10
+    # Idempotent on AWS (and on the simulator): the same job and pools, the same token.
+    assert fleet["ClientToken"] == job.handle["launch_attempt"]["client_token"]
+    assert fleet["ClientToken"].startswith(f"awsjobs-{job.id}-")
+    (template,) = templates
+    data = template["LaunchTemplateData"]
+    assert "InstanceMarketOptions" not in data  # EC2 Fleet refuses it: the fleet says spot
+    assert data["IamInstanceProfile"] == {"Name": "awsjobs-worker"}
+    assert data["BlockDeviceMappings"][0]["Ebs"] == {
         "VolumeSize": 30,
         "VolumeType": "gp3",
         "DeleteOnTermination": True,
@@ -179,11 +189,12 @@ async def test_capacity_error_falls_back_to_the_next_zone(make_backend, root, si
 async def test_capacity_errors_exhausted_fail_with_a_clear_message(make_backend, root, sim, aws):
     sim.configure({"capacity": {"rules": [{"error": "InsufficientInstanceCapacity"}]}})
     backend = make_backend(max_launch_attempts=2)
-    sent = await _capture(backend, "RunInstances")  # once per call, botocore's retries aside
+    sent = await _capture(backend, "CreateFleet")  # once per call, botocore's retries aside
     job = make_job(root)
     with pytest.raises(BackendError, match="no capacity"):
         await backend.launch(job, Recorder(job))
-    assert len(sent) == 2
+    # One call: AWS tried every pool offered; another offer of the same pools would not help.
+    assert len(sent) == 1
     assert (await (await aws("ec2")).describe_instances())["Reservations"] == []
 
 
@@ -345,13 +356,13 @@ async def test_command_waits_for_the_mount_and_fails_clearly(make_backend, root,
     assert not (root / job.log_path).exists()
 
 
-async def test_spot_limit_is_not_retried_and_says_what_to_do(make_backend, root, faults):
-    faults.always("ec2", "RunInstances", "MaxSpotInstanceCountExceeded")
+async def test_spot_limit_is_not_retried_and_says_what_to_do(make_backend, root, sim, faults):
+    sim.configure({"capacity": {"spot_vcpus": {"standard": 0}}})
     backend = make_backend()
     job = make_job(root, spot=True)
     with pytest.raises(BackendError, match="try on-demand"):
         await backend.launch(job, Recorder(job))
-    assert faults.calls[("ec2", "RunInstances")] == 1  # another zone or type would not help
+    assert faults.calls[("ec2", "CreateFleet")] == 1  # another zone or type would not help
 
 
 async def test_check_request_refuses_an_unknown_requested_type(make_backend, root):
@@ -363,8 +374,8 @@ async def test_check_request_refuses_an_unknown_requested_type(make_backend, roo
         await backend.launch(job, Recorder(job))
 
 
-async def test_a_burst_of_launches_keeps_few_run_instances_in_flight(make_backend, root):
-    # AWS rate-limits RunInstances per account: a burst of jobs queues in the backend.
+async def test_a_burst_of_launches_keeps_few_launches_in_flight(make_backend, root):
+    # AWS rate-limits launches per account: a burst of jobs queues in the backend.
     backend = make_backend(max_concurrent_run_instances=2)
     ec2 = await backend.clients.ec2()
     in_flight = 0
@@ -379,8 +390,8 @@ async def test_a_burst_of_launches_keeps_few_run_instances_in_flight(make_backen
         nonlocal in_flight
         in_flight -= 1
 
-    ec2.meta.events.register("before-call.ec2.RunInstances", before)
-    ec2.meta.events.register("after-call.ec2.RunInstances", after)
+    ec2.meta.events.register("before-call.ec2.CreateFleet", before)
+    ec2.meta.events.register("after-call.ec2.CreateFleet", after)
     jobs = [make_job(root, f"burst{i}.py") for i in range(6)]
     await asyncio.gather(*(backend.launch(job, Recorder(job)) for job in jobs))
     assert all(job.handle.get("instance_id") for job in jobs)
@@ -398,7 +409,9 @@ async def test_vcpu_quota_of_one_group_moves_the_launch_to_another_group(make_ba
     job = make_job(root, memory_gib=4, cpus=2)
     await backend.launch(job, Recorder(job))
     assert job.instance_type.startswith("g6.")
-    assert sim.record.faults["VcpuLimitExceeded"] == 1  # one standard try, then the G group
+    # Standard pools refused, then the G group, all within one CreateFleet.
+    assert sim.record.faults_by_action["ec2:CreateFleet:VcpuLimitExceeded"] >= 1
+    assert sim.record.calls["ec2:CreateFleet"] == 1
 
 
 async def test_root_volume_is_never_smaller_than_the_images_snapshot(make_backend, root, aws):
@@ -411,19 +424,19 @@ async def test_root_volume_is_never_smaller_than_the_images_snapshot(make_backen
     snapshot_gib = mapping["Ebs"]["VolumeSize"]
     assert snapshot_gib > 8
     backend = make_backend(image_id=image_id, root_volume_gib=8)
-    sent = await _capture(backend, "RunInstances")
+    sent = await _capture(backend, "CreateLaunchTemplate")
     job = make_job(root)
     await backend.launch(job, Recorder(job))
     (params,) = sent
-    (root_mapping,) = params["BlockDeviceMappings"]
+    (root_mapping,) = params["LaunchTemplateData"]["BlockDeviceMappings"]
     assert root_mapping["DeviceName"] == image["RootDeviceName"]
     assert root_mapping["Ebs"]["VolumeSize"] == snapshot_gib
     # A larger setting wins over the snapshot.
     bigger = make_backend(image_id=image_id, root_volume_gib=100)
-    sent = await _capture(bigger, "RunInstances")
+    sent = await _capture(bigger, "CreateLaunchTemplate")
     job = make_job(root)
     await bigger.launch(job, Recorder(job))
-    assert sent[0]["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 100
+    assert sent[0]["LaunchTemplateData"]["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 100
 
 
 async def test_lifetimes_beyond_ssms_48_hours_are_refused_and_the_cap_is_described(

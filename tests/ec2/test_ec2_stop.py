@@ -46,7 +46,7 @@ async def test_stop_before_launch(make_backend, root, aws):
     assert await _job_states(aws, job.id) == {}
 
 
-async def test_stop_while_run_instances_is_in_flight(make_backend, root, aws):
+async def test_stop_while_create_fleet_is_in_flight(make_backend, root, aws):
     backend = make_backend()
     ec2 = await backend.clients.ec2()
     gate = asyncio.Event()
@@ -54,15 +54,15 @@ async def test_stop_while_run_instances_is_in_flight(make_backend, root, aws):
 
     async def hold(**_: Any) -> None:
         entered.set()
-        await gate.wait()  # RunInstances is sent once the gate opens
+        await gate.wait()  # CreateFleet is sent once the gate opens
 
-    ec2.meta.events.register("before-send.ec2.RunInstances", hold)
+    ec2.meta.events.register("before-send.ec2.CreateFleet", hold)
     job = make_job(root)
     launch = asyncio.ensure_future(backend.launch(job, Recorder(job)))
     await entered.wait()
     stop = asyncio.ensure_future(backend.stop(job))
     await asyncio.sleep(0)
-    assert not stop.done()  # stop waits for the in-flight RunInstances to answer
+    assert not stop.done()  # stop waits for the in-flight CreateFleet to answer
     gate.set()
     await stop
     await launch  # returns quietly: no command is sent to a stopped job

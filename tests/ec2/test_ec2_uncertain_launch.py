@@ -1,6 +1,6 @@
-"""RunInstances whose answer is lost (timeout, connection reset, 5xx after retries): AWS may
+"""CreateFleet whose answer is lost (timeout, connection reset, 5xx after retries): AWS may
 have launched the instance. The ClientToken is the same for every try (derived from the job
-and the candidate, recorded before the call), so a retry returns the same instance; if the
+and the pools offered, recorded before the call), so a retry returns the same instance; if the
 launch still fails, the job's tag is swept over the consistency window and whatever it finds
 is terminated before the job may read failed. After a restart, a job left launching without
 an instance id is looked for by tag over the same window."""
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from ec2_helpers import Recorder, launch_tagged, make_job
 
-from awsjobs_lab.aws.launch import client_token
+from awsjobs_lab.aws.fleet import fleet_token
 from awsjobs_lab.aws.select import Candidate
 from awsjobs_lab.errors import BackendError
 from awsjobs_lab.models import JobState
@@ -30,18 +30,18 @@ def launched_for(sim: Any, job_id: str) -> dict[str, str]:
     }
 
 
-def lost_run_instances(count: int) -> dict[str, Any]:
-    """RunInstances applied, its answer lost `count` times in a row (botocore sees a reset)."""
-    return {"faults": [{"service": "ec2", "action": "RunInstances", "error": "LostAnswer",
+def lost_create_fleet(count: int) -> dict[str, Any]:
+    """CreateFleet applied, its answer lost `count` times in a row (botocore sees a reset)."""
+    return {"faults": [{"service": "ec2", "action": "CreateFleet", "error": "LostAnswer",
                         "count": count}]}  # fmt: skip
 
 
-async def test_the_attempt_is_recorded_before_run_instances_with_a_stable_token(make_backend, root):
+async def test_the_attempt_is_recorded_before_create_fleet_with_a_stable_token(make_backend, root):
     backend = make_backend()
     sent: list[dict[str, Any]] = []
     ec2 = await backend.clients.ec2()
     ec2.meta.events.register(
-        "provide-client-params.ec2.RunInstances", lambda params, **_: sent.append(dict(params))
+        "provide-client-params.ec2.CreateFleet", lambda params, **_: sent.append(dict(params))
     )
     job = make_job(root)
     rec = Recorder(job)
@@ -52,18 +52,21 @@ async def test_the_attempt_is_recorded_before_run_instances_with_a_stable_token(
     assert attempt["client_token"].startswith(f"awsjobs-{job.id}-")
     assert len(attempt["client_token"]) <= 64
     assert attempt["instance_type"] == job.instance_type and attempt["at"] > 0
-    # The same job and candidate give the same token (a retry, a restart).
-    same = Candidate(job.instance_type, 2, 4.0, None, "", attempt["availability_zone"], "", False)
-    assert client_token(job.id, same) == attempt["client_token"]
-    other = Candidate(job.instance_type, 2, 4.0, None, "", "us-east-1b", "", False)
-    assert client_token(job.id, other) != attempt["client_token"]
+    # The same job and pools give the same token (a retry, a restart); other pools another.
+    overrides = params["LaunchTemplateConfigs"][0]["Overrides"]
+    same = [
+        Candidate(o["InstanceType"], 2, 4.0, None, "", "", o["SubnetId"], False) for o in overrides
+    ]
+    assert len(same) > 1
+    assert fleet_token(job.id, same) == attempt["client_token"]
+    assert fleet_token(job.id, same[1:]) != attempt["client_token"]
 
 
 async def test_lost_answers_past_botocores_retries_are_retried_with_the_same_token(
     make_backend, root, sim
 ):
     # botocore tries 4 times; every answer is lost. The instance was launched by the first.
-    sim.configure(lost_run_instances(4))
+    sim.configure(lost_create_fleet(4))
     backend = make_backend()
     job = make_job(root)
     await backend.launch(job, Recorder(job))
@@ -77,11 +80,11 @@ async def test_a_launch_that_stays_uncertain_is_swept_by_tag_before_it_fails(
 ):
     # Every answer lost, and the new instance unlisted for a while: the sweep must look over
     # the consistency window, find it by its tag and terminate it before the launch fails.
-    sim.configure(lost_run_instances(10**6))
+    sim.configure(lost_create_fleet(10**6))
     sim.configure({"consistency": {"instance_unlisted_seconds": 0.5}})
     backend = make_backend(consistency_window_seconds=1.0)
     job = make_job(root)
-    with pytest.raises(BackendError, match="RunInstances") as err:
+    with pytest.raises(BackendError, match="CreateFleet") as err:
         await backend.launch(job, Recorder(job))
     found = launched_for(sim, job.id)
     assert len(found) == 1 and all(state in GONE for state in found.values())
@@ -91,7 +94,7 @@ async def test_a_launch_that_stays_uncertain_is_swept_by_tag_before_it_fails(
 async def test_reattach_of_a_launch_cut_short_looks_by_tag_over_the_window(
     make_backend, root, sim, aws
 ):
-    # The server died inside RunInstances: the attempt was recorded, no instance id. The
+    # The server died inside CreateFleet: the attempt was recorded, no instance id. The
     # instance exists but EC2 does not list it yet.
     sim.configure({"consistency": {"instance_unlisted_seconds": 0.5}})
     job = make_job(root)

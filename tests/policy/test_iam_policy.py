@@ -29,8 +29,23 @@ SERVICES = ("ec2", "ssm", "pricing", "s3", "scheduler")
 POLICY_HEADING = "### 6. IAM permissions of the Jupyter server"
 
 # Resource types a RunInstances call touches (AWS's list for the action, as used here): the
-# policy must name each, or AWS refuses the launch. Spot launches add the spot request.
+# policy must name each, or AWS refuses the launch. Spot launches add the spot request; EC2
+# Fleet's RunInstances on our behalf adds the launch template.
 RUN_INSTANCES_RESOURCES = (
+    "instance/",
+    "volume/",
+    "image/",
+    "subnet/",
+    "network-interface/",
+    "security-group/",
+    "spot-instances-request/",
+    "launch-template/",
+)
+# What a CreateFleet call touches: the fleet itself, the launch template, and what its
+# instances are launched from.
+CREATE_FLEET_RESOURCES = (
+    "fleet/",
+    "launch-template/",
     "instance/",
     "volume/",
     "image/",
@@ -125,7 +140,7 @@ def test_the_scan_finds_the_calls_we_know_of() -> None:
     # Guards the scanner itself: if it found nothing, the coverage test below would pass.
     actions = called_actions()
     for known in (
-        "ec2:RunInstances",
+        "ec2:CreateFleet",
         "ec2:TerminateInstances",
         "ssm:SendCommand",
         "ec2:DescribeInstances",
@@ -142,15 +157,21 @@ def test_readme_policy_allows_every_action_the_server_calls(action: str) -> None
     )
 
 
-def test_run_instances_names_every_resource_a_launch_touches() -> None:
+@pytest.mark.parametrize(
+    ("action", "kinds"),
+    [("ec2:RunInstances", RUN_INSTANCES_RESOURCES), ("ec2:CreateFleet", CREATE_FLEET_RESOURCES)],
+)
+def test_launch_actions_name_every_resource_a_launch_touches(
+    action: str, kinds: tuple[str, ...]
+) -> None:
     resources = [
         resource
-        for statement in statements_allowing(readme_policy(), "ec2:RunInstances")
+        for statement in statements_allowing(readme_policy(), action)
         for resource in _as_list(statement.get("Resource"))
     ]
-    for kind in RUN_INSTANCES_RESOURCES:
+    for kind in kinds:
         assert any(f":{kind}" in r or r == "*" for r in resources), (
-            f"RunInstances needs the {kind.rstrip('/')} resource in README.md's policy "
+            f"{action} needs the {kind.rstrip('/')} resource in README.md's policy "
             "(AWS refuses the launch otherwise)"
         )
 

@@ -15,6 +15,7 @@ from typing import Any
 from ...aws import tags
 from ...aws.clients import AWSClients
 from ...aws.errors import aws_errors
+from ...aws.fleet import ON_DEMAND_STRATEGY, SPOT_STRATEGY
 from ...aws.instances import (
     GONE,
     LIVE_STATES,
@@ -27,7 +28,7 @@ from ...aws.instances import (
     state_of,
     terminate,
 )
-from ...aws.select import distinct_types
+from ...aws.select import FLEET_TYPES, Candidate, distinct_types, fleet_pools, zones_of
 from ...aws.sweep import SweepReport, deadline_of, is_expired, sweep_instances
 from ...errors import Forbidden, InvalidRequest
 from ...models import Job
@@ -64,6 +65,20 @@ def instance_row(inst: Mapping[str, Any], now: float) -> dict[str, Any]:
     }
 
 
+def launch_offer(pools: list[Candidate], *, spot: bool) -> dict[str, Any]:
+    """What one launch will offer EC2 Fleet (the preview's `tried`): its types, best first,
+    its zones, how many pools, the allocation strategy, and the lowest known price."""
+    prices = [c.hourly_price for c in pools if c.hourly_price is not None]
+    return {
+        "types": [c.instance_type for c in distinct_types(pools, FLEET_TYPES)],
+        "zones": zones_of(pools),
+        "pools": len(pools),
+        "strategy": SPOT_STRATEGY if spot else ON_DEMAND_STRATEGY,
+        "spot": spot,
+        "from_price": min(prices) if prices else None,
+    }
+
+
 class Inventory:
     """Implements `InstanceInventory` (base.py) and the orphan check for `EC2Backend`."""
 
@@ -76,7 +91,8 @@ class Inventory:
     async def preview(
         self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None = None
     ) -> dict[str, Any]:
-        """The instance a job with these needs would get, and the next cheapest ones."""
+        """The instance a job with these needs would get, the next cheapest types, and what
+        one launch will offer EC2 Fleet (`tried`)."""
         self.settings.require_configured()
         if not (memory_gib > 0) or cpus < 1:
             raise InvalidRequest("memory_gib must be > 0 and cpus >= 1")
@@ -84,8 +100,13 @@ class Inventory:
             candidates = await self.choice.candidates(
                 memory_gib=memory_gib, cpus=cpus, spot=spot, instance_type=instance_type
             )
-        best = distinct_types(candidates, 10)
-        return {"choice": best[0].public(), "candidates": [c.public() for c in best]}
+        pools = fleet_pools(candidates)
+        best = distinct_types(pools, FLEET_TYPES)
+        return {
+            "choice": best[0].public(),
+            "candidates": [c.public() for c in best],
+            "tried": launch_offer(pools, spot=spot),
+        }
 
     async def managed_live(self) -> Instances:
         """Our instances (this owner) that are not terminated. AWS errors propagate."""
