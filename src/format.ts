@@ -214,6 +214,57 @@ export function formatPrice(usdPerHour: number | null | undefined): string {
   return `$${usdPerHour.toFixed(4)}/h`;
 }
 
+/** What one EC2 launch will offer (`GET instance-types` → `tried`). */
+export interface ILaunchOffer {
+  /** The instance types, best first (the first is the preview's choice). */
+  types: string[];
+  zones: string[];
+  /** Type × zone pools in all. */
+  pools: number;
+  /** EC2 Fleet's allocation strategy. */
+  strategy: string;
+  spot: boolean;
+  /** The lowest known hourly price among the pools. */
+  from_price: number | null;
+}
+
+/** `$0.061/h`: a price with no trailing zeros past the third decimal. */
+export function formatShortPrice(usdPerHour: number): string {
+  if (usdPerHour >= 1) {
+    return `$${usdPerHour.toFixed(2)}/h`;
+  }
+  return `$${usdPerHour.toFixed(4).replace(/(\.\d{3}\d*?)0+$/, '$1')}/h`;
+}
+
+/**
+ * "m7i.xlarge or 9 similar types, 3 zones, from $0.061/h spot": what one
+ * launch will try (EC2 Fleet picks the pool).
+ */
+export function offerSentence(
+  offer: ILaunchOffer,
+  trans: TranslationBundle
+): string {
+  const [first, ...others] = offer.types;
+  const parts = [
+    others.length > 0
+      ? trans._n(
+          '%2 or %1 similar type',
+          '%2 or %1 similar types',
+          others.length,
+          first
+        )
+      : first,
+    trans._n('%1 zone', '%1 zones', offer.zones.length)
+  ];
+  const market = marketLabel(offer.spot, trans);
+  parts.push(
+    offer.from_price === null
+      ? market
+      : trans.__('from %1 %2', formatShortPrice(offer.from_price), market)
+  );
+  return parts.join(', ');
+}
+
 /** A local date and time from epoch seconds. */
 export function formatTime(epochSeconds: number | null): string {
   if (epochSeconds === null || !isFinite(epochSeconds)) {

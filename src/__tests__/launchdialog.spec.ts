@@ -39,7 +39,18 @@ function fakeModel(queries: IInstanceQuery[]): IJobsModel {
           spot: query.spot,
           availability_zone: 'us-east-1a'
         },
-        candidates: []
+        candidates: [],
+        tried: {
+          types: [
+            'm6i.large',
+            ...Array.from({ length: 9 }, (_, i) => `t${i}.x`)
+          ],
+          zones: ['us-east-1a', 'us-east-1b', 'us-east-1c'],
+          pools: 30,
+          strategy: query.spot ? 'price-capacity-optimized' : 'lowest-price',
+          spot: query.spot,
+          from_price: 0.061
+        }
       };
     }
   } as unknown as IJobsModel;
@@ -106,6 +117,10 @@ describe('LaunchDialogBody', () => {
     expect(preview?.textContent).toContain('m6i.large');
     expect(preview?.textContent).toContain('$0.0400/h');
     expect(preview?.textContent).toContain('spot');
+    // What one launch will try: EC2 Fleet chooses among these pools.
+    expect(preview?.querySelector('[data-field="offer"]')?.textContent).toBe(
+      'Tries m6i.large or 9 similar types, 3 zones, from $0.061/h spot'
+    );
   });
 
   it("shows the server's refusal of the numbers in the preview", async () => {

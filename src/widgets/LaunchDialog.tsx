@@ -6,12 +6,18 @@ import type { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { backendCan } from '../backends';
-import { defaultLogPathHint, formatPrice } from '../format';
+import {
+  defaultLogPathHint,
+  formatPrice,
+  ILaunchOffer,
+  offerSentence
+} from '../format';
 import { errorText } from '../handler';
 import type {
   BackendCapability,
   IBackendInfo,
   IInstanceChoice,
+  IInstanceTypes,
   IJobsModel,
   ILaunchRequest,
   IServerLimits,
@@ -32,7 +38,12 @@ export interface IPreview {
   loading: boolean;
   choice: IInstanceChoice | null;
   error: string | null;
+  /** What one launch will try (EC2 Fleet's pools), when the server says. */
+  offer?: ILaunchOffer | null;
 }
+
+/** `GET instance-types` with what one launch will try (servers that say it). */
+type IPreviewAnswer = IInstanceTypes & { tried?: ILaunchOffer };
 
 type FieldElement = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
 
@@ -396,6 +407,11 @@ export class LaunchDialogBody extends ReactWidget {
             : c.price_source
               ? ` · ${trans.__('price: %1', c.price_source)}`
               : ''}
+          {preview.offer && (
+            <div data-field="offer">
+              {trans.__('Tries %1', offerSentence(preview.offer, trans))}
+            </div>
+          )}
         </>
       );
     } else if (preview.loading) {
@@ -443,7 +459,7 @@ export class LaunchDialogBody extends ReactWidget {
     this._preview = { ...this._preview, loading: true };
     this.update();
     try {
-      const answer = await this._options.model.instanceTypes({
+      const answer: IPreviewAnswer = await this._options.model.instanceTypes({
         memory_gib: Number(form.memoryGib),
         cpus: Number(form.cpus),
         spot: form.spot,
@@ -452,7 +468,12 @@ export class LaunchDialogBody extends ReactWidget {
       if (serial !== this._previewSerial || this.isDisposed) {
         return;
       }
-      this._preview = { loading: false, choice: answer.choice, error: null };
+      this._preview = {
+        loading: false,
+        choice: answer.choice,
+        error: null,
+        offer: answer.tried ?? null
+      };
     } catch (reason) {
       if (serial !== this._previewSerial || this.isDisposed) {
         return;
