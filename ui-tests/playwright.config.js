@@ -2,10 +2,17 @@
  * Galata (Playwright) configuration of the awsjobs-lab browser tests:
  * a real JupyterLab started by `jlpm start`, in Debian's Chromium.
  */
+const path = require('path');
 const baseConfig = require('@jupyterlab/galata/lib/playwright-config');
 
 const port = process.env.AWSJOBS_UI_PORT || '8898';
 const baseURL = `http://127.0.0.1:${port}`;
+// The Instances view's tests: a second JupyterLab with the EC2 backend, against
+// the simulated AWS (tests/awssim) started here too, all on 127.0.0.1.
+const ec2Port = process.env.AWSJOBS_UI_EC2_PORT || '8899';
+const simPort = process.env.AWSJOBS_SIM_PORT || '8897';
+const simURL = `http://127.0.0.1:${simPort}`;
+const repoRoot = path.resolve(__dirname, '..');
 
 module.exports = {
   ...baseConfig,
@@ -41,11 +48,31 @@ module.exports = {
       ]
     }
   },
-  webServer: {
-    command: 'jlpm start',
-    url: `${baseURL}/lab`,
-    timeout: 120 * 1000,
-    reuseExistingServer: !process.env.CI,
-    env: { ...process.env, AWSJOBS_UI_PORT: port }
-  }
+  webServer: [
+    {
+      command: 'jlpm start',
+      url: `${baseURL}/lab`,
+      timeout: 120 * 1000,
+      reuseExistingServer: !process.env.CI,
+      env: { ...process.env, AWSJOBS_UI_PORT: port }
+    },
+    {
+      command: `python -m tests.awssim --port ${simPort}`,
+      cwd: repoRoot,
+      url: `${simURL}/awssim/config`,
+      timeout: 60 * 1000,
+      reuseExistingServer: !process.env.CI
+    },
+    {
+      command: 'jlpm start:ec2',
+      url: `http://127.0.0.1:${ec2Port}/lab`,
+      timeout: 120 * 1000,
+      reuseExistingServer: !process.env.CI,
+      env: {
+        ...process.env,
+        AWSJOBS_UI_EC2_PORT: ec2Port,
+        AWSJOBS_SIM_URL: simURL
+      }
+    }
+  ]
 };
