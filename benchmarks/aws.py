@@ -1,5 +1,6 @@
 """AWS targets of our server against moto on 127.0.0.1: calls per monitor cycle with 1, 50 and
-500 running EC2 jobs, and launch overhead (POST → RunInstances sent) with the catalogue cached.
+500 running EC2 jobs, and launch overhead (POST → CreateFleet sent) with the catalogue cached;
+then, on the simulated AWS, the AWS calls a capacity failure costs (`benchmarks.capacity`).
 
 moto runs in this process (ThreadedMotoServer, random port); our server is a subprocess whose
 EC2 backend points at it, with dummy credentials. Calls are counted inside the server at the
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import capacity
 from .ours import DUMMY_AWS, start_ours
 from .report import Report, Row
 from .servers import Server, log
@@ -93,7 +95,8 @@ def _add_cancel_command() -> None:
     SimpleSystemManagerResponse.cancel_command = cancel_command  # type: ignore[attr-defined]
 
 
-async def _moto_setup(endpoint: str) -> dict[str, Any]:
+async def moto_setup(endpoint: str) -> dict[str, Any]:
+    """Two default subnets (zones in order) and the workers' instance profile."""
     from aiobotocore.session import get_session
 
     session = get_session()
@@ -110,7 +113,7 @@ async def _moto_setup(endpoint: str) -> dict[str, Any]:
 def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
     moto, endpoint = start_moto()
     try:
-        setup = asyncio.run(_moto_setup(endpoint))
+        setup = asyncio.run(moto_setup(endpoint))
         base = tmp / "ours-aws"
         config = {
             "AWSJobs": {"default_backend": "ec2"},
@@ -147,6 +150,7 @@ def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
             procs.stop(server.proc)
     finally:
         moto.stop()
+    capacity.run(report, tmp)  # its own simulated AWS: one moto dispatcher patch at a time
 
 
 def post_job(client: Client) -> str:
@@ -169,7 +173,7 @@ def wait_running(client: Client, job_ids: list[str], timeout: float) -> None:
 
 
 def launch_overhead(report: Report, server: Server, client: Client, n: int) -> None:
-    """POST → RunInstances sent, one job at a time, after warm-up launches have filled the
+    """POST → CreateFleet sent, one job at a time, after warm-up launches have filled the
     instance catalogue and price caches."""
     probe_reset(client)
     warm = [post_job(client) for _ in range(2)]
@@ -183,16 +187,16 @@ def launch_overhead(report: Report, server: Server, client: Client, n: int) -> N
         deadline = time.monotonic() + 30
         while run_at is None and time.monotonic() < deadline:
             calls = probe_stats(client, sent)["calls"]
-            run_at = next((c[0] for c in calls if c[2] == "RunInstances"), None)
+            run_at = next((c[0] for c in calls if c[2] == "CreateFleet"), None)
             if run_at is None:
                 time.sleep(0.01)
         if run_at is None:
-            raise RuntimeError("no RunInstances within 30 s of a POST")
+            raise RuntimeError("no CreateFleet within 30 s of a POST")
         overheads.append(run_at - sent)
         wait_running(client, ids[-1:], timeout=60)
     report.limit_row(
         SECTION,
-        f"launch overhead p50, POST → RunInstances sent ({n} launches, catalogue cached)",
+        f"launch overhead p50, POST → CreateFleet sent ({n} launches, catalogue cached)",
         ms(p50(overheads)),
         50.0,
         note=f"p90 {ms(percentile(overheads, 90)):.1f} ms; max {ms(max(overheads)):.1f} ms",

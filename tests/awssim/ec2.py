@@ -143,12 +143,7 @@ class Ec2Hooks:
             del self.world.client_tokens[token]
             return None
         if known[1] != fingerprint:
-            return error_answer(
-                response,
-                "IdempotentParameterMismatch",
-                "The client token you have provided is associated with a request that has "
-                "different parameters.",
-            )
+            return mismatch_answer(response)
         self.world.record.events["client-token-replay"] += 1
         return result_answer(response, reservation)
 
@@ -246,6 +241,16 @@ def _zone(response: BaseResponse) -> str:
         except Exception:  # an unknown subnet: moto's own call will answer for it
             zone = ""
     return str(zone or "")
+
+
+def mismatch_answer(response: BaseResponse) -> Answer:
+    """AWS's answer to a known ClientToken sent with other parameters."""
+    return error_answer(
+        response,
+        "IdempotentParameterMismatch",
+        "The client token you have provided is associated with a request that has different "
+        "parameters.",
+    )
 
 
 def fingerprint_of(response: BaseResponse) -> str:

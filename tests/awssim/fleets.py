@@ -32,8 +32,8 @@ from moto.ec2.responses.instances import BLOCK_DEVICE_MAPPING_TEMPLATE
 from moto.ec2.utils import random_fleet_id
 
 from .capacity import LaunchAsk
-from .ec2 import Ec2Hooks, as_ec2, fingerprint_of
-from .errors import MESSAGES, Answer, error_answer, result_answer
+from .ec2 import Ec2Hooks, as_ec2, fingerprint_of, mismatch_answer
+from .errors import MESSAGES, Answer, result_answer
 from .world import PASS, World
 
 
@@ -73,12 +73,7 @@ class FleetHooks:
         if token in self.tokens:
             answer, known = self.tokens[token]
             if known != fingerprint:
-                return error_answer(
-                    response,
-                    "IdempotentParameterMismatch",
-                    "The client token you have provided is associated with a request that has "
-                    "different parameters.",
-                )
+                return mismatch_answer(response)
             self.world.record.events["client-token-replay"] += 1
             return result_answer(response, answer)
         answer = self._fulfil(response)

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from ec2_helpers import Recorder, make_job
+from test_ec2_launch import _capture
 
 LAUNCH_CALLS = ("RunInstances", "CreateFleet", "CreateTags", "CreateLaunchTemplate")
 
@@ -23,15 +24,6 @@ async def _count_calls(backend: Any) -> Counter[str]:
 
     ec2.meta.events.register("before-call.ec2", count)
     return counted
-
-
-async def _capture(backend: Any, operation: str) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-    ec2 = await backend.clients.ec2()
-    ec2.meta.events.register(
-        f"provide-client-params.ec2.{operation}", lambda params, **_: sent.append(dict(params))
-    )
-    return sent
 
 
 def _tags(specs: list[dict[str, Any]], kind: str) -> dict[str, str]:

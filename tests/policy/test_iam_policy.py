@@ -41,19 +41,8 @@ RUN_INSTANCES_RESOURCES = (
     "spot-instances-request/",
     "launch-template/",
 )
-# What a CreateFleet call touches: the fleet itself, the launch template, and what its
-# instances are launched from.
-CREATE_FLEET_RESOURCES = (
-    "fleet/",
-    "launch-template/",
-    "instance/",
-    "volume/",
-    "image/",
-    "subnet/",
-    "network-interface/",
-    "security-group/",
-    "spot-instances-request/",
-)
+# What a CreateFleet call touches: the fleet itself, and all its RunInstances touch.
+CREATE_FLEET_RESOURCES = ("fleet/", *RUN_INSTANCES_RESOURCES)
 
 
 def _operations() -> dict[str, list[str]]:
