@@ -11,6 +11,7 @@ import {
 } from '@jupyterlab/filebrowser';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStateDB } from '@jupyterlab/statedb';
+import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
 // The model, the panel and the commands are all created in `activate`, so
@@ -20,9 +21,11 @@ import { registerCommands } from './commands';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { registerInstanceCommands } from './commands/instances';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
+import { createInstancesStatus } from './components/InstancesStatus';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { basename, stateLabel } from './format';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
-import { InstancesModel } from './instances';
+import { InstancesModel, runningFigures } from './instances';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { JobsModel } from './model';
 import { JobsService } from './service';
@@ -97,14 +100,21 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
   description: 'The Jobs side panel of awsjobs-lab.',
   autoStart: true,
   requires: [IJobsModel],
-  optional: [ILayoutRestorer, ITranslator, IStateDB, ICommandPalette],
+  optional: [
+    ILayoutRestorer,
+    ITranslator,
+    IStateDB,
+    ICommandPalette,
+    IStatusBar
+  ],
   activate: (
     app: JupyterFrontEnd,
     model: IJobsModel,
     restorer: ILayoutRestorer | null,
     translator: ITranslator | null,
     state: IStateDB | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    statusBar: IStatusBar | null
   ): void => {
     const trans = (translator ?? nullTranslator).load('awsjobs_lab');
     const instances = new InstancesModel({
@@ -115,6 +125,15 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
     palette?.addItem({
       command: CommandIDs.showInstances,
       category: trans.__('Jobs')
+    });
+    statusBar?.registerStatusItem('awsjobs-lab:instances', {
+      item: createInstancesStatus(instances, trans, () => {
+        void app.commands.execute(CommandIDs.showInstances);
+      }),
+      align: 'left',
+      rank: 50,
+      isActive: () => runningFigures(instances.rows).count > 0,
+      activeStateChanged: instances.changed
     });
     const panel = new JobsPanel({
       model,

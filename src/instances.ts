@@ -9,7 +9,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { formatCost } from './format';
 import { errorText } from './handler';
 import type { JobsService } from './service';
-import type { IJobsModel, IServerConfig } from './tokens';
+import { IJobsModel, IServerConfig, isActiveState } from './tokens';
 
 /** One row of `GET instances` (`backends/ec2/inventory.py` `instance_row`). */
 export interface IInstance {
@@ -233,19 +233,25 @@ export class InstancesModel {
 
   /**
    * On each change of the jobs (each poll among them): read again while the
-   * view is seen and a poll interval has passed; once at start when the
-   * server has an inventory, so the status bar shows what is billing.
+   * view is seen and a poll interval has passed; otherwise only when the
+   * server has an inventory and the active jobs changed (and once at start),
+   * so the status bar follows what is billing without polling AWS.
    */
   private _onJobsChanged(): void {
-    const config = this._jobs.config;
-    const first =
-      !this._loaded && !this._reading && instancesConfigured(config);
+    const active = this._jobs.jobs
+      .filter(j => isActiveState(j.state))
+      .map(j => `${j.id}:${j.state}`)
+      .join(',');
+    const jobsMoved = active !== this._activeKey;
+    this._activeKey = active;
     const interval = this._jobs.settings.pollIntervalSeconds * 1000;
     const due =
       this._shown &&
       this._jobs.visible &&
       Date.now() - this._lastRead >= interval * 0.9;
-    if (first || due) {
+    const stale =
+      (jobsMoved || !this._loaded) && instancesConfigured(this._jobs.config);
+    if (due || stale) {
       void this.refresh();
     }
   }
@@ -257,6 +263,8 @@ export class InstancesModel {
   private _loaded = false;
   private _shown = false;
   private _lastRead = 0;
+  /** The active jobs and their states at the last change (`id:state,…`). */
+  private _activeKey: string | null = null;
   private _reading: Promise<void> | null = null;
   private _changed = new Signal<InstancesModel, void>(this);
 }

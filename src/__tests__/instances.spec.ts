@@ -2,6 +2,7 @@ import { nullTranslator } from '@jupyterlab/translation';
 import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
+import { instancesStatusText } from '../components/InstancesStatus';
 import {
   IInstance,
   instancesConfigured,
@@ -212,5 +213,20 @@ describe('the Instances view', () => {
     expect(orphanRow?.querySelector('.jp-AWSJobs-terminate')).toBeNull();
     const stop = server.requests.find(r => r.path === 'instances/stop');
     expect(stop?.body).toEqual({ instance_ids: [ORPHAN.instance_id] });
+  });
+
+  it('puts the running instances and their spend in the status bar', async () => {
+    server = mockServer({
+      'GET config': { status: 200, body: makeConfig({ backends: [EC2] }) },
+      'GET jobs': jobList,
+      'GET instances': {
+        status: 200,
+        body: { instances: [WORKER, ORPHAN, BUILDER] }
+      }
+    });
+    await open();
+    expect(instancesStatusText(instances!, trans)).toBe(
+      'EC2: 3 running · $0.7200/h'
+    );
   });
 });
