@@ -194,6 +194,9 @@ class InstanceTypesHandler(AWSJobsHandler):
             cpus=self.int_query("cpus", defaults.cpus),
             spot=self.bool_query("spot", defaults.spot),
             instance_type=self.query("instance_type"),
+            gpus=self.int_query("gpus", 0),
+            gpu_memory_gib=self.float_query("gpu_memory_gib", 0.0),
+            gpu_model=self.query("gpu_model"),
         )
         self.reply(preview)
 

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import Conflict
+from .gpus import GpuNeed
 
 
 class JobState(str, Enum):
@@ -200,6 +201,13 @@ class Job:
     on_interruption: str = DEFAULT_ON_INTERRUPTION  # spot jobs only: see ON_INTERRUPTION
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # instances a spot job may use, in all
     attempts: list[Attempt] = field(default_factory=list)  # the last one is current
+    gpus: int = 0  # at least this many GPUs (backends with the `gpus` capability)
+    gpu_memory_gib: float = 0.0  # at least this much memory per GPU
+    gpu_model: str | None = None  # e.g. "A10G" (GpuInfo's name, any case)
+
+    @property
+    def gpu_need(self) -> GpuNeed:
+        return GpuNeed(self.gpus, self.gpu_memory_gib, self.gpu_model)
 
     @property
     def is_active(self) -> bool:
@@ -316,6 +324,9 @@ class Job:
             "on_interruption": self.on_interruption,
             "max_attempts": self.max_attempts,
             "attempts": [a.to_dict() for a in self.attempts],
+            "gpus": self.gpus,
+            "gpu_memory_gib": self.gpu_memory_gib,
+            "gpu_model": self.gpu_model,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ PARAMETER_NAME = ENV_NAME
 
 # An EC2 instance type as AWS spells it ("m7i.xlarge", "u-6tb1.metal").
 INSTANCE_TYPE = re.compile(r"[a-z0-9-]+\.[a-z0-9-]+\Z")
+GPU_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}\Z")  # GpuInfo's names: T4, A10G, L40S
 
 # An EC2 instance id, old (8 hex digits) or new (17).
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}\Z")

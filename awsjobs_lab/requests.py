@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import InvalidRequest
+from .gpus import MAX_GPUS, GpuNeed
 from .models import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_ON_INTERRUPTION,
@@ -28,7 +29,7 @@ from .models import (
     new_job_id,
     now,
 )
-from .patterns import ENV_NAME, INSTANCE_TYPE, PARAMETER_NAME
+from .patterns import ENV_NAME, GPU_MODEL, INSTANCE_TYPE, PARAMETER_NAME
 from .runners import notebook_output_name, runner_for, supported_extensions
 
 MAX_MEMORY_GIB = 24576  # u-24tb1.112xlarge, the largest EC2 instance: 24 TiB, 448 vCPUs
@@ -52,6 +53,9 @@ FIELDS = frozenset(
         "instance_type",
         "on_interruption",
         "max_attempts",
+        "gpus",
+        "gpu_memory_gib",
+        "gpu_model",
     }
 )
 
@@ -109,6 +113,19 @@ def check_max_attempts(value: Any) -> int:
     if not _is_int(value) or not 1 <= value <= MAX_ATTEMPTS_LIMIT:
         raise InvalidRequest(f"max_attempts: must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT}")
     return int(value)
+
+
+def check_gpus(count: Any, memory_gib: Any, model: Any) -> GpuNeed:
+    """The GPU fields of a request (or a preview's query), each checked."""
+    if not _is_int(count) or not 0 <= count <= MAX_GPUS:
+        raise InvalidRequest(f"gpus: must be a whole number from 0 to {MAX_GPUS}")
+    if not _is_number(memory_gib) or memory_gib < 0:
+        raise InvalidRequest("gpu_memory_gib: must be a number of GiB, 0 or more")
+    if model == "":
+        model = None
+    if model is not None and (not isinstance(model, str) or not GPU_MODEL.match(model)):
+        raise InvalidRequest("gpu_model: must be a GPU name of letters, digits and '-', e.g. A10G")
+    return GpuNeed(int(count), float(memory_gib), model)
 
 
 def _is_unicode(text: str) -> bool:
@@ -303,6 +320,7 @@ def parse_launch_request(
     # instance is never reclaimed, so a job without spot has one attempt whatever they say.
     on_interruption = check_on_interruption(body.get("on_interruption", DEFAULT_ON_INTERRUPTION))
     max_attempts = check_max_attempts(body.get("max_attempts", DEFAULT_MAX_ATTEMPTS))
+    gpus = check_gpus(body.get("gpus", 0), body.get("gpu_memory_gib", 0), body.get("gpu_model"))
 
     output_path = None
     if runner.takes_parameters:
@@ -329,4 +347,7 @@ def parse_launch_request(
         history=[Transition(JobState.PENDING, at, "created")],
         on_interruption=on_interruption,
         max_attempts=max_attempts,
+        gpus=gpus.count,
+        gpu_memory_gib=gpus.memory_gib,
+        gpu_model=gpus.model,
     )

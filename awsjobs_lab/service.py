@@ -29,6 +29,7 @@ from .requests import (
     MAX_MEMORY_GIB,
     LaunchDefaults,
     check_cpus,
+    check_gpus,
     check_instance_type,
     check_memory_gib,
     parse_launch_request,
@@ -181,6 +182,8 @@ class JobService:
             defaults=self.options.defaults,
         )
         backend = self.backends[job.backend]
+        if job.gpu_need.wanted and not backend.capabilities.gpus:
+            raise InvalidRequest(f"gpus: the {job.backend!r} backend has no GPUs to offer")
         backend.validate(job)
         problem = backend.configuration_problem()
         if problem:
@@ -204,6 +207,7 @@ class JobService:
             cpus=job.cpus,
             spot=job.spot,
             instance_type=job.requested_instance_type,
+            gpus=job.gpu_need,
         )
         price = preview.get("choice", {}).get("hourly_price")
         return float(price) if isinstance(price, (int, float)) else None
@@ -292,7 +296,15 @@ class JobService:
         raise BackendNotConfigured(self.options.no_inventory_message)
 
     async def preview_instance(
-        self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None
+        self,
+        *,
+        memory_gib: float,
+        cpus: int,
+        spot: bool,
+        instance_type: str | None,
+        gpus: int = 0,
+        gpu_memory_gib: float = 0.0,
+        gpu_model: str | None = None,
     ) -> dict[str, Any]:
         """The instance type a job would get, its price and the other candidates."""
         return await self._inventory().preview(
@@ -300,6 +312,7 @@ class JobService:
             cpus=check_cpus(cpus),
             spot=spot,
             instance_type=check_instance_type(instance_type),
+            gpus=check_gpus(gpus, gpu_memory_gib, gpu_model),
         )
 
     async def list_instances(self) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..gpus import GpuInfo, parse_gpu_info
 from .clients import AWSClients
 from .errors import error_code, error_message
 
@@ -61,6 +62,7 @@ class InstanceType:
     current_generation: bool = True
     bare_metal: bool = False
     burstable: bool = False  # CPU credits: they run out during long jobs
+    gpu: GpuInfo | None = None  # its GPUs (DescribeInstanceTypes' GpuInfo), if any
 
     @property
     def family(self) -> str:
@@ -82,6 +84,7 @@ class InstanceType:
             current_generation=bool(row.get("CurrentGeneration", True)),
             bare_metal=bool(row.get("BareMetal", False)),
             burstable=bool(row.get("BurstablePerformanceSupported", False)),
+            gpu=parse_gpu_info(row),
         )
 
 

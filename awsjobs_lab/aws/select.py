@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..gpus import NO_GPU, GpuInfo, GpuNeed, gpu_facts, meets
 from .catalog import Catalog, InstanceType, OnDemandPrices, family_matches
 
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
@@ -34,6 +35,7 @@ class Candidate:
     availability_zone: str
     subnet_id: str
     spot: bool
+    gpu: GpuInfo | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,6 +44,8 @@ class Candidate:
         """The shape served by `GET instance-types` (no subnet id)."""
         data = self.to_dict()
         data.pop("subnet_id")
+        data.pop("gpu")
+        data.update(gpu_facts(self.gpu))
         return data
 
 
@@ -78,6 +82,7 @@ async def rank(
     subnets: Sequence[tuple[str, str]],
     policy: Policy,
     instance_type: str | None = None,
+    gpus: GpuNeed = NO_GPU,
 ) -> list[Candidate]:
     """All launch candidates, best first. `subnets`: (subnet id, zone) in configured order.
     Raises InvalidRequest when nothing fits or the requested type is unknown or not allowed."""
@@ -85,6 +90,7 @@ async def rank(
         raise InvalidRequest("No subnet is configured for the EC2 backend.")
     if instance_type:
         types = [await _requested(catalog, instance_type, spot=spot, policy=policy)]
+        _check_named_gpus(types[0], gpus)
     else:
         pool = await catalog.instance_types(
             min_vcpus=cpus,
@@ -97,7 +103,8 @@ async def rank(
             for t in pool
             if fits(t, memory_gib=memory_gib, cpus=cpus)
             and policy.permits_family(t.family)
-            and (policy.include_accelerated or not t.accelerated)
+            and (gpus.wanted or policy.include_accelerated or not t.accelerated)
+            and meets(t.gpu, gpus)
             and (policy.include_burstable or not t.burstable)
             and (spot or "on-demand" in t.usage_classes)
             and (not spot or "spot" in t.usage_classes)
@@ -105,14 +112,29 @@ async def rank(
         if not types:
             raise InvalidRequest(
                 f"No allowed instance type has {cpus} vCPUs and {memory_gib:g} GiB of memory"
+                f"{' and ' + gpus.describe() if gpus.wanted else ''}"
                 f"{' for spot' if spot else ''}; ask for less, or change the family lists."
             )
         # Prices are looked up for the smallest types only: the cheapest is among them.
         types.sort(key=lambda t: (t.vcpus, t.memory_mib, t.name))
         types = types[: max(1, policy.max_priced_types)]
     if spot:
-        return await _rank_spot(catalog, types, subnets)
-    return await _rank_on_demand(prices, types, subnets)
+        return _with_gpus(await _rank_spot(catalog, types, subnets), types)
+    return _with_gpus(await _rank_on_demand(prices, types, subnets), types)
+
+
+def _check_named_gpus(info: InstanceType, gpus: GpuNeed) -> None:
+    if not meets(info.gpu, gpus):
+        raise InvalidRequest(
+            f"Instance type {info.name} does not have {gpus.describe()}; ask for less, or "
+            "leave the instance type to the automatic choice."
+        )
+
+
+def _with_gpus(candidates: list[Candidate], types: list[InstanceType]) -> list[Candidate]:
+    """The candidates with their type's GPUs (served by the preview)."""
+    gpus = {t.name: t.gpu for t in types}
+    return [replace(c, gpu=gpus.get(c.instance_type)) for c in candidates]
 
 
 async def _requested(catalog: Catalog, name: str, *, spot: bool, policy: Policy) -> InstanceType:

@@ -21,6 +21,7 @@ from traitlets.config import LoggingConfigurable
 
 from .. import jobfiles
 from ..errors import BackendError, BackendNotConfigured
+from ..gpus import NO_GPU, GpuNeed
 from ..models import Job, Outcome
 
 __all__ = [
@@ -46,6 +47,7 @@ class Capabilities:
     instance_types: bool = False  # `instance_type` is honoured; `GET instance-types` previews
     instances: bool = False  # it implements `InstanceInventory` (`GET instances`, terminate)
     hourly_price: bool = False  # its jobs have an hourly price and a cost so far
+    gpus: bool = False  # `gpus`, `gpu_memory_gib`, `gpu_model` are honoured
 
     def to_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -57,7 +59,13 @@ class InstanceInventory(Protocol):
     before launch, the list of this tool's machines, and terminating them from the UI."""
 
     async def preview(
-        self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None
+        self,
+        *,
+        memory_gib: float,
+        cpus: int,
+        spot: bool,
+        instance_type: str | None,
+        gpus: GpuNeed = NO_GPU,
     ) -> dict[str, Any]:
         """The instance type a job would get, its price and the other candidates."""
         ...

@@ -33,7 +33,11 @@ async def test_smallest_fitting_type_when_prices_tie(make_backend):
         "price_source",
         "availability_zone",
         "spot",
+        "gpus",
+        "gpu_model",
+        "gpu_memory_gib",
     }
+    assert (out["choice"]["gpus"], out["choice"]["gpu_model"]) == (0, None)
 
 
 async def test_minimum_memory_and_cpus(make_backend):

@@ -11,6 +11,7 @@ import pytest
 
 from awsjobs_lab.backends.base import Capabilities
 from awsjobs_lab.errors import Forbidden
+from awsjobs_lab.gpus import GpuNeed
 from tests.server.helpers import assert_error, poll
 
 API = ("awsjobs", "api")
@@ -78,6 +79,7 @@ async def test_config(api: Any) -> None:
             "instance_types": False,
             "instances": False,
             "hourly_price": False,
+            "gpus": False,
         },
     }
     assert config["backends"][1]["capabilities"] == {
@@ -85,6 +87,7 @@ async def test_config(api: Any) -> None:
         "instance_types": True,
         "instances": True,
         "hourly_price": True,
+        "gpus": True,
     }
     assert config["default_backend"] == "local"
     assert config["defaults"] == {
@@ -245,9 +248,24 @@ async def test_ec2_endpoints(api: Any, service: Any, monkeypatch: pytest.MonkeyP
         "GET", "instance-types", params={"memory_gib": "6", "cpus": "2", "spot": "true"}
     )
     assert code == 200 and reply["choice"]["instance_type"] == "m7i.large"
-    assert fake.previews == [{"memory_gib": 6.0, "cpus": 2, "spot": True, "instance_type": None}]
+    assert fake.previews == [
+        {"memory_gib": 6.0, "cpus": 2, "spot": True, "instance_type": None, "gpus": GpuNeed()}
+    ]
     code, reply = await api("GET", "instance-types")
-    assert fake.previews[-1] == {"memory_gib": 4.0, "cpus": 1, "spot": False, "instance_type": None}
+    assert fake.previews[-1] == {
+        "memory_gib": 4.0,
+        "cpus": 1,
+        "spot": False,
+        "instance_type": None,
+        "gpus": GpuNeed(),
+    }
+    params = {"gpus": "2", "gpu_memory_gib": "20", "gpu_model": "L4"}
+    code, reply = await api("GET", "instance-types", params=params)
+    assert code == 200 and fake.previews[-1]["gpus"] == GpuNeed(2, 20.0, "L4")
+    code, reply = await api("GET", "instance-types", params={"gpus": "17"})
+    assert_error(code, reply, 400, "gpus: must be a whole number from 0 to 16")
+    code, reply = await api("GET", "instance-types", params={"gpu_model": "A10G;x"})
+    assert_error(code, reply, 400, "gpu_model: must be a GPU name")
     code, reply = await api("GET", "instances")
     assert code == 200 and reply["instances"][0]["instance_id"] == "i-0123456789abcdef0"
     ids = ["i-0123456789abcdef0"]

@@ -24,6 +24,7 @@ from ...aws.errors import AWS_ERRORS, aws_errors, error_code, error_message
 from ...aws.launch import Launcher, UncertainLaunch
 from ...aws.monitor import Monitor, classify
 from ...errors import BackendError
+from ...gpus import NO_GPU, GpuNeed
 from ...models import Job, JobState, Outcome
 from ...runners import build_command
 from ..base import RecordHandle
@@ -159,10 +160,16 @@ class EC2Backend(EC2Settings):
     # -- the instance inventory (base.InstanceInventory) -------------------------------------
 
     async def preview(
-        self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None = None
+        self,
+        *,
+        memory_gib: float,
+        cpus: int,
+        spot: bool,
+        instance_type: str | None = None,
+        gpus: GpuNeed = NO_GPU,
     ) -> dict[str, Any]:
         return await self.inventory.preview(
-            memory_gib=memory_gib, cpus=cpus, spot=spot, instance_type=instance_type
+            memory_gib=memory_gib, cpus=cpus, spot=spot, instance_type=instance_type, gpus=gpus
         )
 
     async def list_instances(self) -> list[dict[str, Any]]:
@@ -179,14 +186,16 @@ class EC2Backend(EC2Settings):
 
     async def check_request(self, job: Job) -> None:
         """Optional async part of validation (the service may await it before accepting a
-        job, to answer 400): a requested instance type must exist and be allowed."""
+        job, to answer 400): a requested instance type must exist and be allowed, and some
+        type must have the GPUs asked for."""
         self.validate(job)
-        if job.requested_instance_type:
+        if job.requested_instance_type or job.gpu_need.wanted:
             await self.preview(
                 memory_gib=job.memory_gib,
                 cpus=job.cpus,
                 spot=job.spot,
                 instance_type=job.requested_instance_type,
+                gpus=job.gpu_need,
             )
 
     # -- launch ------------------------------------------------------------------------------
@@ -210,6 +219,7 @@ class EC2Backend(EC2Settings):
                 cpus=job.cpus,
                 spot=job.spot,
                 instance_type=job.requested_instance_type,
+                gpus=job.gpu_need,
             )
             image = await self.choice.image()
         try:

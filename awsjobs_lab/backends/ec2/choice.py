@@ -13,6 +13,7 @@ from ...aws.clients import AWSClients
 from ...aws.errors import error_code, error_message
 from ...aws.launch import describe_image
 from ...aws.select import Candidate, rank
+from ...gpus import NO_GPU, GpuNeed
 from ..base import BackendNotConfigured
 from .settings import EC2Settings
 
@@ -83,7 +84,13 @@ class InstanceChoice:
         return self._subnets
 
     async def candidates(
-        self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None
+        self,
+        *,
+        memory_gib: float,
+        cpus: int,
+        spot: bool,
+        instance_type: str | None,
+        gpus: GpuNeed = NO_GPU,
     ) -> list[Candidate]:
         """Where a job with these needs may run, cheapest first."""
         await self.image()
@@ -101,6 +108,7 @@ class InstanceChoice:
             subnets=subnets,
             policy=self.settings.policy(),
             instance_type=instance_type,
+            gpus=gpus,
         )
 
     async def warm_prices(self) -> None:

@@ -31,6 +31,7 @@ from ...aws.instances import (
 from ...aws.select import FLEET_TYPES, Candidate, distinct_types, fleet_pools, zones_of
 from ...aws.sweep import SweepReport, deadline_of, is_expired, sweep_instances
 from ...errors import Forbidden, InvalidRequest
+from ...gpus import NO_GPU, GpuNeed
 from ...models import Job
 from ...patterns import INSTANCE_ID
 from .choice import InstanceChoice
@@ -89,7 +90,13 @@ class Inventory:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def preview(
-        self, *, memory_gib: float, cpus: int, spot: bool, instance_type: str | None = None
+        self,
+        *,
+        memory_gib: float,
+        cpus: int,
+        spot: bool,
+        instance_type: str | None = None,
+        gpus: GpuNeed = NO_GPU,
     ) -> dict[str, Any]:
         """The instance a job with these needs would get, the next cheapest types, and what
         one launch will offer EC2 Fleet (`tried`)."""
@@ -98,7 +105,7 @@ class Inventory:
             raise InvalidRequest("memory_gib must be > 0 and cpus >= 1")
         with aws_errors("choosing an instance type"):
             candidates = await self.choice.candidates(
-                memory_gib=memory_gib, cpus=cpus, spot=spot, instance_type=instance_type
+                memory_gib=memory_gib, cpus=cpus, spot=spot, instance_type=instance_type, gpus=gpus
             )
         pools = fleet_pools(candidates)
         best = distinct_types(pools, FLEET_TYPES)

@@ -29,7 +29,7 @@ class EC2Settings(Backend):
     id: ClassVar[str] = "ec2"
     label: ClassVar[str] = "AWS EC2"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        spot=True, instance_types=True, instances=True, hourly_price=True
+        spot=True, instance_types=True, instances=True, hourly_price=True, gpus=True
     )
 
     # -- where and what to launch ------------------------------------------------------------
