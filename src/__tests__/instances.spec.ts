@@ -134,15 +134,20 @@ describe('the Instances view', () => {
     body: { jobs: [makeJob({ id: WORKER.job_id! })], next_cursor: null }
   };
 
-  it('shows each instance, orphans first and flagged', async () => {
-    server = mockServer({
+  /** A server with a configured EC2 backend that lists these instances. */
+  const serveInstances = (
+    rows: IInstance[],
+    more: Parameters<typeof mockServer>[0] = {}
+  ) =>
+    mockServer({
       'GET config': { status: 200, body: makeConfig({ backends: [EC2] }) },
       'GET jobs': jobList,
-      'GET instances': {
-        status: 200,
-        body: { instances: [WORKER, ORPHAN, BUILDER] }
-      }
+      'GET instances': { status: 200, body: { instances: rows } },
+      ...more
     });
+
+  it('shows each instance, orphans first and flagged', async () => {
+    server = serveInstances([WORKER, ORPHAN, BUILDER]);
     const p = await open();
     const rows = Array.from(
       p.node.querySelectorAll<HTMLElement>('.jp-AWSJobs-instance')
@@ -163,11 +168,7 @@ describe('the Instances view', () => {
   });
 
   it('selects the job of an instance from its link', async () => {
-    server = mockServer({
-      'GET config': { status: 200, body: makeConfig({ backends: [EC2] }) },
-      'GET jobs': jobList,
-      'GET instances': { status: 200, body: { instances: [WORKER] } }
-    });
+    server = serveInstances([WORKER]);
     const p = await open();
     p.node.querySelector<HTMLElement>('.jp-AWSJobs-instanceJob')?.click();
     await sleep(50);
@@ -194,10 +195,7 @@ describe('the Instances view', () => {
   });
 
   it('shows terminated instances shutting down until AWS confirms', async () => {
-    server = mockServer({
-      'GET config': { status: 200, body: makeConfig({ backends: [EC2] }) },
-      'GET jobs': jobList,
-      'GET instances': { status: 200, body: { instances: [WORKER, ORPHAN] } },
+    server = serveInstances([WORKER, ORPHAN], {
       'POST instances/stop': {
         status: 200,
         body: { terminated: [ORPHAN.instance_id] }
@@ -216,14 +214,7 @@ describe('the Instances view', () => {
   });
 
   it('puts the running instances and their spend in the status bar', async () => {
-    server = mockServer({
-      'GET config': { status: 200, body: makeConfig({ backends: [EC2] }) },
-      'GET jobs': jobList,
-      'GET instances': {
-        status: 200,
-        body: { instances: [WORKER, ORPHAN, BUILDER] }
-      }
-    });
+    server = serveInstances([WORKER, ORPHAN, BUILDER]);
     await open();
     expect(instancesStatusText(instances!, trans)).toBe(
       'EC2: 3 running · $0.7200/h'

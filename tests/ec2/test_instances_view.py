@@ -4,10 +4,8 @@ orphan is terminated without touching any job; a refused request stops no job.""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ec2_helpers import launch_tagged
@@ -18,6 +16,7 @@ from awsjobs_lab.models import Job, JobState
 from awsjobs_lab.requests import LaunchDefaults
 from awsjobs_lab.service import TERMINATED_FROM_INSTANCES, JobService, ServiceOptions
 from awsjobs_lab.store import JobStore
+from tests.awssim.support import eventually, state_of
 
 GONE = ("shutting-down", "terminated")
 
@@ -40,28 +39,13 @@ async def service(
     await svc.close()
 
 
-async def _until(check: Callable[[], Awaitable[Any]], what: str, tries: int = 2000) -> Any:
-    """Poll without a timed assertion: a generous number of event-loop turns."""
-    for _ in range(tries):
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
 async def _in_state(service: JobService, job_id: str, state: JobState) -> Job:
     async def check() -> Job | None:
         job = await service.get_job(job_id)
         return job if job.state is state else None
 
-    found: Job = await _until(check, f"job {job_id} {state.value}")
+    found: Job = await eventually(check, timeout=60.0)
     return found
-
-
-async def _instance_state(aws: Any, iid: str) -> str:
-    resp = await (await aws("ec2")).describe_instances(InstanceIds=[iid])
-    return str(resp["Reservations"][0]["Instances"][0]["State"]["Name"])
 
 
 async def test_a_job_whose_instance_is_terminated_ends_stopped_with_the_reason(service, aws):
@@ -77,7 +61,7 @@ async def test_a_job_whose_instance_is_terminated_ends_stopped_with_the_reason(s
     reasons = [(t.state, t.reason) for t in stopped.history]
     assert (JobState.STOPPING, TERMINATED_FROM_INSTANCES) in reasons
     assert stopped.stop_requested
-    assert await _instance_state(aws, iid) in GONE
+    assert await state_of(await aws("ec2"), iid) in GONE
 
 
 async def test_an_orphan_is_terminated_and_no_job_changes(service, aws):
@@ -90,7 +74,7 @@ async def test_an_orphan_is_terminated_and_no_job_changes(service, aws):
 
     assert await service.terminate_instances([orphan]) == [orphan]
 
-    assert await _instance_state(aws, orphan) in GONE
+    assert await state_of(await aws("ec2"), orphan) in GONE
     assert (await service.get_job(job.id)).state is JobState.RUNNING
 
 
@@ -105,5 +89,5 @@ async def test_a_refused_request_stops_no_job(service, aws):
         await service.terminate_instances([running.handle["instance_id"], stranger])
 
     assert (await service.get_job(job.id)).state is JobState.RUNNING
-    assert await _instance_state(aws, stranger) == "running"
+    assert await state_of(await aws("ec2"), stranger) == "running"
     assert stranger not in {r["instance_id"] for r in await service.list_instances()}

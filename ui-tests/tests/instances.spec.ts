@@ -82,6 +82,12 @@ test.describe('with the EC2 backend on the simulated AWS', () => {
     );
     await expect(row).toBeVisible({ timeout: 30000 });
     await expect(row.locator('.jp-AWSJobs-orphan')).toHaveText('orphan');
+    // The status bar counts it; a click there opens the view again.
+    const status = page.locator('.jp-AWSJobs-status');
+    await expect(status).toContainText(/EC2: \d+ running/);
+    await page.locator('.jp-AWSJobs-tab', { hasText: 'Jobs' }).click();
+    await status.click();
+    await expect(row).toBeVisible();
     // Orphans come first.
     await expect(
       page.locator('.jp-AWSJobs-instance').first().locator('.jp-AWSJobs-orphan')
