@@ -130,6 +130,16 @@ def _attempts_line(attempts: list[dict[str, Any]]) -> str | None:
     )
 
 
+def _gpus_line(d: dict[str, Any]) -> str | None:
+    """'1 (A10G, 22 GiB each)', or None for a job that asked for no GPU."""
+    if not d.get("gpus"):
+        return None
+    details = [str(d["gpu_model"])] if d.get("gpu_model") else []
+    if d.get("gpu_memory_gib"):
+        details.append(f"{d['gpu_memory_gib']:g} GiB each")
+    return f"{d['gpus']} ({', '.join(details)})" if details else str(d["gpus"])
+
+
 def _describe_job(job: api.Job, out: TextIO) -> None:
     d = job.data
     fields = [
@@ -141,6 +151,7 @@ def _describe_job(job: api.Job, out: TextIO) -> None:
         ("memory_gib", d.get("memory_gib")),
         ("cpus", d.get("cpus")),
         ("spot", d.get("spot")),
+        ("gpus", _gpus_line(d)),
         ("on_interruption", d.get("on_interruption") if d.get("spot") else None),
         ("max_attempts", d.get("max_attempts") if d.get("spot") else None),
         ("attempts", _attempts_line(job.attempts)),
@@ -214,6 +225,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         instance_type=args.instance_type,
         on_interruption=args.on_interruption,
         max_attempts=args.max_attempts,
+        gpus=args.gpus,
+        gpu_memory_gib=args.gpu_memory,
+        gpu_model=args.gpu_model,
     )
     if args.json and not (args.wait or args.follow):
         _print_json(job.data, out)
@@ -358,6 +372,7 @@ def cmd_build_image(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         base_ami=args.base_ami,
         extra_script=extra,
         instance_type=args.instance_type,
+        gpu=args.gpu,
         region=args.region,
         subnet_id=args.subnet_id,
         instance_profile=args.instance_profile,
@@ -567,6 +582,11 @@ examples:
         "--env", action="append", metavar="KEY=VALUE", help="environment variable for the job"
     )
     p.add_argument("--instance-type", metavar="TYPE", help="EC2 instance type (skips selection)")
+    p.add_argument("--gpus", type=int, metavar="N", help="EC2: at least N GPUs (default 0)")
+    p.add_argument(
+        "--gpu-memory", type=float, metavar="GIB", help="EC2: at least GIB of memory per GPU"
+    )
+    p.add_argument("--gpu-model", metavar="NAME", help="EC2: GPU model, e.g. T4, A10G, L4")
     p.add_argument(
         "--on-interruption",
         choices=ON_INTERRUPTION,
@@ -696,7 +716,15 @@ prints the AMI id and the setting to use:  c.EC2Backend.image_id = "ami-..."
         "--extra-script", metavar="FILE", help="a bash script run after the install script"
     )
     p.add_argument(
-        "--instance-type", default="t3.large", metavar="TYPE", help="builder type (t3.large)"
+        "--instance-type",
+        metavar="TYPE",
+        help="builder type (default: t3.large; with --gpu g4dn.xlarge, or g5g.xlarge for arm64)",
+    )
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="also the NVIDIA driver and CUDA (NVIDIA's Amazon Linux 2023 repository), "
+        "built on a GPU instance",
     )
     p.add_argument("--region", metavar="REGION", help="AWS region (default: your AWS config)")
     p.add_argument("--subnet-id", metavar="SUBNET", help="subnet (default: the default VPC)")

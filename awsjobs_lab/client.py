@@ -255,6 +255,9 @@ class Client:
         instance_type: str | None = None,
         on_interruption: str | None = None,
         max_attempts: int | None = None,
+        gpus: int | None = None,
+        gpu_memory_gib: float | None = None,
+        gpu_model: str | None = None,
     ) -> Job:
         body: dict[str, Any] = {"path": self.server_path(script), "spot": bool(spot)}
         if memory is not None:
@@ -277,6 +280,8 @@ class Client:
             body["on_interruption"] = on_interruption
         if max_attempts is not None:
             body["max_attempts"] = max_attempts
+        gpu_fields = {"gpus": gpus, "gpu_memory_gib": gpu_memory_gib, "gpu_model": gpu_model}
+        body.update({k: v for k, v in gpu_fields.items() if v is not None})
         try:
             return Job(self, self.request("POST", "jobs", body=body))
         except InvalidRequest as err:
@@ -739,6 +744,9 @@ def run_job(
     instance_type: str | None = None,
     on_interruption: str | None = None,
     max_attempts: int | None = None,
+    gpus: int | None = None,
+    gpu_memory_gib: float | None = None,
+    gpu_model: str | None = None,
 ) -> Job:
     """Run `script` (a notebook, .py, .R, .Rmd, .qmd or .sh file; relative to the current
     directory or absolute, under the server root) as a job, and return it at once.
@@ -748,7 +756,8 @@ def run_job(
     parameters for notebooks; `env` environment variables for the job. For a spot job,
     `on_interruption` (`"retry"`, the default: spot again, the last attempt on on-demand;
     `"on_demand"`; `"fail"`) and `max_attempts` (1 to 10, default 3) say what happens when AWS
-    reclaims its instance.
+    reclaims its instance. On EC2, `gpus` (at least that many), `gpu_memory_gib` (per GPU)
+    and `gpu_model` (`"T4"`, `"A10G"`, `"L4"`, any case) choose a GPU instance type.
     """
     return connect(script).run_job(
         script,
@@ -763,6 +772,9 @@ def run_job(
         instance_type=instance_type,
         on_interruption=on_interruption,
         max_attempts=max_attempts,
+        gpus=gpus,
+        gpu_memory_gib=gpu_memory_gib,
+        gpu_model=gpu_model,
     )
 
 

@@ -59,6 +59,11 @@ IMAGE_GONE = "InvalidAMIID.Unavailable"  # deregistered already
 SNAPSHOT_NOT_FOUND = "InvalidSnapshot.NotFound"
 SNAPSHOT_IN_USE = "InvalidSnapshot.InUse"  # its image is not deregistered yet
 FAILED_IMAGE_STATES = frozenset({"failed", "error", "invalid", "deregistered"})
+DEFAULT_BUILDER_TYPE = "t3.large"
+# `--gpu`: the NVIDIA driver is built (DKMS) against the builder's own kernel, and its check
+# needs a GPU, so the builder is the smallest NVIDIA type of the image's architecture.
+GPU_BUILDER_TYPES = {"x86_64": "g4dn.xlarge", "arm64": "g5g.xlarge"}
+GPU_FLAG = "--gpu"  # install-worker.sh: also the NVIDIA driver and the CUDA toolkit
 
 Say = Callable[[str], None]
 
@@ -75,7 +80,8 @@ class ImageNotAvailable(Exception):
 class BuildOptions:
     base_ami: str | None = None
     extra_script: str | None = None  # the text of a bash script run after the install script
-    instance_type: str = "t3.large"
+    instance_type: str | None = None  # default: DEFAULT_BUILDER_TYPE, or a GPU type (gpu)
+    gpu: bool = False  # the NVIDIA driver and CUDA too, built on a GPU instance
     region: str | None = None
     subnet_id: str | None = None
     instance_profile: str | None = None  # name or ARN; needs AmazonSSMManagedInstanceCore
@@ -118,7 +124,17 @@ def _heredoc(path: str, text: str) -> list[str]:
     return [f"cat > {path} <<'{marker}'", *text.rstrip("\n").split("\n"), marker]
 
 
-def build_command(install_script: str, extra_script: str | None) -> list[str]:
+def builder_instance_type(options: BuildOptions, architecture: str | None) -> str:
+    """The builder's type: the one asked for, else a GPU type of the image's architecture
+    (`gpu`), else the default."""
+    if options.instance_type:
+        return options.instance_type
+    if options.gpu:
+        return GPU_BUILDER_TYPES.get(architecture or "x86_64", GPU_BUILDER_TYPES["x86_64"])
+    return DEFAULT_BUILDER_TYPE
+
+
+def build_command(install_script: str, extra_script: str | None, *, gpu: bool = False) -> list[str]:
     """The `commands` of the AWS-RunShellScript document.
 
     The scripts' own output goes to a log file on the builder: SSM keeps only the first 24,000
@@ -130,7 +146,7 @@ def build_command(install_script: str, extra_script: str | None) -> list[str]:
         f"mkdir -p {REMOTE_DIR}",
         *_heredoc(f"{REMOTE_DIR}/install-worker.sh", install_script),
     ]
-    steps = [f"{REMOTE_DIR}/install-worker.sh"]
+    steps = [f"{REMOTE_DIR}/install-worker.sh{' ' + GPU_FLAG if gpu else ''}"]
     if extra_script:
         lines += _heredoc(f"{REMOTE_DIR}/extra.sh", extra_script)
         steps.append(f"{REMOTE_DIR}/extra.sh")
@@ -247,12 +263,12 @@ async def _build(
         )
     base_ami = options.base_ami or await _latest_al2023(ssm_client)
     say(f"Base image: {base_ami}")
-    build.builder = builder = await _launch_builder(ec2, options, base_ami, build.id)
-    say(f"Builder instance {builder} ({options.instance_type}) launched")
+    builder, builder_type = await _launch_builder(ec2, options, base_ami, build.id)
+    build.builder = builder
+    say(f"Builder instance {builder} ({builder_type}) launched")
     script = options.install_script or install_script_text()
-    command_id = await _send_command(
-        ssm_client, builder, build_command(script, options.extra_script), options, say
-    )
+    commands = build_command(script, options.extra_script, gpu=options.gpu)
+    command_id = await _send_command(ssm_client, builder, commands, options, say)
     say(f"Install command {command_id} sent; waiting (this takes 10-20 minutes)")
     output = await _wait_command(ssm_client, command_id, builder, options)
     versions = parse_versions(output)
@@ -306,16 +322,20 @@ def builder_lifetime_minutes(options: BuildOptions) -> int:
     return math.ceil((steps + options.image_timeout_seconds) / 60) + BUILDER_MARGIN_MINUTES
 
 
-async def _launch_builder(ec2: Any, options: BuildOptions, base_ami: str, build_id: str) -> str:
+async def _launch_builder(
+    ec2: Any, options: BuildOptions, base_ami: str, build_id: str
+) -> tuple[str, str]:
+    """The builder's instance id and type."""
     # A deadline on the box itself, in case this process dies without cleaning up: it shuts
     # down (and so terminates) after the longest the build may take, re-armed after a reboot;
     # CreateImage does not reboot it (NoReboot), so its scheduled shutdown stays.
     minutes = builder_lifetime_minutes(options)
     user_data = "#!/bin/bash\n" + deadline_commands(minutes, BUILDER_DEADLINE_REASON)
     image = await describe_image(ec2, base_ami)
+    instance_type = builder_instance_type(options, (image or {}).get("Architecture"))
     spec = LaunchSpec(
         image_id=base_ami,
-        instance_type=options.instance_type,
+        instance_type=instance_type,
         user_data=user_data,
         tags={
             tags.NAME: "awsjobs-image-builder",
@@ -335,7 +355,7 @@ async def _launch_builder(ec2: Any, options: BuildOptions, base_ami: str, build_
         instance_profile=options.instance_profile or "",
     )
     resp = await ec2.run_instances(**run_instances_parameters(spec))
-    return str(resp["Instances"][0]["InstanceId"])
+    return str(resp["Instances"][0]["InstanceId"]), instance_type
 
 
 async def _send_command(

@@ -11,6 +11,11 @@
 #   - Quarto, from its release tarball (runs .qmd jobs; its bundled pandoc serves rmarkdown too)
 #   - amazon-efs-utils (the worker mounts the shared EFS file system)
 #   - amazon-ssm-agent, enabled (jobs are started through SSM send-command)
+#   - with --gpu (or AWSJOBS_GPU=1): the NVIDIA driver (open kernel modules, built by DKMS for
+#     the running kernel) and the CUDA toolkit, from NVIDIA's CUDA repository for Amazon Linux
+#     2023 (`amzn2023`, x86_64 or sbsa for arm64). `awsjobs build-image --gpu` runs it on a GPU
+#     builder (g4dn.xlarge or g5g.xlarge). The open modules serve Turing GPUs and newer (T4,
+#     A10G, L4, L40S, A100, H100), not the V100 of p3 instances. Untested on real AWS.
 #
 # About R: Amazon Linux 2023's own repositories do not reliably carry R, and EPEL is not meant
 # for AL2023 (it targets RHEL). So the script tries, in order: `dnf install R-core` / `R` (used
@@ -30,7 +35,21 @@
 #   AWSJOBS_INSTALL_R     0 to skip R                         (default: 1)
 #   AWSJOBS_REQUIRE_R     1 to fail when R cannot be installed (default: 0)
 #   AWSJOBS_ROOT          prefix of every path written (default: none; tests use a scratch dir)
+#   AWSJOBS_GPU           1: as --gpu                         (default: 0)
+#   AWSJOBS_CUDA_REPO     the CUDA repository's base URL      (default: NVIDIA's)
 set -euo pipefail
+
+GPU="${AWSJOBS_GPU:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --gpu) GPU=1 ;;
+    *)
+      printf '[awsjobs] unknown option: %s (known: --gpu)\n' "$arg" >&2
+      exit 2
+      ;;
+  esac
+done
+CUDA_REPO="${AWSJOBS_CUDA_REPO:-https://developer.download.nvidia.com/compute/cuda/repos/amzn2023}"
 
 PYTHON="${AWSJOBS_PYTHON:-python3}"
 QUARTO_VERSION="${AWSJOBS_QUARTO_VERSION:-1.6.42}"
@@ -109,6 +128,31 @@ else
   log "R skipped (AWSJOBS_INSTALL_R=0)"
 fi
 
+install_gpu() {
+  local arch
+  arch="$(uname -m)"
+  [ "$arch" = "aarch64" ] && arch="sbsa"
+  log "NVIDIA driver and CUDA toolkit (${CUDA_REPO}/${arch})"
+  # DKMS builds the driver against the running kernel: its headers first.
+  dnf install -y --setopt=install_weak_deps=False dkms \
+    "kernel-devel-$(uname -r)" "kernel-headers-$(uname -r)" "kernel-modules-extra-$(uname -r)"
+  dnf config-manager --add-repo "${CUDA_REPO}/${arch}/cuda-amzn2023.repo"
+  dnf clean expire-cache
+  dnf module install -y nvidia-driver:open-dkms
+  dnf install -y cuda-toolkit
+  mkdir -p "$ROOT/etc/profile.d"
+  # Written as is: $PATH expands when a login shell reads it.
+  # shellcheck disable=SC2016
+  echo 'export PATH="/usr/local/cuda/bin:$PATH"' >"$ROOT/etc/profile.d/cuda.sh"
+  if ! { modprobe nvidia && nvidia-smi; }; then
+    log "WARNING: nvidia-smi failed (is this builder a GPU instance type?)"
+  fi
+}
+
+if [ "$GPU" = "1" ]; then
+  install_gpu
+fi
+
 log "SSM agent enabled at boot"
 systemctl enable amazon-ssm-agent
 
@@ -125,16 +169,26 @@ fi
 quarto_version="$(version_of "$BIN_DIR/quarto" --version)"
 efs_utils_version="$(version_of rpm -q --qf '%{VERSION}' amazon-efs-utils)"
 ssm_agent_version="$(version_of rpm -q --qf '%{VERSION}' amazon-ssm-agent)"
+nvidia_version=""
+cuda_version=""
+if [ "$GPU" = "1" ]; then
+  nvidia_version="$(version_of modinfo -F version nvidia)"
+  cuda_version="$(/usr/local/cuda/bin/nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p' || true)"
+fi
 
 "$PYTHON" - "$r_version" "$rmarkdown_version" "$quarto_version" "$efs_utils_version" \
-  "$ssm_agent_version" <<'EOF'
+  "$ssm_agent_version" "$GPU" "$nvidia_version" "$cuda_version" <<'EOF'
 import json
 import platform
 import sys
 from importlib.metadata import version
 
-r, rmarkdown, quarto, efs_utils, ssm_agent = (v.strip() or "none" for v in sys.argv[1:6])
+r, rmarkdown, quarto, efs_utils, ssm_agent, _, nvidia, cuda = (
+    v.strip() or "none" for v in sys.argv[1:9]
+)
+gpu = {"nvidia-driver": nvidia, "cuda": cuda} if sys.argv[6] == "1" else {}
 print("AWSJOBS_VERSIONS " + json.dumps({
+    **gpu,
     "python": platform.python_version(),
     "papermill": version("papermill"),
     "ipykernel": version("ipykernel"),

@@ -551,3 +551,59 @@ async def test_an_interrupted_image_wait_discards_the_image(simulated_aws: Simul
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await _leftovers(sim) == ([], [])
+
+
+# -- `awsjobs build-image --gpu` ---------------------------------------------------------------
+
+
+def test_gpu_build_command_runs_the_install_script_with_its_gpu_flag() -> None:
+    script = image.install_script_text()
+    text = "\n".join(image.build_command(script, None, gpu=True))
+    subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+    assert f"bash {image.REMOTE_DIR}/install-worker.sh --gpu >>" in text
+    assert "nvidia-driver:open-dkms" in text and "cuda-toolkit" in text  # the script's GPU steps
+    plain = "\n".join(image.build_command(script, None))
+    assert f"bash {image.REMOTE_DIR}/install-worker.sh >>" in plain
+    assert "install-worker.sh --gpu" not in plain
+
+
+def test_gpu_builder_type_follows_the_architecture() -> None:
+    gpu = image.BuildOptions(gpu=True)
+    assert image.builder_instance_type(gpu, "x86_64") == "g4dn.xlarge"
+    assert image.builder_instance_type(gpu, "arm64") == "g5g.xlarge"
+    assert image.builder_instance_type(gpu, None) == "g4dn.xlarge"
+    assert image.builder_instance_type(image.BuildOptions(), "x86_64") == "t3.large"
+    asked = image.BuildOptions(gpu=True, instance_type="g6.xlarge")
+    assert image.builder_instance_type(asked, "x86_64") == "g6.xlarge"
+
+
+async def test_gpu_build_on_a_gpu_builder(
+    aws: Any, moto_endpoint: str, invocation: dict[str, Any], instance_profile: str
+) -> None:
+    ec2 = await aws("ec2")
+    ssm = await aws("ssm")
+    said: list[str] = []
+    result = await image.build_image(
+        options(moto_endpoint, instance_type=None, gpu=True, instance_profile=instance_profile),
+        say=said.append,
+    )
+    (builder,) = await _instances(ec2, InstanceIds=[result.builder_instance_id])
+    assert builder["InstanceType"] == "g4dn.xlarge"
+    described = await ec2.describe_instance_types(InstanceTypes=["g4dn.xlarge"])
+    assert described["InstanceTypes"][0]["GpuInfo"]["Gpus"][0]["Name"] == "T4"
+    assert f"Builder instance {builder['InstanceId']} (g4dn.xlarge) launched" in said
+    commands = (await ssm.list_commands())["Commands"]
+    sent = "\n".join(commands[-1]["Parameters"]["commands"])
+    assert "install-worker.sh --gpu >>" in sent
+
+
+def test_cli_build_image_gpu_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[image.BuildOptions] = []
+
+    async def fake_build(options: image.BuildOptions, say: Any = None) -> Any:
+        seen.append(options)
+        raise image.ImageBuildError("stop here")
+
+    monkeypatch.setattr(image, "build_image", fake_build)
+    main(["build-image", "--gpu", "--region", "us-east-1"])
+    assert seen[0].gpu is True and seen[0].instance_type is None

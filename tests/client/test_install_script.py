@@ -5,6 +5,7 @@ AWSJOBS_ROOT: its control flow (R optional or required) and its final versions l
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -160,3 +161,25 @@ def test_skip_r(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "R skipped" in result.stdout
     assert "install.packages" not in calls
+
+
+def test_gpu_flag_installs_the_nvidia_driver_and_cuda(tmp_path: Path) -> None:
+    result, calls = run_script(tmp_path, with_r="none", AWSJOBS_INSTALL_R="0", AWSJOBS_GPU="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    repo = "https://developer.download.nvidia.com/compute/cuda/repos/amzn2023"
+    arch = "sbsa" if os.uname().machine == "aarch64" else os.uname().machine
+    assert f"dnf config-manager --add-repo {repo}/{arch}/cuda-amzn2023.repo" in calls
+    assert f"kernel-devel-{os.uname().release}" in calls
+    assert "dnf module install -y nvidia-driver:open-dkms" in calls
+    assert "dnf install -y cuda-toolkit" in calls
+    assert (tmp_path / "root/etc/profile.d/cuda.sh").read_text().startswith("export PATH=")
+    # No GPU driver loads here: the check fails with a warning and the build goes on.
+    assert "WARNING: nvidia-smi failed" in result.stdout
+    assert {"nvidia-driver", "cuda"} <= set(_versions(result.stdout))
+
+
+def test_without_the_gpu_flag_nothing_of_nvidia(tmp_path: Path) -> None:
+    result, calls = run_script(tmp_path, with_r="none", AWSJOBS_INSTALL_R="0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nvidia" not in calls and "cuda" not in calls
+    assert "nvidia-driver" not in _versions(result.stdout)
