@@ -95,7 +95,10 @@ export class JobsService {
       memory_gib: query.memory_gib,
       cpus: query.cpus,
       spot: query.spot ? 'true' : 'false',
-      instance_type: query.instance_type
+      instance_type: query.instance_type,
+      gpus: query.gpus,
+      gpu_memory_gib: query.gpu_memory_gib,
+      gpu_model: query.gpu_model
     });
     return this._request<IInstanceTypes>(`instance-types${qs}`);
   }

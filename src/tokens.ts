@@ -104,6 +104,9 @@ export const ON_INTERRUPTION: ReadonlyArray<OnInterruption> = [
 /** The most attempts a job may ask for (`max_attempts`, from 1). */
 export const MAX_ATTEMPTS_LIMIT = 10;
 
+/** The most GPUs a job may ask for (`gpus`, from 0; `awsjobs_lab/gpus.py`). */
+export const MAX_GPUS = 16;
+
 /** One instance a job ran on (`Attempt` in `awsjobs_lab/models.py`). */
 export interface IAttempt {
   number: number;
@@ -150,6 +153,10 @@ export interface IJob {
   max_attempts: number;
   /** One per instance the job ran on; the last is the current one. */
   attempts: IAttempt[];
+  /** At least this many GPUs, each with at least `gpu_memory_gib`, of `gpu_model`. */
+  gpus: number;
+  gpu_memory_gib: number;
+  gpu_model: string | null;
   instance_id: string | null;
   elapsed_seconds: number | null;
   cost_so_far: number | null;
@@ -182,6 +189,9 @@ export interface ILaunchRequest {
   instance_type?: string;
   on_interruption?: OnInterruption;
   max_attempts?: number;
+  gpus?: number;
+  gpu_memory_gib?: number;
+  gpu_model?: string;
 }
 
 /** `GET jobs/{id}/log` answer. */
@@ -209,6 +219,8 @@ export interface IBackendCapabilities {
   instances: boolean;
   /** Its jobs have an hourly price and a cost so far. */
   hourly_price: boolean;
+  /** `gpus`, `gpu_memory_gib`, `gpu_model` are honoured (absent: an older server). */
+  gpus?: boolean;
 }
 
 export type BackendCapability = keyof IBackendCapabilities;
@@ -279,6 +291,10 @@ export interface IInstanceChoice {
   price_source?: string | null;
   availability_zone?: string | null;
   spot: boolean;
+  /** Its GPUs: how many, the model, memory per GPU (0 and null: none). */
+  gpus?: number;
+  gpu_model?: string | null;
+  gpu_memory_gib?: number;
 }
 
 /** `GET instance-types` answer. */
@@ -293,6 +309,9 @@ export interface IInstanceQuery {
   cpus: number;
   spot: boolean;
   instance_type?: string;
+  gpus?: number;
+  gpu_memory_gib?: number;
+  gpu_model?: string;
 }
 
 /** Front-end settings (`schema/plugin.json`). */

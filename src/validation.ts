@@ -8,6 +8,7 @@ import { backendCan } from './backends';
 import { errorText } from './handler';
 import {
   MAX_ATTEMPTS_LIMIT,
+  MAX_GPUS,
   type IBackendInfo,
   type IJob,
   type ILaunchRequest,
@@ -29,6 +30,10 @@ export interface ILaunchForm {
   /** Spot only: what an interruption does, and the attempts in all. */
   onInterruption: OnInterruption;
   maxAttempts: string;
+  /** GPUs (a backend with the `gpus` capability): count, GiB each, model. */
+  gpus: string;
+  gpuMemoryGib: string;
+  gpuModel: string;
 }
 
 export type LaunchField = keyof ILaunchForm;
@@ -52,6 +57,44 @@ export interface IValidation {
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
+const GPU_MODEL = /^[A-Za-z0-9][A-Za-z0-9-]{0,39}$/;
+
+/** The GPU fields of a request: what `gpus`, `gpu_memory_gib`, `gpu_model` carry. */
+type GpuRequest = Pick<ILaunchRequest, 'gpus' | 'gpu_memory_gib' | 'gpu_model'>;
+
+/**
+ * Check the GPU fields (errors set on the form's fields); the request's
+ * fields, empty when no GPU is asked for.
+ */
+export function validateGpus(
+  form: Pick<ILaunchForm, 'gpus' | 'gpuMemoryGib' | 'gpuModel'>,
+  errors: LaunchErrors,
+  trans: TranslationBundle
+): GpuRequest {
+  const count = parseNumber(form.gpus.trim() || '0');
+  if (count === null || !Number.isInteger(count) || count > MAX_GPUS) {
+    errors.gpus = trans.__('A whole number from 0 to %1', MAX_GPUS);
+  }
+  const memory = parseNumber(form.gpuMemoryGib.trim() || '0');
+  if (memory === null) {
+    errors.gpuMemoryGib = trans.__('A number of GiB, 0 or more');
+  }
+  const model = form.gpuModel.trim();
+  if (model && !GPU_MODEL.test(model)) {
+    errors.gpuModel = trans.__('A GPU name like T4, A10G or L4');
+  }
+  if (!count) {
+    return {};
+  }
+  const request: GpuRequest = { gpus: count };
+  if (memory) {
+    request.gpu_memory_gib = memory;
+  }
+  if (model) {
+    request.gpu_model = model;
+  }
+  return request;
+}
 
 /** Whether a value is above a limit (a limit of 0 is no limit). */
 function above(value: number, limit: number): boolean {
@@ -278,6 +321,9 @@ export function validateLaunch(
     );
   }
 
+  const hasGpus = backendCan(context.backends, form.backend, 'gpus');
+  const gpus = hasGpus ? validateGpus(form, errors, trans) : {};
+
   if (
     Object.keys(errors).length > 0 ||
     memory === null ||
@@ -315,7 +361,7 @@ export function validateLaunch(
     request.on_interruption = form.onInterruption;
     request.max_attempts = maxAttempts;
   }
-  return { errors, request };
+  return { errors, request: { ...request, ...gpus } };
 }
 
 /** The form prefilled from an existing job (re-run with the same settings). */
@@ -334,6 +380,9 @@ export function formFromJob(job: IJob): ILaunchForm {
     env: formatEnv(job.env),
     instanceType: job.requested_instance_type ?? '',
     onInterruption: job.on_interruption ?? 'retry',
-    maxAttempts: String(job.max_attempts ?? 3)
+    maxAttempts: String(job.max_attempts ?? 3),
+    gpus: String(job.gpus ?? 0),
+    gpuMemoryGib: job.gpu_memory_gib ? String(job.gpu_memory_gib) : '',
+    gpuModel: job.gpu_model ?? ''
   };
 }

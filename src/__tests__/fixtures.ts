@@ -27,6 +27,9 @@ export function makeForm(overrides: Partial<ILaunchForm> = {}): ILaunchForm {
     instanceType: '',
     onInterruption: 'retry',
     maxAttempts: '3',
+    gpus: '0',
+    gpuMemoryGib: '',
+    gpuModel: '',
     ...overrides
   };
 }
@@ -70,6 +73,9 @@ export function makeJob(overrides: Partial<IJob> = {}): IJob {
     on_interruption: 'retry',
     max_attempts: 3,
     attempts: [],
+    gpus: 0,
+    gpu_memory_gib: 0,
+    gpu_model: null,
     instance_id: null,
     elapsed_seconds: 0,
     cost_so_far: null,
@@ -108,7 +114,8 @@ export const EC2 = makeBackend('ec2', {
     spot: true,
     instance_types: true,
     instances: true,
-    hourly_price: true
+    hourly_price: true,
+    gpus: true
   }
 });
 

@@ -20,7 +20,10 @@ const FORM: ILaunchForm = {
   env: '',
   instanceType: '',
   onInterruption: 'retry',
-  maxAttempts: '3'
+  maxAttempts: '3',
+  gpus: '0',
+  gpuMemoryGib: '',
+  gpuModel: ''
 };
 
 function fakeModel(queries: IInstanceQuery[]): IJobsModel {

@@ -26,6 +26,9 @@ const form = (overrides: Partial<ILaunchForm> = {}): ILaunchForm => ({
   instanceType: '',
   onInterruption: 'retry',
   maxAttempts: '3',
+  gpus: '0',
+  gpuMemoryGib: '',
+  gpuModel: '',
   ...overrides
 });
 
@@ -229,7 +232,10 @@ describe('formFromJob', () => {
       env: 'SEED=7',
       instanceType: 'c6i.xlarge',
       onInterruption: 'retry',
-      maxAttempts: '3'
+      maxAttempts: '3',
+      gpus: '0',
+      gpuMemoryGib: '',
+      gpuModel: ''
     });
   });
 });

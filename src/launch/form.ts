@@ -20,6 +20,9 @@ export type RememberedForm = Pick<
   | 'instanceType'
   | 'onInterruption'
   | 'maxAttempts'
+  | 'gpus'
+  | 'gpuMemoryGib'
+  | 'gpuModel'
 >;
 
 /**
@@ -55,7 +58,10 @@ export function initialForm(
     env: remembered?.env ?? '',
     instanceType: remembered?.instanceType ?? '',
     onInterruption: remembered?.onInterruption ?? 'retry',
-    maxAttempts: remembered?.maxAttempts ?? '3'
+    maxAttempts: remembered?.maxAttempts ?? '3',
+    gpus: remembered?.gpus ?? '0',
+    gpuMemoryGib: remembered?.gpuMemoryGib ?? '',
+    gpuModel: remembered?.gpuModel ?? ''
   };
 }
 
@@ -93,7 +99,10 @@ export async function rememberForm(
     env: form.env,
     instanceType: form.instanceType,
     onInterruption: form.onInterruption,
-    maxAttempts: form.maxAttempts
+    maxAttempts: form.maxAttempts,
+    gpus: form.gpus,
+    gpuMemoryGib: form.gpuMemoryGib,
+    gpuModel: form.gpuModel
   };
   await state.save(StateKeys.launchForm, value).catch(() => undefined);
 }

@@ -17,19 +17,21 @@ import type {
   BackendCapability,
   IBackendInfo,
   IInstanceChoice,
+  IInstanceQuery,
   IInstanceTypes,
   IJobsModel,
   ILaunchRequest,
   IServerLimits,
   OnInterruption
 } from '../tokens';
-import { MAX_ATTEMPTS_LIMIT, ON_INTERRUPTION } from '../tokens';
+import { MAX_ATTEMPTS_LIMIT, MAX_GPUS, ON_INTERRUPTION } from '../tokens';
 import {
   ILaunchContext,
   ILaunchForm,
   LaunchErrors,
   LaunchField,
   limitsFor,
+  validateGpus,
   validateLaunch
 } from '../validation';
 
@@ -138,6 +140,7 @@ export class LaunchDialogBody extends ReactWidget {
         </div>
         {this._renderBackend(field)}
         {this._renderNumbers(field)}
+        {can('gpus') && this._renderGpus(field)}
         {(can('spot') || can('instance_types')) &&
           this._renderMachine(field, can('spot'), can('instance_types'))}
         {this._renderTexts(field)}
@@ -301,6 +304,36 @@ export class LaunchDialogBody extends ReactWidget {
     );
   }
 
+  /** GPUs: how many, memory per GPU, model (a backend with `gpus`). */
+  private _renderGpus(field: IFieldHelpers): JSX.Element {
+    const { trans } = this._options;
+    return (
+      <>
+        <div className="jp-AWSJobs-fieldRow jp-AWSJobs-gpus">
+          {this._input(field, 'gpus', trans.__('GPUs'), {
+            type: 'number',
+            min: '0',
+            max: String(MAX_GPUS),
+            step: '1'
+          })}
+          {this._input(field, 'gpuMemoryGib', trans.__('GiB per GPU'), {
+            type: 'number',
+            min: '0',
+            step: 'any',
+            placeholder: trans.__('any')
+          })}
+          {this._input(field, 'gpuModel', trans.__('GPU model'), {
+            type: 'text',
+            placeholder: trans.__('any (T4, A10G, L4…)')
+          })}
+        </div>
+        {field.error('gpus')}
+        {field.error('gpuMemoryGib')}
+        {field.error('gpuModel')}
+      </>
+    );
+  }
+
   /** What a spot interruption does, and the attempts in all (spot on only). */
   private _renderRecovery(field: IFieldHelpers): JSX.Element {
     const { trans } = this._options;
@@ -395,6 +428,16 @@ export class LaunchDialogBody extends ReactWidget {
           {trans.__('Will launch')}{' '}
           <strong data-field="instance_type">{c.instance_type}</strong>{' '}
           {trans.__('(%1 vCPU, %2 GiB)', c.vcpus, c.memory_gib)}{' '}
+          {c.gpus ? (
+            <span data-field="gpus">
+              {trans.__(
+                '%1 × %2 GPU, %3 GiB each',
+                c.gpus,
+                c.gpu_model ?? '',
+                c.gpu_memory_gib ?? 0
+              )}{' '}
+            </span>
+          ) : null}
           {c.hourly_price !== null && (
             <strong data-field="hourly_price">
               {formatPrice(c.hourly_price)}
@@ -449,7 +492,10 @@ export class LaunchDialogBody extends ReactWidget {
       !this._previews ||
       errors.memoryGib ||
       errors.cpus ||
-      errors.instanceType
+      errors.instanceType ||
+      errors.gpus ||
+      errors.gpuMemoryGib ||
+      errors.gpuModel
     ) {
       this._preview = { loading: false, choice: null, error: null };
       this.update();
@@ -463,7 +509,8 @@ export class LaunchDialogBody extends ReactWidget {
         memory_gib: Number(form.memoryGib),
         cpus: Number(form.cpus),
         spot: form.spot,
-        instance_type: form.instanceType.trim() || undefined
+        instance_type: form.instanceType.trim() || undefined,
+        ...this._gpuQuery()
       });
       if (serial !== this._previewSerial || this.isDisposed) {
         return;
@@ -485,6 +532,15 @@ export class LaunchDialogBody extends ReactWidget {
       };
     }
     this.update();
+  }
+
+  /** The preview's GPU fields: as a launch would send them. */
+  private _gpuQuery(): Partial<IInstanceQuery> {
+    const { context, trans } = this._options;
+    if (!backendCan(context.backends, this._form.backend, 'gpus')) {
+      return {};
+    }
+    return validateGpus(this._form, {}, trans);
   }
 
   /** Disable the dialog's Launch button while the form is invalid. */
