@@ -6,7 +6,8 @@ and the worker's effects on the shared file system) against the app's view (its 
 - no job final while its instance still runs (sampled during the run, and at the end);
 - every job final with a reason (an exit code 0, else an error), none still active after the
   bounded wait;
-- none run twice: the job's script counts its own runs (`runs/<job id>`, written by the worker).
+- none run twice in one attempt: the job's script logs each run with its `AWSJOBS_ATTEMPT`
+  (`runs/<job id>`, written by the worker); a recovered spot job runs once per attempt.
 
 And the cost of the chaos: instance-seconds beyond what the jobs needed (after a job ended,
 on an instance that never ran it, all of it for a job whose script never ran), per fault kind
@@ -114,7 +115,8 @@ class Verdict:
     final_while_alive: list[Sighting]
     without_reason: list[str]
     still_active: list[str]
-    runs: dict[str, int]  # job id → times the worker ran its script
+    runs: dict[str, int]  # job id → times the worker ran its script (all attempts)
+    reruns: dict[str, int]  # job id → runs beyond one per attempt (must be none)
     leftover: dict[str, float]  # job id → instance-seconds beyond what it needed
     needed_seconds: float
     instance_seconds: float
@@ -122,7 +124,9 @@ class Verdict:
 
     @property
     def run_twice(self) -> dict[str, int]:
-        return {job: n for job, n in self.runs.items() if n > 1}
+        """Jobs whose script ran more than once in one attempt. A spot job recovered after
+        an interruption runs again on purpose, once per attempt (`AWSJOBS_ATTEMPT`)."""
+        return {job: n for job, n in self.reruns.items() if n > 0}
 
     @property
     def violations(self) -> int:
@@ -149,7 +153,9 @@ def judge(
     leaks = [
         m for m in alive_instances(state) if m["job"] not in by_id or is_final(by_id[str(m["job"])])
     ]
-    runs = {i: _runs(runs_dir, i) for i in by_id}
+    attempts = {i: _attempts(runs_dir, i) for i in by_id}
+    runs = {i: len(a) for i, a in attempts.items()}
+    reruns = {i: len(a) - len(set(a)) for i, a in attempts.items()}
     leftover, needed = _leftover(by_id, managed_lives(state), runs)
     per_kind: dict[str, KindCost] = {}
     for job_id in sorted(by_id):
@@ -162,6 +168,7 @@ def judge(
         without_reason=[i for i, j in by_id.items() if is_final(j) and not _has_reason(j)],
         still_active=[i for i, j in by_id.items() if not is_final(j)],
         runs=runs,
+        reruns=reruns,
         leftover=leftover,
         needed_seconds=needed,
         instance_seconds=float(state["record"]["instance_seconds"]),
@@ -177,11 +184,13 @@ def _has_reason(job: Mapping[str, Any]) -> bool:
     return bool(str(job.get("error") or history[-1].get("reason") or "").strip())
 
 
-def _runs(runs_dir: Path, job_id: str) -> int:
+def _attempts(runs_dir: Path, job_id: str) -> list[str]:
+    """The attempt number of each run of the job's script (one line per run)."""
     try:
-        return len((runs_dir / job_id).read_text().splitlines())
+        lines = (runs_dir / job_id).read_text().splitlines()
     except OSError:
-        return 0
+        return []
+    return [line.split()[0] for line in lines if line.strip()]
 
 
 def _leftover(

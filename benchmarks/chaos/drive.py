@@ -26,7 +26,7 @@ SCRIPT_DIR = "chaos"
 SCRIPT = f"{SCRIPT_DIR}/job.sh"
 # The job's script counts its own runs on the shared file system: the worker ran it that often.
 SCRIPT_TEXT = """\
-mkdir -p runs && echo "$(hostname) $$" >> "runs/$AWSJOBS_JOB_ID"
+mkdir -p runs && echo "${AWSJOBS_ATTEMPT:-1} $(hostname) $$" >> "runs/$AWSJOBS_JOB_ID"
 echo "chaos job $AWSJOBS_JOB_ID: sleeping $CHAOS_SLEEP s, then exit $CHAOS_EXIT"
 sleep "$CHAOS_SLEEP"
 exit "$CHAOS_EXIT"

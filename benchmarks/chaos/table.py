@@ -44,7 +44,7 @@ class Outcome:
                 str(len(v.leaks)),
             ),
             ("jobs final while their instance ran (must be 0)", str(len(v.final_while_alive))),
-            ("jobs run twice (must be 0)", str(len(v.run_twice))),
+            ("jobs run twice in one attempt (must be 0)", str(len(v.run_twice))),
             (
                 "jobs final without a reason / still active (must be 0)",
                 f"{len(v.without_reason)} / {len(v.still_active)}",
