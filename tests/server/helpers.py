@@ -15,6 +15,7 @@ import pytest
 from awsjobs_lab.backends.local import LocalBackend, group_members
 from awsjobs_lab.backends.procfs import all_pids, pids_with_environ, proc_stat
 from awsjobs_lab.models import Job, JobState, Transition, new_job_id, now
+from awsjobs_lab.requests import LaunchDefaults, parse_launch_request
 from awsjobs_lab.store import MAX_PAGE, JobStore
 
 # Generous: a loaded 2-core CI machine can take many seconds to start Python or papermill.
@@ -57,6 +58,18 @@ async def stored_jobs(path: Path, active_only: bool = False) -> list[Job]:
         return (await store.list_jobs(limit=MAX_PAGE))[0]
     finally:
         await store.close()
+
+
+def parse_run_py(tmp_path: Path, **body: Any) -> Job:
+    """A launch request for `run.py` (written in `tmp_path`, the root) with these fields,
+    validated with the default settings and the backends local and ec2."""
+    (tmp_path / "run.py").write_text("pass\n")
+    return parse_launch_request(
+        {"path": "run.py", **body},
+        root_dir=tmp_path,
+        backends=["local", "ec2"],
+        defaults=LaunchDefaults(),
+    )
 
 
 def make_job(path: str = "script.py", backend: str = "local", **fields: Any) -> Job:

@@ -24,10 +24,10 @@ from awsjobs_lab.models import (
     attempt_note,
     now,
 )
-from awsjobs_lab.requests import LaunchDefaults, parse_launch_request
+from awsjobs_lab.requests import LaunchDefaults
 from awsjobs_lab.service import JobService, ServiceOptions
 from awsjobs_lab.store import JobStore
-from tests.server.helpers import make_job, poll
+from tests.server.helpers import make_job, parse_run_py, poll
 
 S = JobState
 INTERRUPTED = Outcome(S.INTERRUPTED, error="AWS reclaimed spot instance i-1")
@@ -37,13 +37,7 @@ INTERRUPTED = Outcome(S.INTERRUPTED, error="AWS reclaimed spot instance i-1")
 
 
 def _parse(tmp_path: Path, **body: Any) -> Job:
-    (tmp_path / "run.py").write_text("pass\n")
-    return parse_launch_request(
-        {"path": "run.py", **body},
-        root_dir=tmp_path,
-        backends=["local", "ec2"],
-        defaults=LaunchDefaults(),
-    )
+    return parse_run_py(tmp_path, **body)
 
 
 def test_defaults_and_values_are_kept(tmp_path: Path) -> None:

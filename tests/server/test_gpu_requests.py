@@ -13,19 +13,11 @@ from awsjobs_lab.backends.local import LocalBackend
 from awsjobs_lab.errors import InvalidRequest
 from awsjobs_lab.gpus import GpuInfo, GpuNeed, meets, parse_gpu_info
 from awsjobs_lab.models import Job
-from awsjobs_lab.requests import LaunchDefaults, parse_launch_request
 from awsjobs_lab.service import JobService
 from awsjobs_lab.store import JobStore
+from tests.server.helpers import parse_run_py
 
-
-def _parse(tmp_path: Path, **body: Any) -> Job:
-    (tmp_path / "run.py").write_text("pass\n")
-    return parse_launch_request(
-        {"path": "run.py", **body},
-        root_dir=tmp_path,
-        backends=["local", "ec2"],
-        defaults=LaunchDefaults(),
-    )
+_parse = parse_run_py
 
 
 def test_defaults_and_values_are_kept(tmp_path: Path) -> None:
