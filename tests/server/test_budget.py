@@ -16,6 +16,7 @@ import pytest
 from awsjobs_lab.backends.base import Backend, Capabilities, RecordHandle
 from awsjobs_lab.budget import SpendingCap, local_midnight
 from awsjobs_lab.errors import Conflict, OverBudget
+from awsjobs_lab.gpus import GpuNeed
 from awsjobs_lab.models import Job, JobState, Outcome, now
 from awsjobs_lab.service import JobService
 from awsjobs_lab.store import JobStore
@@ -150,7 +151,7 @@ class TestSpendCap:
         code, first = await api("POST", "jobs", body=body)  # $0.60/h of $1/h: under the cap
         assert code == 201, first
         assert fake.previews == [
-            {"memory_gib": 4.0, "cpus": 2, "spot": True, "instance_type": None}
+            {"memory_gib": 4.0, "cpus": 2, "spot": True, "instance_type": None, "gpus": GpuNeed()}
         ]
         await running(api, first["id"])
         code, reply = await api("POST", "jobs", body=body)
