@@ -7,10 +7,8 @@ import { nullTranslator } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { attemptNote, costSoFar } from '../format';
-import type { JobsModel } from '../model';
 import type { IAttempt, IJob, IJobsModel } from '../tokens';
 import { formFromJob, ILaunchForm, validateLaunch } from '../validation';
-import type { JobsPanel } from '../widgets/JobsPanel';
 import { LaunchDialogBody } from '../widgets/LaunchDialog';
 import {
   CHOICE,
@@ -21,7 +19,7 @@ import {
   makeJob,
   mockServer
 } from './fixtures';
-import { openJobsPanel } from './panel';
+import { usePanel } from './panel';
 
 const trans = nullTranslator.load('awsjobs_lab');
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -155,19 +153,11 @@ describe('the launch form', () => {
 });
 
 describe('the Jobs panel', () => {
-  let server: ReturnType<typeof mockServer> | null = null;
-  let panel: JobsPanel | null = null;
-  let model: JobsModel | null = null;
-  afterEach(() => {
-    panel?.dispose();
-    model?.dispose();
-    server?.restore();
-    panel = model = server = null;
-  });
+  const t = usePanel();
 
   it('shows the attempt and the attempts of a relaunched job', async () => {
     const job = relaunched();
-    server = mockServer({
+    t.server = mockServer({
       'GET config': { status: 200, body: makeConfig() },
       'GET jobs': { status: 200, body: { jobs: [job], next_cursor: null } },
       [`GET jobs/${job.id}/log`]: {
@@ -182,7 +172,7 @@ describe('the Jobs panel', () => {
         }
       }
     });
-    ({ model, panel } = await openJobsPanel());
+    const { model, panel } = await t.open();
     const row = panel.node.querySelector('.jp-AWSJobs-attempt');
     expect(row?.textContent).toBe('3/3');
     expect(row?.getAttribute('title')).toBe(

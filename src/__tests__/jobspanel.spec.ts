@@ -1,50 +1,16 @@
-import { nullTranslator } from '@jupyterlab/translation';
-import { CommandRegistry } from '@lumino/commands';
-import { Widget } from '@lumino/widgets';
+import { makeConfig, makeJob, mockServer } from './fixtures';
+import { usePanel } from './panel';
 
-import { JobsModel } from '../model';
-import { JobsService } from '../service';
-import { JobsPanel } from '../widgets/JobsPanel';
-import { makeConfig, makeJob, mockServer, settings } from './fixtures';
-
-const trans = nullTranslator.load('awsjobs_lab');
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
 // As the server serves it: the EC2 backend is described even when not configured.
 const CONFIG = makeConfig();
 
 describe('JobsPanel', () => {
-  let server: ReturnType<typeof mockServer> | null = null;
-  let panel: JobsPanel | null = null;
-  let model: JobsModel | null = null;
-  afterEach(() => {
-    panel?.dispose();
-    model?.dispose();
-    server?.restore();
-    panel = model = server = null;
-  });
-
-  const open = async () => {
-    model = new JobsModel({
-      service: new JobsService(settings()),
-      autoStart: false
-    });
-    const commands = new CommandRegistry();
-    panel = new JobsPanel({
-      model,
-      commands,
-      trans,
-      translator: nullTranslator
-    });
-    Widget.attach(panel, document.body);
-    await sleep(100);
-    await model.refresh();
-    await sleep(300);
-    return panel;
-  };
+  const t = usePanel();
 
   it('lists jobs with their state, backend, instance and cost', async () => {
-    server = mockServer({
+    t.server = mockServer({
       'GET config': { status: 200, body: CONFIG },
       'GET jobs': {
         status: 200,
@@ -72,7 +38,7 @@ describe('JobsPanel', () => {
         }
       }
     });
-    const p = await open();
+    const p = (await t.open()).panel;
     const rows = p.node.querySelectorAll('.jp-AWSJobs-job[data-job-id]');
     expect(rows).toHaveLength(2);
     const first = rows[0] as HTMLElement;
@@ -91,7 +57,7 @@ describe('JobsPanel', () => {
   });
 
   it('shows the details and log of the selected job', async () => {
-    server = mockServer({
+    t.server = mockServer({
       'GET config': { status: 200, body: CONFIG },
       'GET jobs': {
         status: 200,
@@ -112,8 +78,8 @@ describe('JobsPanel', () => {
         }
       }
     });
-    const p = await open();
-    model?.select('aaaaaaaaaaaaaaaa');
+    const p = (await t.open()).panel;
+    t.model?.select('aaaaaaaaaaaaaaaa');
     await sleep(300);
     const details = p.node.querySelector('.jp-AWSJobs-details');
     expect(details?.getAttribute('data-job-id')).toBe('aaaaaaaaaaaaaaaa');
@@ -124,22 +90,22 @@ describe('JobsPanel', () => {
   });
 
   it('says so when the server extension is missing', async () => {
-    server = mockServer({});
-    const p = await open();
+    t.server = mockServer({});
+    const p = (await t.open()).panel;
     expect(p.node.querySelector('.jp-AWSJobs-missing')?.textContent).toContain(
       'server extension is not running'
     );
   });
 
   it('shows server errors in an error bar', async () => {
-    server = mockServer({
+    t.server = mockServer({
       'GET config': { status: 200, body: CONFIG },
       'GET jobs': {
         status: 500,
         body: { message: 'database is locked', reason: 'Error' }
       }
     });
-    const p = await open();
+    const p = (await t.open()).panel;
     expect(p.node.querySelector('.jp-AWSJobs-errorBar')?.textContent).toContain(
       'database is locked'
     );

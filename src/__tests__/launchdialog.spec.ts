@@ -4,27 +4,10 @@ import { Widget } from '@lumino/widgets';
 import type { IBackendInfo, IInstanceQuery, IJobsModel } from '../tokens';
 import type { ILaunchForm } from '../validation';
 import { LaunchDialogBody } from '../widgets/LaunchDialog';
-import { EC2, LOCAL, makeBackend } from './fixtures';
+import { EC2, LOCAL, makeBackend, makeForm } from './fixtures';
 
 const trans = nullTranslator.load('awsjobs_lab');
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
-
-const FORM: ILaunchForm = {
-  backend: 'ec2',
-  memoryGib: '8',
-  cpus: '2',
-  spot: true,
-  maxLifetimeMinutes: '60',
-  logPath: '',
-  parameters: '',
-  env: '',
-  instanceType: '',
-  onInterruption: 'retry',
-  maxAttempts: '3',
-  gpus: '0',
-  gpuMemoryGib: '',
-  gpuModel: ''
-};
 
 function fakeModel(queries: IInstanceQuery[]): IJobsModel {
   return {
@@ -87,7 +70,7 @@ describe('LaunchDialogBody', () => {
     backends: IBackendInfo[] = [LOCAL, EC2]
   ) => {
     body = new LaunchDialogBody({
-      form: { ...FORM, ...form },
+      form: makeForm({ memoryGib: '8', ...form }),
       context: {
         path: 'work/a.ipynb',
         isNotebook: true,

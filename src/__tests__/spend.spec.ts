@@ -1,13 +1,9 @@
 import { nullTranslator } from '@jupyterlab/translation';
-import { CommandRegistry } from '@lumino/commands';
-import { Widget } from '@lumino/widgets';
 
-import { JobsModel } from '../model';
-import { JobsService } from '../service';
 import { spendFigures, spendText } from '../spend';
 import type { ISpendFigures } from '../tokens';
-import { JobsPanel } from '../widgets/JobsPanel';
-import { EC2, LOCAL, makeConfig, mockServer, settings } from './fixtures';
+import { EC2, LOCAL, makeConfig, mockServer } from './fixtures';
+import { usePanel } from './panel';
 
 const trans = nullTranslator.load('awsjobs_lab');
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -59,36 +55,10 @@ describe('the spend line', () => {
 });
 
 describe('the Jobs panel spend line', () => {
-  let server: ReturnType<typeof mockServer> | null = null;
-  let panel: JobsPanel | null = null;
-  let model: JobsModel | null = null;
-  afterEach(() => {
-    panel?.dispose();
-    model?.dispose();
-    server?.restore();
-    panel = model = server = null;
-  });
-
-  const open = async () => {
-    model = new JobsModel({
-      service: new JobsService(settings()),
-      autoStart: false
-    });
-    panel = new JobsPanel({
-      model,
-      commands: new CommandRegistry(),
-      trans,
-      translator: nullTranslator
-    });
-    Widget.attach(panel, document.body);
-    await sleep(100);
-    await model.refresh();
-    await sleep(300);
-    return panel;
-  };
+  const t = usePanel();
 
   const spendLine = () =>
-    panel?.node.querySelector('.jp-AWSJobs-spend')?.textContent ?? null;
+    t.panel?.node.querySelector('.jp-AWSJobs-spend')?.textContent ?? null;
 
   it('shows the figures at the top and follows them on each poll', async () => {
     let current = figures({
@@ -96,29 +66,29 @@ describe('the Jobs panel spend line', () => {
       hourly_spend: 0,
       spend_today: 0
     });
-    server = mockServer({
+    t.server = mockServer({
       'GET config': () => ({ status: 200, body: pricedConfig(current) }),
       'GET jobs': { status: 200, body: { jobs: [], next_cursor: null } }
     });
-    const p = await open();
+    const p = (await t.open()).panel;
     const view = p.node.querySelector('.jp-AWSJobs-view');
     expect(view?.firstElementChild?.className).toBe('jp-AWSJobs-spend');
     expect(spendLine()).toBe(
       'Spend: $0.0000/h now (0 instances) · $0.0000 today'
     );
     current = figures(); // a job started
-    await model?.refresh(); // the poll's refresh
+    await t.model?.refresh(); // the poll's refresh
     await sleep(300);
     expect(spendLine()).toBe('Spend: $0.6000/h now (1 instance) · $1.50 today');
   });
 
   it('is absent when no configured backend prices its jobs', async () => {
-    server = mockServer({
+    const server = (t.server = mockServer({
       'GET config': { status: 200, body: makeConfig({ budget: figures() }) },
       'GET jobs': { status: 200, body: { jobs: [], next_cursor: null } }
-    });
-    await open();
-    await model?.refresh();
+    }));
+    await t.open();
+    await t.model?.refresh();
     expect(spendLine()).toBeNull();
     // Nothing to follow: the config is read once.
     expect(server.requests.filter(r => r.path === 'config')).toHaveLength(1);

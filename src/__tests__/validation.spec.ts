@@ -10,27 +10,12 @@ import {
   parseParameters,
   validateLaunch
 } from '../validation';
-import { EC2, LOCAL, makeBackend, makeJob } from './fixtures';
+import { EC2, LOCAL, makeBackend, makeForm, makeJob } from './fixtures';
 
 const trans = nullTranslator.load('awsjobs_lab');
 
-const form = (overrides: Partial<ILaunchForm> = {}): ILaunchForm => ({
-  backend: 'local',
-  memoryGib: '4',
-  cpus: '2',
-  spot: true,
-  maxLifetimeMinutes: '60',
-  logPath: '',
-  parameters: '',
-  env: '',
-  instanceType: '',
-  onInterruption: 'retry',
-  maxAttempts: '3',
-  gpus: '0',
-  gpuMemoryGib: '',
-  gpuModel: '',
-  ...overrides
-});
+const form = (overrides: Partial<ILaunchForm> = {}): ILaunchForm =>
+  makeForm({ backend: 'local', ...overrides });
 
 const context = (overrides: Partial<ILaunchContext> = {}): ILaunchContext => ({
   path: 'work/train.py',
