@@ -108,6 +108,16 @@ class SpendingCap:
             if adding_hourly is not None:
                 self._admitted[job_id] = adding_hourly
 
+    async def relaunch_refusal(self, job: Job) -> str | None:
+        """Why one more instance for `job` (a new attempt after an interruption, at the price
+        of its last one) would pass a cap; None when it may launch."""
+        last = job.attempts[-1].hourly_price if job.attempts else job.hourly_price
+        try:
+            await self.check(adding_instances=1, adding_hourly=last, exclude_job=job.id)
+        except OverBudget as err:
+            return str(err)
+        return None
+
     async def figures(self) -> dict[str, Any]:
         """{"active_instances", "hourly_spend", "spend_today", "max_active_instances",
         "max_hourly_spend"} (a cap is None when not set)."""

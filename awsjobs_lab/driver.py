@@ -22,15 +22,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .backends.base import Backend
 from .budget import SpendingCap
-from .errors import AWSJobsError, BackendError, OverBudget, StoreUnavailable
-from .models import ACTIVE_STATES, InvalidTransition, Job, JobState, Outcome, now
+from .driver_support import (
+    Backoff,
+    DriverOptions,
+    DriverTasks,
+    Logger,
+    describe_error,
+    move,
+)
+from .errors import AWSJobsError, BackendError, StoreUnavailable
+from .models import ACTIVE_STATES, Job, JobState, Outcome, now
 from .recovery import Relaunch, final_interruption, mark_log, plan_relaunch, refused_relaunch
 from .store import JobChange, JobStore
 
@@ -42,35 +48,6 @@ _RUNNING = frozenset({JobState.RUNNING})
 _STOPPING = frozenset({JobState.STOPPING})
 # The states in which a job's work is ours to stop when its driver fails.
 _DRIVEN = frozenset({JobState.PENDING, JobState.LAUNCHING, JobState.RUNNING})
-
-Logger = logging.Logger | logging.LoggerAdapter[Any]
-
-
-@dataclass(frozen=True)
-class DriverOptions:
-    # Seconds in one minute of `max_lifetime_minutes` (60; tests shrink it).
-    lifetime_unit_seconds: float = 60.0
-    # Backoff of retried stops, waits and re-attachments: first delay, doubled up to the max.
-    retry_seconds: float = 2.0
-    retry_max_seconds: float = 60.0
-    # On server stop, how long to let in-flight launches finish before cancelling them.
-    close_launch_timeout_seconds: float = 60.0
-
-
-def describe_error(err: BaseException) -> str:
-    return str(err) or type(err).__name__
-
-
-class _Backoff:
-    """Delays of a retried call: `retry_seconds`, doubled each time, at most the max."""
-
-    def __init__(self, options: DriverOptions) -> None:
-        self.delay = options.retry_seconds
-        self.max = options.retry_max_seconds
-
-    async def sleep(self, at_most: float | None = None) -> None:
-        await asyncio.sleep(self.delay if at_most is None else min(self.delay, at_most))
-        self.delay = min(self.delay * 2, self.max)
 
 
 class JobDriver:
@@ -90,13 +67,11 @@ class JobDriver:
         self.log = log
         # The spending cap a relaunch after an interruption is checked against (None: none).
         self.budget = budget
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = DriverTasks(options, log)
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._stoppers: dict[str, asyncio.Task[None]] = {}
         # Job id → set once no launch is (or can be) in flight for that job.
         self._launch_gates: dict[str, asyncio.Event] = {}
-        self._launches: set[asyncio.Task[None]] = set()
-        self._closed = False
 
     # -- what the service calls ----------------------------------------------------------------
 
@@ -112,7 +87,7 @@ class JobDriver:
 
     def start(self, job_id: str, resume: bool = False) -> None:
         """Start the job's driver task unless it has one (or the driver is closed)."""
-        if self._closed or job_id in self._drivers:
+        if self.tasks.closed or job_id in self._drivers:
             return
         task = self.spawn(self._run(job_id, resume), f"awsjobs-driver-{job_id}")
         self._drivers[job_id] = task
@@ -151,7 +126,7 @@ class JobDriver:
     # -- stopping ------------------------------------------------------------------------------
 
     def _ensure_stopper(self, job_id: str) -> None:
-        if self._closed or job_id in self._stoppers:
+        if self.tasks.closed or job_id in self._stoppers:
             return
         task = self.spawn(self._run_stopper(job_id), f"awsjobs-stop-{job_id}")
         self._stoppers[job_id] = task
@@ -180,7 +155,7 @@ class JobDriver:
 
     async def _stop_confirmed(self, job: Job, backend: Backend) -> None:
         """`backend.stop` until it confirms, with backoff; the job keeps its state meanwhile."""
-        backoff = _Backoff(self.options)
+        backoff = Backoff(self.options)
         while True:
             try:
                 await backend.stop(job)
@@ -309,9 +284,7 @@ class JobDriver:
 
         if job.attempts:
             job = dataclasses.replace(job, spot=job.attempts[-1].spot)
-        launch = self.spawn(backend.launch(job, record), f"awsjobs-launch-{job.id}")
-        self._launches.add(launch)
-        launch.add_done_callback(self._launches.discard)
+        launch = self.tasks.spawn_launch(backend.launch(job, record), f"awsjobs-launch-{job.id}")
         launch.add_done_callback(on_done)
         try:
             await asyncio.shield(launch)
@@ -325,7 +298,7 @@ class JobDriver:
 
     async def _reattach(self, job: Job, backend: Backend) -> Job | None:
         """After a restart: re-attach a launching/running job. None once it is finished."""
-        backoff = _Backoff(self.options)
+        backoff = Backoff(self.options)
         while True:
             known = dict(job.handle)
             try:
@@ -362,7 +335,7 @@ class JobDriver:
         `BackendError` from `wait` (AWS unreachable for a while) is retried with backoff.
         The job relaunched after an interruption (running again), else None."""
         deadline = job.deadline(unit_seconds=self.options.lifetime_unit_seconds)
-        backoff = _Backoff(self.options)
+        backoff = Backoff(self.options)
         while True:
             waiter = asyncio.ensure_future(backend.wait(job))
             try:
@@ -407,7 +380,7 @@ class JobDriver:
             job = await self.store.get(job_id)
             plan = plan_relaunch(job, outcome)
             if plan is not None:
-                refusal = await self._relaunch_refusal(job)
+                refusal = await self.budget.relaunch_refusal(job) if self.budget else None
                 if refusal is None:
                     return await self._relaunch(job, plan, outcome, backend)
                 outcome = refused_relaunch(outcome, refusal)
@@ -427,17 +400,6 @@ class JobDriver:
         )
         return None
 
-    async def _relaunch_refusal(self, job: Job) -> str | None:
-        """Why the spending cap refuses one more instance for `job` (None: it may launch)."""
-        if self.budget is None:
-            return None
-        last = job.attempts[-1].hourly_price if job.attempts else job.hourly_price
-        try:
-            await self.budget.check(adding_instances=1, adding_hourly=last, exclude_job=job.id)
-        except OverBudget as err:
-            return describe_error(err)
-        return None
-
     async def _relaunch(
         self, job: Job, plan: Relaunch, outcome: Outcome, backend: Backend
     ) -> Job | None:
@@ -452,7 +414,7 @@ class JobDriver:
         """Mark a job failed after an error, stopping whatever work it has (best effort, once)
         so nothing keeps running unwatched. A stopping job is left to its stopper. While the
         store cannot be read or written, retried: a job is never left launching for ever."""
-        backoff = _Backoff(self.options)
+        backoff = Backoff(self.options)
         while True:
             try:
                 await self._fail_once(job_id, error, reason)
@@ -488,48 +450,18 @@ class JobDriver:
         durable: bool = False,
         **fields: Any,
     ) -> Job | None:
-        """The one way the driver changes a job's state: to `target` from one of `expected`,
-        with `fields`. None if the job had moved elsewhere (the state machine refused).
-        `durable` (the driver's own tasks, never a request): while the store cannot be
-        written, retry with backoff rather than leave the job in its state for ever."""
-        backoff = _Backoff(self.options)
-        while True:
-            try:
-                return await self.store.transition(
-                    job_id, target, reason, expected=expected, **fields
-                )
-            except InvalidTransition:
-                return None
-            except StoreUnavailable as err:
-                if not durable:
-                    raise
-                self.log.warning(
-                    "awsjobs: job %s: cannot record %s yet, retrying: %s", job_id, target.value, err
-                )
-            await backoff.sleep()
+        """The one way the driver changes a job's state (`driver_support.move`)."""
+        return await move(
+            self.store, self.options, self.log, job_id, target, reason, expected, durable, **fields
+        )
 
     # -- the driver's own tasks ----------------------------------------------------------------
 
     async def close(self) -> None:
         """Let in-flight launches finish (a while), then cancel and await every task. Never
         stops a job: jobs outlive the server and are resumed on the next start."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._launches:
-            _, late = await asyncio.wait(
-                set(self._launches), timeout=self.options.close_launch_timeout_seconds
-            )
-            if late:
-                self.log.warning("awsjobs: %d launch(es) still in flight at shutdown", len(late))
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.close()
 
     def spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         """A task that `close` cancels and awaits."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self.tasks.spawn(coro, name)

@@ -20,7 +20,8 @@ from typing import Any
 from . import jobfiles, logs
 from .backends.base import Backend, InstanceInventory
 from .budget import SpendingCap
-from .driver import DriverOptions, JobDriver, Logger
+from .driver import JobDriver
+from .driver_support import DriverOptions, Logger
 from .errors import BackendNotConfigured, InvalidRequest
 from .models import Job, JobState
 from .patterns import INSTANCE_ID

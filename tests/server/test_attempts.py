@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from awsjobs_lab.backends.base import Backend, Capabilities, RecordHandle
+from awsjobs_lab.budget import SpendingCap
 from awsjobs_lab.errors import InvalidRequest, OverBudget
 from awsjobs_lab.models import (
     ALLOWED_TRANSITIONS,
@@ -259,6 +260,10 @@ async def test_a_stop_during_a_relaunch_stops_it(service: JobService):
 
 
 class _NoRoom:
+    """A spending cap with no room left (its refusal wording is the real cap's)."""
+
+    relaunch_refusal = SpendingCap.relaunch_refusal
+
     async def check(self, **_: Any) -> None:
         raise OverBudget("Not launched: the cap c.AWSJobs.max_active_instances is 1.")
 
