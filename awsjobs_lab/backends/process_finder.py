@@ -62,7 +62,7 @@ def _wait_for_pid_file(state_dir: Path) -> tuple[int, int] | None:
         found = read_pid_file(state_dir)
         if found is not None or time.monotonic() > deadline:
             return found
-        time.sleep(0.02)
+        time.sleep(0.02)  # in a worker thread (see above), never on the event loop
 
 
 def find(state_dir: Path) -> FoundProcess:
