@@ -10,8 +10,9 @@ What these tests rely on: tests/ec2/README.md; the simulator's switches: tests/a
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,29 @@ TEST_FAMILIES = ["m7i", "c7i", "c7a", "r7i"]
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens: a pricing call fails at once
 
 
-@pytest.fixture(scope="package")
-def simulator() -> Iterator[SimulatedAWS]:
-    """One simulated AWS for this folder. Package scope: it patches moto's dispatcher for the
-    whole process while it runs, so it is gone before other folders use moto their own way."""
-    with simulated_aws() as aws:
-        yield aws
+# One simulated AWS for this folder's tests, started by the first that needs it and stopped
+# when the run leaves this folder (`pytest_runtest_teardown` below). It patches moto's
+# dispatcher for the whole process while it runs, so it must be gone before tests elsewhere use
+# moto their own way, in whatever order the folders run. (pytest's "package" scope does not end
+# with this folder: it has no __init__.py.)
+_running: list[contextlib.ExitStack] = []
+_shared: list[SimulatedAWS] = []
+
+
+@pytest.fixture
+def simulator() -> SimulatedAWS:
+    if not _shared:
+        stack = contextlib.ExitStack()
+        _shared.append(stack.enter_context(simulated_aws()))
+        _running.append(stack)
+    return _shared[0]
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    here = Path(__file__).parent
+    if _running and (nextitem is None or here not in nextitem.path.parents):
+        _shared.clear()
+        _running.pop().close()
 
 
 @pytest.fixture
