@@ -1,7 +1,7 @@
 """The spending cap (issue 12) with the real EC2 backend, service and store on the simulated
 AWS: a launch over either cap is refused with OverBudget (409 `budget`) and launches nothing
 (no launch call reaches AWS, no instance exists); under the caps a job launches; the figures
-count what is running."""
+count what is running; a GPU job's price is a GPU type's."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def make_service(
     made: list[JobService] = []
     (root / "work" / "hello.py").write_text("print('hello')\n")
 
-    async def factory(**caps: Any) -> JobService:
+    async def factory(backend: dict[str, Any] | None = None, **caps: Any) -> JobService:
         options = ServiceOptions(
             defaults=LaunchDefaults(backend="ec2"),
             retry_seconds=0.01,
@@ -42,7 +42,10 @@ async def make_service(
             **caps,
         )
         service = JobService(
-            JobStore(tmp_path / "jobs.sqlite"), {"ec2": make_backend()}, root, options
+            JobStore(tmp_path / "jobs.sqlite"),
+            {"ec2": make_backend(**(backend or {}))},
+            root,
+            options,
         )
         await service.start()
         made.append(service)
@@ -130,3 +133,42 @@ async def test_under_both_caps_jobs_launch(make_service: MakeService, aws: Any) 
         await running(service, job.id)
     assert len(await live_instances(aws)) == 2
     assert (await service.config_now())["budget"]["active_instances"] == 2
+
+
+async def test_a_gpu_job_is_priced_as_a_gpu_type(
+    make_service: MakeService,
+    faults: Faults,
+    aws: Any,
+    seed_spot: dict[tuple[str, str], str],
+) -> None:
+    # Spot, so both types have a price (the bundled on-demand table lists no GPU type).
+    for zone in ("us-east-1a", "us-east-1b"):
+        seed_spot[("c7i.large", zone)] = "0.0300"
+        seed_spot[("g4dn.xlarge", zone)] = "0.2000"
+    families = {"allowed_families": ["c7i", "g4dn"]}
+    cpu_body = {**BODY, "spot": True}
+    probe = await make_service(families)
+    cpu = await probe.preview_instance(memory_gib=4.0, cpus=2, spot=True, instance_type=None)
+    gpu = await probe.preview_instance(
+        memory_gib=4.0, cpus=2, spot=True, instance_type=None, gpus=1
+    )
+    await probe.close()
+    assert (cpu["choice"]["instance_type"], gpu["choice"]["instance_type"]) == (
+        "c7i.large",
+        "g4dn.xlarge",
+    )
+    assert gpu["choice"]["gpus"] == 1 and cpu["choice"]["gpus"] == 0
+
+    service = await make_service(families, max_hourly_spend=0.1)  # between the two prices
+    with pytest.raises(OverBudget) as refused:
+        await service.create_job({**cpu_body, "gpus": 1})
+    assert refused.value.status == 409 and refused.value.reason == "budget"
+    assert "this job would add $0.2000/h" in str(refused.value)
+    assert launch_calls(faults) == 0
+    assert not await live_instances(aws)
+    jobs, _ = await service.list_jobs()
+    assert jobs == []
+
+    passed = await running(service, (await service.create_job(cpu_body)).id)
+    assert passed.instance_type == "c7i.large" and passed.hourly_price == pytest.approx(0.03)
+    assert len(await live_instances(aws)) == 1
