@@ -37,9 +37,9 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
 
 
 class AWSClients:
-    """The EC2, SSM and Pricing clients of one backend.
+    """The EC2, SSM, S3 and Pricing clients of one backend.
 
-    `endpoint_url` (e.g. moto in tests) applies to EC2 and SSM; when empty, botocore's own
+    `endpoint_url` (e.g. moto in tests) applies to EC2, SSM and S3; when empty, botocore's own
     resolution applies, which honours `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`.
     The Pricing client has its own endpoint, a short timeout and at most two attempts: prices
     are optional and a slow Price List API must never stall a launch.
@@ -80,7 +80,7 @@ class AWSClients:
         return self.region, self.endpoint_url or None, config
 
     async def get(self, service: str) -> Any:
-        """The client for `service` ('ec2', 'ssm' or 'pricing'), created on first use."""
+        """The client for `service` ('ec2', 'ssm', 's3' or 'pricing'), created on first use."""
         client = self._clients.get(service)
         if client is not None:
             return client
@@ -102,6 +102,10 @@ class AWSClients:
 
     async def ssm(self) -> Any:
         return await self.get("ssm")
+
+    async def s3(self) -> Any:
+        """The jobs' staging bucket's client (storage 's3'): parallel transfers share its pool."""
+        return await self.get("s3")
 
     async def pricing(self) -> Any:
         return await self.get("pricing")

@@ -1,10 +1,12 @@
 """The EC2 backend's settings (`c.EC2Backend.*`) and its configuration checks.
 
 Minimum configuration (`is_configured`): `image_id` (or `image_ssm_parameter`), `subnet_ids`,
-`efs_file_system_id`, and `instance_profile_name` (or `instance_profile_arn`): without an
+the job files' storage, and `instance_profile_name` (or `instance_profile_arn`): without an
 instance profile the SSM agent can't register and no command could ever reach the worker.
-The server's root must lie inside `efs_mount_path` (default: the server root itself), so that
-absolute paths are the same on the server and on the worker.
+Storage `"efs"` needs `efs_file_system_id`, and the server's root must lie inside
+`efs_mount_path` (default: the server root itself), so that absolute paths are the same on the
+server and on the worker. Storage `"s3"` needs `s3_bucket`: the job's folder travels through
+the bucket (`s3mode.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
-from traitlets import Bool, Dict, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from ...aws import tags
 from ...aws.select import Policy
@@ -21,6 +23,8 @@ from ...aws.ssm import MAX_EXECUTION_TIMEOUT
 from ...errors import InvalidRequest
 from ...models import Job
 from ..base import Backend, BackendNotConfigured, Capabilities
+
+STORAGES = ("efs", "s3")
 
 
 class EC2Settings(Backend):
@@ -105,6 +109,24 @@ class EC2Settings(Backend):
     ).tag(config=True)
     efs_use_iam = Bool(
         False, help="Mount with the 'iam' option (when the file system policy requires IAM)."
+    ).tag(config=True)
+
+    # -- S3 instead of a shared file system ---------------------------------------------------
+    storage = Enum(
+        list(STORAGES),
+        help="How a job's files reach its worker: 'efs' (the shared file system) or 's3' (the "
+        "script's folder is uploaded to s3_bucket, the worker downloads it, streams its log "
+        "there and uploads its outputs, which come back beside the script). Default: 'efs' "
+        "while efs_file_system_id is set, else 's3' when s3_bucket is set.",
+    ).tag(config=True)
+    s3_bucket = Unicode("", help="Bucket of the jobs' files when storage is 's3'.").tag(config=True)
+    s3_prefix = Unicode(
+        "awsjobs/", help="Key prefix in s3_bucket; each job's files go under <prefix><owner>/<id>/."
+    ).tag(config=True)
+    s3_max_upload_mib = Int(
+        2048,
+        help="A job whose folder is larger than this (MiB, after the ignore rules) is refused "
+        "with the biggest files named.",
     ).tag(config=True)
 
     # -- choice of instance ------------------------------------------------------------------
@@ -237,6 +259,10 @@ class EC2Settings(Backend):
     def _default_region(self) -> str:
         return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
+    @default("storage")
+    def _default_storage(self) -> str:
+        return "s3" if self.s3_bucket and not self.efs_file_system_id else "efs"
+
     @default("owner")
     def _default_owner(self) -> str:
         return tags.user_name()
@@ -256,15 +282,17 @@ class EC2Settings(Backend):
             missing.append("image_id")
         if not self.subnet_ids:
             missing.append("subnet_ids")
-        if not self.efs_file_system_id:
+        if self.storage == "efs" and not self.efs_file_system_id:
             missing.append("efs_file_system_id")
+        if self.storage == "s3" and not self.s3_bucket:
+            missing.append("s3_bucket")
         if not (self.instance_profile_name or self.instance_profile_arn):
             missing.append("instance_profile_name")
         return missing
 
     def mount_problem(self) -> str | None:
         """Why workers could not see the server's files at the same paths, or None."""
-        if not self.root_dir:
+        if not self.root_dir or self.storage != "efs":
             return None
         mount = PurePosixPath(self.mount_path)
         root = PurePosixPath(self.root_dir)
@@ -288,6 +316,16 @@ class EC2Settings(Backend):
         return self.instance_profile_arn or self.instance_profile_name
 
     @property
+    def uses_s3(self) -> bool:
+        """Whether jobs' files travel through S3 (no shared file system)."""
+        return self.storage == "s3"
+
+    @property
+    def owner_area(self) -> str:
+        """The owner part of a job's S3 keys (`<prefix><owner>/<id>/`)."""
+        return self.owner_tag or tags.UNKNOWN_OWNER
+
+    @property
     def mount_path(self) -> str:
         """Where workers mount EFS: `efs_mount_path`, or the server root."""
         return self.efs_mount_path or str(self.root_dir)
@@ -305,6 +343,7 @@ class EC2Settings(Backend):
                 "problem": self.mount_problem(),
                 "architecture": self.architecture,
                 "efs_mount_path": self.mount_path,
+                "storage": self.storage,
                 "spot_supported": True,
                 "max_lifetime_minutes": self.max_lifetime_minutes,
             }
@@ -316,7 +355,10 @@ class EC2Settings(Backend):
         missing = self.missing_settings()
         if missing:
             names = ", ".join(f"c.EC2Backend.{m}" for m in missing)
-            return f"The EC2 backend is not configured: set {names}."
+            hint = ""
+            if "efs_file_system_id" in missing:
+                hint = " (or, without EFS, c.EC2Backend.s3_bucket: the jobs' files go through S3)"
+            return f"The EC2 backend is not configured: set {names}{hint}."
         problem = self.mount_problem()
         if problem:
             return f"The EC2 backend is misconfigured: {problem}."
