@@ -121,9 +121,15 @@ class Transition:
     state: JobState
     at: float
     reason: str | None = None
+    # Set on a phase change within `launching`/`running` (not a move: `state` is the state the
+    # job was in); the store's transition rules never see these entries (`phases.py`).
+    phase: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state.value, "at": self.at, "reason": self.reason}
+        data: dict[str, Any] = {"state": self.state.value, "at": self.at, "reason": self.reason}
+        if self.phase is not None:
+            data["phase"] = self.phase
+        return data
 
 
 @dataclass
@@ -204,6 +210,9 @@ class Job:
     gpus: int = 0  # at least this many GPUs (backends with the `gpus` capability)
     gpu_memory_gib: float = 0.0  # at least this much memory per GPU
     gpu_model: str | None = None  # e.g. "A10G" (GpuInfo's name, any case)
+    phase: str | None = None  # what an active job is waiting for now (`phases.py`); else None
+    phase_since: float | None = None  # when that phase began
+    schedule: str | None = None  # the schedule that started this job, if any
 
     @property
     def gpu_need(self) -> GpuNeed:
@@ -327,6 +336,9 @@ class Job:
             "gpus": self.gpus,
             "gpu_memory_gib": self.gpu_memory_gib,
             "gpu_model": self.gpu_model,
+            "phase": self.phase,
+            "phase_since": self.phase_since,
+            "schedule": self.schedule,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -345,7 +357,7 @@ class Job:
         values = {k: v for k, v in data.items() if k in _FIELD_NAMES}
         values["state"] = JobState(values["state"])
         values["history"] = [
-            Transition(JobState(t["state"]), float(t["at"]), t.get("reason"))
+            Transition(JobState(t["state"]), float(t["at"]), t.get("reason"), t.get("phase"))
             for t in values.get("history", ())
         ]
         values["attempts"] = [Attempt.from_dict(a) for a in values.get("attempts", ())]

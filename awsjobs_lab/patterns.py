@@ -22,5 +22,9 @@ PARAMETER_NAME = ENV_NAME
 INSTANCE_TYPE = re.compile(r"[a-z0-9-]+\.[a-z0-9-]+\Z")
 GPU_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}\Z")  # GpuInfo's names: T4, A10G, L40S
 
+# A schedule's name (unique per owner): also part of AWS names and tags, hence the short set.
+SCHEDULE_NAME_TEXT = r"[A-Za-z0-9_-]{1,64}"
+SCHEDULE_NAME = re.compile(SCHEDULE_NAME_TEXT + r"\Z")
+
 # An EC2 instance id, old (8 hex digits) or new (17).
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}\Z")
