@@ -9,7 +9,8 @@ In this order, so a failure later can never leave an immortal instance:
    script re-arms it at every boot, powering off at once when it has passed (`deadline_commands`,
    shared with the image builder);
 2. mount the EFS file system at the server root's path (amazon-efs-utils with TLS, installed if
-   missing; plain NFS 4.1 as a fallback when no access point is needed), with retries;
+   missing; plain NFS 4.1 as a fallback when no access point is needed), with retries; with
+   no file system (storage "s3", `efs_file_system_id` empty) nothing is mounted;
 3. write `/run/awsjobs/ready` (or `/run/awsjobs/mount-failed` with the reason). The SSM command
    waits for one of them: the SSM agent may start before cloud-init has mounted EFS.
 
@@ -63,18 +64,7 @@ cat > {rearm} <<'AWSJOBS_REARM_EOF'
 chmod 755 {rearm}
 """
 
-_TEMPLATE = """#!/bin/bash
-# awsjobs-lab worker boot script, job {job_id}
-set -u
-exec >>{boot_log} 2>&1
-export PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-echo "awsjobs: boot script started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-mkdir -p {marker_dir}
-
-# 1. Maximum lifetime, enforced by the instance itself (shutdown behaviour = terminate),
-#    kept on its disk and re-armed at every boot.
-{deadline}
-# 2. The shared file system, at the same path as on the Jupyter server.
+_MOUNT = """# 2. The shared file system, at the same path as on the Jupyter server.
 FS_ID={fs_id}
 AP_ID={ap_id}
 MOUNT_PATH={mount_path}
@@ -106,11 +96,31 @@ while [ "$i" -lt {mount_attempts} ]; do
   i=$((i + 1))
   sleep 10
 done
-{extra}
+ready_note="$FS_ID mounted at $MOUNT_PATH"
+"""
+
+# Storage "s3": nothing to mount, the job's command fetches its files from the bucket.
+_NO_MOUNT = """# 2. No shared file system: the job's command downloads its files from S3.
+mounted=1
+ready_note="no shared file system (storage s3)"
+"""
+
+_TEMPLATE = """#!/bin/bash
+# awsjobs-lab worker boot script, job {job_id}
+set -u
+exec >>{boot_log} 2>&1
+export PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+echo "awsjobs: boot script started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+mkdir -p {marker_dir}
+
+# 1. Maximum lifetime, enforced by the instance itself (shutdown behaviour = terminate),
+#    kept on its disk and re-armed at every boot.
+{deadline}
+{mount}{extra}
 # 3. Tell the job's command whether it can run.
 if [ "$mounted" = 1 ]; then
   touch {ready}
-  echo "awsjobs: $FS_ID mounted at $MOUNT_PATH"
+  echo "awsjobs: $ready_note"
 else
   echo "could not mount EFS $FS_ID at $MOUNT_PATH (see {boot_log} on the instance)" > {failed}
   echo "awsjobs: mounting $FS_ID failed"
@@ -164,17 +174,22 @@ def build_user_data(
             + "\n"
         )
     q = shlex.quote
+    mount = _NO_MOUNT
+    if efs_file_system_id:
+        mount = _MOUNT.format(
+            fs_id=q(efs_file_system_id),
+            ap_id=q(efs_access_point_id),
+            mount_path=q(mount_path),
+            region=q(region),
+            use_iam=1 if efs_use_iam else 0,
+            mount_attempts=int(mount_attempts),
+        )
     text = _TEMPLATE.format(
         job_id=re.sub(r"[^A-Za-z0-9_-]", "_", job_id),
         boot_log=BOOT_LOG,
         marker_dir=MARKER_DIR,
         deadline=deadline_commands(lifetime_minutes),
-        fs_id=q(efs_file_system_id),
-        ap_id=q(efs_access_point_id),
-        mount_path=q(mount_path),
-        region=q(region),
-        use_iam=1 if efs_use_iam else 0,
-        mount_attempts=int(mount_attempts),
+        mount=mount,
         extra=extra,
         ready=READY_MARKER,
         failed=FAILED_MARKER,
