@@ -31,6 +31,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from ..errors import InvalidRequest
+from ..jobfiles import STARTED_FILE
 from ..patterns import ENV_NAME
 from .userdata import FAILED_MARKER, MARKER_DIR, READY_MARKER
 
@@ -155,10 +156,12 @@ def build_commands(
     attempt: int = 1,
     watch_spot: bool = False,
     notice_marker: str = f"{MARKER_DIR}/spot-notice",
+    after_decoding: Sequence[str] = (),
 ) -> list[str]:
     """The `commands` parameter of AWS-RunShellScript: one list of script lines. `attempt`:
     which attempt of the job (`AWSJOBS_ATTEMPT`); `watch_spot`: a spot instance (the notice
-    watcher runs alongside the job)."""
+    watcher runs alongside the job); `after_decoding`: lines run once the values are decoded,
+    before anything uses them (a scheduled run learns its id at boot: `aws.scheduled_boot`)."""
     env = dict(env or {})
     check_values(argv, (cwd, log_path, exit_code_path), env)
     names = sorted(env)
@@ -181,6 +184,7 @@ def build_commands(
         decode_line("awsjobs_job_id", job_id),
         *(decode_line(f"awsjobs_env_{i}", env[name]) for i, name in enumerate(names)),
         *(decode_line(f"awsjobs_arg_{i}", arg) for i, arg in enumerate(argv)),
+        *after_decoding,
         "awsjobs_finish() {",
         '  printf \'%s\\n\' "$1" > "$AWSJOBS_EXIT.tmp.$$" &&',
         '    mv -f "$AWSJOBS_EXIT.tmp.$$" "$AWSJOBS_EXIT"',
@@ -208,6 +212,8 @@ def build_commands(
         *(f'export {name}="$awsjobs_env_{i}"' for i, name in enumerate(names)),
         'export AWSJOBS_JOB_ID="$awsjobs_job_id"',
         f"export AWSJOBS_ATTEMPT={int(attempt)}",
+        # The server's monitor reads this marker: the job's `running` phase begins.
+        f'printf \'%s\\n\' "$AWSJOBS_ATTEMPT" > "$awsjobs_exit_dir/{STARTED_FILE}"',
         'echo "[awsjobs] job started on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ)"'
         ' >> "$AWSJOBS_LOG"',
         *_run_job(argv, watch_spot),

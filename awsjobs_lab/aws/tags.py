@@ -23,6 +23,7 @@ ATTEMPT = "awsjobs:attempt"  # which attempt of its job an instance runs (1, 2, 
 ROLE = "awsjobs:role"
 HOURLY_PRICE = "awsjobs:hourly-price"
 BUILD_ID = "awsjobs:build-id"  # one `awsjobs build-image` run
+SCHEDULE = "awsjobs:schedule"  # the schedule whose run an instance is (EventBridge Scheduler)
 EXPIRES_AT = "awsjobs:expires-at"  # the instance's deadline: UTC, ISO 8601
 IMAGE = "awsjobs:image"  # "true" on worker images
 BASE_AMI = "awsjobs:base-ami"
@@ -32,6 +33,7 @@ VERSION_PREFIX = "awsjobs:version:"  # + a component name ("python", "quarto", .
 TRUE = "true"
 ROLE_JOB = "job"
 ROLE_IMAGE_BUILDER = "image-builder"
+ROLE_SCHEDULED_RUN = "scheduled-run"  # started by AWS on a schedule: an orphan only when expired
 UNKNOWN_OWNER = "unknown"
 
 # AWS's limits on a tag, and the characters allowed in one everywhere (EC2 allows more).
