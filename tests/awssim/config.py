@@ -93,6 +93,8 @@ class WorkerConfig:
     # onto it. None: any mount target succeeds.
     efs_root: str | None = None
     mount_fails: bool = False  # every `mount` fails (the boot script writes mount-failed)
+    # The `aws` shim halts the instance after the first file of a recursive upload.
+    s3_upload_dies: bool = False
     sandbox_dir: str | None = None  # None: a temporary folder, removed at stop
 
 

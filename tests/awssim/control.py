@@ -12,6 +12,9 @@
   | `POST /awssim/reboot/{instance_id}` | reboot the instance |
   | `POST /awssim/terminate/{instance_id}` | terminated by someone else |
   | `POST /awssim/invocation` | `{"command_id", "instance_id", "status_details", "response_code"}` |
+  | `POST /awssim/fire-schedule/{group}/{name}` | perform an EventBridge schedule's target now |
+
+- `/awssim/imds/{instance_id}/latest/...` is the instances' metadata service (`imds.py`).
 
 - `/moto-api/reset` also resets the simulator (so moto's own reset keeps them in step).
 - A call hit by a `LostAnswer` fault was applied; here its answer is thrown away and the
@@ -28,6 +31,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .imds import PREFIX as IMDS_PREFIX
+from .imds import MetadataService
+from .schedules import UnknownSchedule
 from .simulator import Simulator, UnknownInstance
 
 Environ = dict[str, Any]
@@ -40,11 +46,14 @@ class SimulatorApp:
     def __init__(self, moto_app: WsgiApp, simulator: Simulator) -> None:
         self.moto_app = moto_app
         self.simulator = simulator
+        self.metadata = MetadataService(simulator)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REMOTE_ADDR") not in LOCAL:
             return _json(start_response, 403, {"message": "the simulator serves 127.0.0.1 only"})
         path = environ.get("PATH_INFO", "")
+        if path.startswith(IMDS_PREFIX):
+            return self.metadata(environ, start_response)
         if path.startswith("/awssim/"):
             return self._control(environ, start_response, path)
         if path == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
@@ -71,7 +80,7 @@ class SimulatorApp:
         try:
             payload = _read_json(environ) if method == "POST" else {}
             result = self._route(method, path.removeprefix("/awssim/").strip("/"), payload)
-        except UnknownInstance as error:
+        except (UnknownInstance, UnknownSchedule) as error:
             return _json(start_response, 404, {"message": f"unknown: {error.args[0]}"})
         except (ValueError, TypeError, KeyError) as error:
             return _json(start_response, 400, {"message": str(error)})
@@ -99,6 +108,8 @@ class SimulatorApp:
             sim.reset()
         elif verb in actions and target:
             actions[verb](target)
+        elif verb == "fire-schedule" and target.count("/") == 1:
+            return {"status": "ok", **sim.fire_schedule(*target.split("/"))}
         elif route == "invocation":
             sim.force_invocation(
                 payload["command_id"],

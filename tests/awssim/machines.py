@@ -24,6 +24,7 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.instances import Instance, InstanceState, StateReason
 
 from .config import SimConfig
+from .imds import url_of
 from .record import InstanceLife, Record, utc_iso
 from .sandbox import PER_BOOT_DIR, Sandbox
 
@@ -95,6 +96,7 @@ class Fleet:
         self.sandbox_root = sandbox_root
         self.machines: dict[str, Machine] = {}
         self.down_listeners: list[DownListener] = []
+        self.endpoint_url = ""  # the simulator's URL: the `aws` shim's endpoint
 
     # -- launch and the clock --------------------------------------------------------------
     def launched(self, instance: Instance, account: str, region: str, market: str) -> Machine:
@@ -112,7 +114,10 @@ class Fleet:
         sandbox = None
         if worker.enabled:
             root = self.sandbox_root / instance.id
-            sandbox = Sandbox(root, worker.efs_root, worker.mount_fails)
+            sandbox = Sandbox(root, worker.efs_root, worker.mount_fails, self.endpoint_url)
+            sandbox.s3_upload_dies(worker.s3_upload_dies)
+            if self.endpoint_url:  # the instance metadata (IMDSv2) is the simulator's
+                sandbox.env.setdefault("AWSJOBS_IMDS_URL", url_of(self.endpoint_url, instance.id))
         user_data = instance.user_data.decode() if instance.user_data else ""
         machine = Machine(instance.id, account, region, life, market, user_data, sandbox)
         machine.due = now + self.config.clock.boot_seconds

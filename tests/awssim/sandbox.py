@@ -2,10 +2,11 @@
 
 - **Shims first on PATH** stand for the commands that would change the host: `shutdown`,
   `poweroff`, `halt`, `reboot`, `mount`, `mount.efs`, `umount`, `mountpoint`, `systemctl`,
-  `dnf`, `yum`. Each appends `name<TAB>args` to `<sandbox>/requests`; the simulator reads that
-  file to act (a `shutdown -h now` halts the simulated instance). `mount` succeeds only onto the
-  folder standing for EFS (when one is configured) and records the mount under `run/`, which
-  `mountpoint -q` consults.
+  `dnf`, `yum`; and `aws`, the AWS CLI v2 subset of the app's S3-mode command, done against
+  the simulator (`aws_shim.py`). Each appends `name<TAB>args` to `<sandbox>/requests`; the
+  simulator reads that file to act (a `shutdown -h now` halts the simulated instance).
+  `mount` succeeds only onto the folder standing for EFS (when one is configured) and records
+  the mount under `run/`, which `mountpoint -q` consults.
 - **A narrow path substitution** moves the absolute system paths the app's scripts use into the
   sandbox: only paths starting with one of `REDIRECTED_PREFIXES`, and only where the prefix
   begins a path (not inside a longer one). `run/` plays tmpfs: a reboot empties it.
@@ -18,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 # The absolute paths the app's boot script and SSM command write to, moved into the sandbox.
@@ -33,6 +36,7 @@ REDIRECTED_PREFIXES: tuple[str, ...] = (
 )
 _REDIRECT = re.compile(r"(?<![\w./~-])(" + "|".join(map(re.escape, REDIRECTED_PREFIXES)) + ")")
 PER_BOOT_DIR = "var/lib/cloud/scripts/per-boot"
+AWS_SHIM = Path(__file__).with_name("aws_shim.py")
 
 _RECORD = 'printf \'%s\\t%s\\n\' "${0##*/}" "$*" >> "$AWSSIM_SANDBOX/requests"\n'
 _MOUNT = """target=""
@@ -61,11 +65,14 @@ SHIMS: dict[str, str] = {
     "mount": _MOUNT,
     "mount.efs": _MOUNT,
     "mountpoint": _MOUNTPOINT,
+    "aws": f'exec {shlex.quote(sys.executable)} {shlex.quote(str(AWS_SHIM))} "$@"\n',
 }
 
 
 class Sandbox:
-    def __init__(self, root: Path, efs_root: str | None, mount_fails: bool) -> None:
+    def __init__(
+        self, root: Path, efs_root: str | None, mount_fails: bool, endpoint_url: str = ""
+    ) -> None:
         self.root = root
         self.requests_read = 0  # bytes of `requests` already handed out
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -83,6 +90,16 @@ class Sandbox:
             AWSSIM_SANDBOX=str(root),
             AWSSIM_EFS_ROOT=efs_root or "",
         )
+        if endpoint_url:  # the `aws` shim's; a worker never reaches anything else
+            self.env["AWS_ENDPOINT_URL"] = endpoint_url
+
+    def s3_upload_dies(self, dies: bool) -> None:
+        """The `aws` shim halts the instance in the middle of a recursive upload."""
+        marker = self.root / "s3-upload-dies"
+        if dies:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
 
     def rewrite(self, script: str) -> str:
         """The script with the redirected system paths moved into this sandbox."""

@@ -76,6 +76,7 @@ class SimulatedAWS:
         dispatch.install(self.simulator)
         self._server = _Server(self.simulator, self.port)
         self._server.start()
+        self.simulator.serve_at(self.endpoint_url)
         self._stopping.clear()
         self._ticker = threading.Thread(target=self._tick, name="awssim-clock", daemon=True)
         self._ticker.start()
@@ -136,6 +137,11 @@ class SimulatedAWS:
     def terminate(self, instance_id: str) -> None:
         """AWS-side termination by someone else (StateReason Client.UserInitiatedShutdown)."""
         self.simulator.terminate(instance_id)
+
+    def fire_schedule(self, group: str, name: str) -> list[str]:
+        """Perform an EventBridge Scheduler schedule's target now, as AWS does at its time
+        (`schedules.py`); the ids of the instances it launched."""
+        return list(self.simulator.fire_schedule(group, name)["instance_ids"])
 
     def force_invocation(
         self, command_id: str, instance_id: str, status_details: str, response_code: int = -1

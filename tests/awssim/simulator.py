@@ -26,6 +26,7 @@ from .faults import Fault, FaultPlan
 from .fleets import FleetHooks
 from .machines import Fleet, Machine
 from .record import Record
+from .schedules import fire
 from .ssm import SsmHooks
 from .world import PASS, Hook, World
 
@@ -39,12 +40,14 @@ class Simulator:
         self.lock = threading.RLock()
         self.config = config
         self.sandbox_root = sandbox_root
+        self.endpoint_url = ""  # set once served (`serve_at`)
         self.local = threading.local()  # the lost-answer fault of this request's thread
         self._fresh()
 
     def _fresh(self) -> None:
         record = Record()
         fleet = Fleet(self.config, record, self.sandbox_root)
+        fleet.endpoint_url = self.endpoint_url
         agent = Agent(self.config, fleet)
         self.world = World(self.config, record, fleet, agent, Visibility())
         self.plan = FaultPlan(self.config.seed)
@@ -57,6 +60,12 @@ class Simulator:
         ):
             for action, hook in table.items():
                 self.hooks[(service, action)] = hook
+
+    def serve_at(self, endpoint_url: str) -> None:
+        """Where the simulator answers: the workers' `aws` shim calls it there."""
+        with self.lock:
+            self.endpoint_url = endpoint_url
+            self.world.fleet.endpoint_url = endpoint_url
 
     @property
     def record(self) -> Record:
@@ -137,6 +146,13 @@ class Simulator:
         """Terminated on AWS's side by someone else (console, another tool)."""
         with self.lock:
             self.world.fleet.terminate_by_someone_else(self.machine(instance_id), time.monotonic())
+
+    def fire_schedule(self, group: str, name: str) -> dict[str, Any]:
+        """Perform an EventBridge Scheduler schedule's target now (`schedules.py`)."""
+        fired = fire(self.lock, self.endpoint_url, group, name)
+        with self.lock:
+            self.record.events["schedule-fired"] += 1
+        return fired
 
     def force_invocation(
         self, command_id: str, instance_id: str, details: str, response_code: int = -1
