@@ -482,6 +482,11 @@ def _print_sweep(report: Any, owner: str, region: str, out: TextIO, err: TextIO)
             out.write(f"{verb} {row.instance_id} ({what}, past its deadline {row.expires_at})\n")
     for iid, state in report.unconfirmed.items():
         err.write(f"NOT CONFIRMED: {iid} ({state}); terminate it by hand (EC2 console)\n")
+    template_verb = "would delete" if report.dry_run else "deleted"
+    for template_id in report.launch_templates:
+        out.write(f"{template_verb} launch template {template_id} (left by a crash)\n")
+    for template_id, problem in report.launch_template_errors.items():
+        err.write(f"launch template {template_id or '(listing)'}: {problem}\n")
     if report.without_deadline:
         err.write(
             f"{len(report.without_deadline)} instance(s) without an awsjobs:expires-at tag "
@@ -750,6 +755,9 @@ prints the AMI id and the setting to use:  c.EC2Backend.image_id = "ami-..."
     p.add_argument("--endpoint-url", metavar="URL", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_build_image)
     _add_sweep_parser(sub, common)
+    from .staging.lifecycle_command import add_lifecycle_parser
+
+    add_lifecycle_parser(sub, common, _Formatter)
     return parser
 
 

@@ -96,7 +96,8 @@ class _InputUpload:
     async def stage(self, entry: SnapshotEntry) -> None:
         key = self.area.inputs + entry.path
         if self.placed.get(key) == entry.size and await self._holds(key, entry):
-            self._copied(entry)
+            self._copied(entry)  # in place already (a repeat after a crash)
+            self.throttle.add(files=1)
             return
         blob = self.area.blob(entry.sha256)
         async with self._blob_locks.setdefault(blob, asyncio.Lock()):

@@ -1,0 +1,175 @@
+"""What a job's folder sends (snapshot_folder): the ignore rules, symlinks, special files, the
+hash cache, the size cap. Pure file-system tests: no AWS."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from awsjobs_lab.staging import StagingArea, TooLarge, snapshot_folder
+from awsjobs_lab.staging import snapshot as snapshot_module
+from awsjobs_lab.staging.snapshot import HASH_CACHE
+
+
+def write(path: Path, data: bytes | str = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    return path
+
+
+def sent(folder: Path, root: Path) -> list[str]:
+    return [e.path for e in snapshot_folder(folder, root).entries]
+
+
+def test_the_folders_that_never_belong_in_a_job_are_skipped(root: Path) -> None:
+    work = root / "work"
+    write(work / "analysis.ipynb")
+    write(work / "data" / "input.csv")
+    for skipped in (".git", "node_modules", ".ipynb_checkpoints", "__pycache__", ".awsjobs"):
+        write(work / skipped / "inner")
+        write(work / "data" / skipped / "deeper")
+    assert sent(work, root) == ["analysis.ipynb", "data/input.csv"]
+
+
+def test_awsjobsignore_patterns_negation_and_folders(root: Path) -> None:
+    work = root / "work"
+    write(
+        work / ".awsjobsignore",
+        "# scratch and big files\n*.tmp\n/results/\nraw/\n*.parquet\n!keep.parquet\n",
+    )
+    for name in (
+        "run.py",
+        "a.tmp",
+        "sub/b.tmp",
+        "results/old.csv",
+        "sub/results/kept.csv",  # '/results/' is anchored at the folder
+        "raw/x.bin",
+        "sub/raw/y.bin",  # 'raw/' matches at any depth
+        "big.parquet",
+        "keep.parquet",
+        "sub/keep.parquet",
+    ):
+        write(work / name)
+    assert sent(work, root) == [
+        ".awsjobsignore",
+        "keep.parquet",
+        "run.py",
+        "sub/keep.parquet",
+        "sub/results/kept.csv",
+    ]
+
+
+def test_a_file_in_an_ignored_folder_cannot_be_re_included(root: Path) -> None:
+    """As in git: an excluded folder is not entered, so '!' below it has no effect."""
+    work = root / "work"
+    write(work / ".awsjobsignore", "cache/\n!cache/important.txt\n")
+    write(work / "cache" / "important.txt")
+    write(work / "main.py")
+    assert sent(work, root) == [".awsjobsignore", "main.py"]
+
+
+def test_symlinks_outside_the_root_are_skipped_inside_followed(root: Path, tmp_path: Path) -> None:
+    work = root / "work"
+    write(work / "main.py", "print(1)")
+    secret = write(tmp_path / "outside" / "secret.txt", "secret")
+    shared = write(root / "shared" / "lookup.csv", "a,b\n")
+    (work / "leak.txt").symlink_to(secret)
+    (work / "leakdir").symlink_to(tmp_path / "outside")
+    (work / "lookup.csv").symlink_to(shared)
+    (work / "shared").symlink_to(root / "shared")
+    (work / "loop").symlink_to(work)  # a folder that contains itself: not walked for ever
+    (work / "dangling").symlink_to(root / "missing")
+    snapshot = snapshot_folder(work, root)
+    assert [e.path for e in snapshot.entries] == ["lookup.csv", "main.py", "shared/lookup.csv"]
+    linked = snapshot.entries[0]
+    assert linked.source == shared.resolve()
+    assert linked.size == 4
+
+
+def test_special_files_are_skipped(root: Path) -> None:
+    work = root / "work"
+    write(work / "main.py")
+    os.mkfifo(work / "pipe")  # reading it would block the snapshot for ever
+    assert sent(work, root) == ["main.py"]
+
+
+def test_entries_carry_size_mtime_and_sha256(root: Path) -> None:
+    work = root / "work"
+    path = write(work / "hello.txt", "hello")
+    (entry,) = snapshot_folder(work, root).entries
+    assert entry.size == 5
+    assert entry.mtime_ns == path.stat().st_mtime_ns
+    assert entry.sha256 == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+
+
+def test_unchanged_files_are_not_read_again(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = root / "work"
+    for i in range(3):
+        write(work / f"data{i}.bin", os.urandom(1000))
+    hashed: list[str] = []
+    real_sha256 = snapshot_module._sha256
+
+    def counting(f: object) -> str:
+        hashed.append(getattr(f, "name", "?"))
+        return real_sha256(f)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(snapshot_module, "_sha256", counting)
+    first = snapshot_folder(work, root)
+    assert len(hashed) == 3
+    assert (root / HASH_CACHE).is_file()
+    hashed.clear()
+    write(work / "data1.bin", os.urandom(1000))  # edited: new mtime, new content
+    second = snapshot_folder(work, root)
+    assert len(hashed) == 1
+    assert first.entries[0] == second.entries[0]
+    assert first.entries[1].sha256 != second.entries[1].sha256
+
+
+def test_a_corrupt_hash_cache_is_ignored(root: Path) -> None:
+    work = root / "work"
+    write(work / "hello.txt", "hello")
+    write(root / HASH_CACHE, "{not json")
+    (entry,) = snapshot_folder(work, root).entries
+    assert entry.sha256.startswith("2cf24dba")
+
+
+def test_over_the_cap_names_total_cap_and_the_five_biggest(root: Path) -> None:
+    work = root / "work"
+    for i, mib in enumerate([1, 2, 3, 4, 5, 6]):
+        write(work / f"part{i}.bin", b"\0" * (mib << 20))
+    with pytest.raises(TooLarge) as caught:
+        snapshot_folder(work, root, max_bytes=10 << 20)
+    message = str(caught.value)
+    assert "21.0 MiB to upload, over the cap of 10.0 MiB" in message
+    assert "part5.bin (6.0 MiB), part4.bin (5.0 MiB), part3.bin (4.0 MiB)" in message
+    assert "part1.bin (2.0 MiB)" in message and "part0.bin" not in message
+    assert ".awsjobsignore" in message
+    assert caught.value.status == 400
+    assert caught.value.biggest[0] == ("part5.bin", 6 << 20)
+
+
+def test_a_folder_outside_the_root_is_refused(root: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(ValueError, match="not a folder under the server root"):
+        snapshot_folder(elsewhere, root)
+
+
+def test_area_keys_and_normalisation() -> None:
+    area = StagingArea(bucket="b", prefix="/team/jobs", owner="Jane Doe", job_id="0" * 16)
+    assert area.prefix == "team/jobs/"
+    assert area.owner == "Jane_Doe"
+    assert area.root == "team/jobs/Jane_Doe/0000000000000000/"
+    assert area.inputs == area.root + "in/"
+    assert area.outputs == area.root + "out/"
+    assert area.log_parts == area.root + "log/"
+    assert area.exit_code == area.root + "exit_code"
+    assert area.manifest == area.root + "manifest.json"
+    assert area.blobs == "team/jobs/Jane_Doe/blobs/"
+    assert StagingArea("b", "", "..", "1" * 16).root == "unknown/1111111111111111/"
+    with pytest.raises(ValueError):
+        StagingArea("b", "awsjobs/", "me", "../../etc")
