@@ -80,7 +80,7 @@ async def _fetch_one(
     rel = key[len(area.outputs) :]
     dest = await asyncio.to_thread(safe_destination, folder, rel)
     if dest is None:
-        log.warning("job %s: output %s refused: it would land outside %s", job_id, key, folder)
+        log.warning("job %s: output %s refused: not a safe path under %s", job_id, key, folder)
         result.refused.append(rel)
         throttle.add(files=1)
         return
