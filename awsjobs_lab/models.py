@@ -192,10 +192,12 @@ class Job:
     log_path: str  # relative to the server root
     env: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # after the script (.py, .R, .sh jobs)
     instance_type: str | None = None  # chosen (or requested) instance type, EC2 only
     requested_instance_type: str | None = None
     hourly_price: float | None = None  # USD per hour of the chosen instance, when known
-    output_path: str | None = None  # the executed notebook, for .ipynb jobs
+    output_path: str | None = None  # the executed notebook, or the rendered report
+    output_format: str | None = None  # a report's format (.Rmd, .qmd: `reports.py`)
     command: list[str] = field(default_factory=list)  # the runner argv, for display
     exit_code: int | None = None
     error: str | None = None
@@ -213,6 +215,10 @@ class Job:
     phase: str | None = None  # what an active job is waiting for now (`phases.py`); else None
     phase_since: float | None = None  # when that phase began
     schedule: str | None = None  # the schedule that started this job, if any
+    # How the job's files reach its worker: "efs", "s3" (EC2), None (on this machine).
+    storage: str | None = None
+    progress: dict[str, Any] | None = None  # a transfer under way (`staging.Progress`), else None
+    notes: list[str] = field(default_factory=list)  # for the user, e.g. an output kept aside
 
     @property
     def gpu_need(self) -> GpuNeed:
@@ -318,10 +324,12 @@ class Job:
             "log_path": self.log_path,
             "env": dict(self.env),
             "parameters": dict(self.parameters),
+            "args": list(self.args),
             "instance_type": self.instance_type,
             "requested_instance_type": self.requested_instance_type,
             "hourly_price": self.hourly_price,
             "output_path": self.output_path,
+            "output_format": self.output_format,
             "command": list(self.command),
             "exit_code": self.exit_code,
             "error": self.error,
@@ -339,6 +347,9 @@ class Job:
             "phase": self.phase,
             "phase_since": self.phase_since,
             "schedule": self.schedule,
+            "storage": self.storage,
+            "progress": dict(self.progress) if self.progress is not None else None,
+            "notes": list(self.notes),
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,6 +17,8 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # A notebook parameter: papermill writes `name = value` lines, so names must be identifiers.
 PARAMETER_NAME = ENV_NAME
+# A report's parameter (an R name, `-P name:value` for Quarto): no `:` or `=` in it.
+REPORT_PARAMETER_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*\Z")
 
 # An EC2 instance type as AWS spells it ("m7i.xlarge", "u-6tb1.metal").
 INSTANCE_TYPE = re.compile(r"[a-z0-9-]+\.[a-z0-9-]+\Z")

@@ -29,12 +29,15 @@ from .models import (
     new_job_id,
     now,
 )
-from .patterns import ENV_NAME, GPU_MODEL, INSTANCE_TYPE, PARAMETER_NAME
-from .runners import notebook_output_name, runner_for, supported_extensions
+from .patterns import ENV_NAME, GPU_MODEL, INSTANCE_TYPE, PARAMETER_NAME, REPORT_PARAMETER_NAME
+from .reports import ReportError, ReportInfo, describe_report, rendered_name
+from .runners import Runner, notebook_output_name, runner_for, supported_extensions
 
 MAX_MEMORY_GIB = 24576  # u-24tb1.112xlarge, the largest EC2 instance: 24 TiB, 448 vCPUs
 MAX_CPUS = 448
 MAX_PARAMETERS_BYTES = 64 * 1024
+MAX_ARGS = 256
+MAX_ARGS_BYTES = 64 * 1024
 MAX_ENV_BYTES = 64 * 1024
 MAX_PATH_BYTES = 4095  # Linux's PATH_MAX, less its NUL
 MAX_NAME_BYTES = 255  # one file or folder name (NAME_MAX)
@@ -50,6 +53,7 @@ FIELDS = frozenset(
         "log_path",
         "env",
         "parameters",
+        "args",
         "instance_type",
         "on_interruption",
         "max_attempts",
@@ -228,6 +232,75 @@ def _check_parameter_names(parameters: dict[str, Any]) -> None:
             raise InvalidRequest(f"parameters: {name!r} is a Python keyword, not a name")
 
 
+def _check_report_parameter_names(
+    parameters: dict[str, Any], report: ReportInfo, file_name: str
+) -> None:
+    """Every name must be one the report declares (its renderer refuses others, late)."""
+    for name in parameters:
+        if not REPORT_PARAMETER_NAME.match(name):
+            raise InvalidRequest(f"parameters: {name!r} is not a parameter name")
+        if name not in report.declared_params:
+            declared = ", ".join(report.declared_params)
+            raise InvalidRequest(
+                f"parameters: {name!r} is not declared by {file_name}; declared: {declared}"
+                if declared
+                else f"parameters: {file_name} declares no params (its YAML header has none)"
+            )
+
+
+def check_parameters(
+    value: Any, runner: Runner, report: ReportInfo | None, file_name: str
+) -> dict[str, Any]:
+    """The `parameters` of a notebook (papermill's) or a report (its header's `params`)."""
+    parameters = {} if value is None else value
+    if not isinstance(parameters, dict):
+        raise InvalidRequest("parameters: must be an object of name: value")
+    if parameters and not runner.takes_parameters:
+        raise InvalidRequest(
+            "parameters: only notebooks and reports (.ipynb, .Rmd, .qmd) take parameters; "
+            "give a script its command-line arguments in args"
+        )
+    if report is not None:
+        _check_report_parameter_names(parameters, report, file_name)
+    else:
+        _check_parameter_names(parameters)
+    if len(json.dumps(parameters)) > MAX_PARAMETERS_BYTES:
+        # They travel as one command-line argument, which Linux caps at 128 KiB.
+        raise InvalidRequest(f"parameters: at most {MAX_PARAMETERS_BYTES // 1024} KiB of JSON")
+    return dict(parameters)
+
+
+def check_args(value: Any, runner: Runner) -> list[str]:
+    """A script's command-line arguments, passed after it exactly as given."""
+    args = [] if value is None else value
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise InvalidRequest("args: must be a list of strings")
+    if args and not runner.takes_args:
+        raise InvalidRequest(
+            f"args: a {runner.label} takes no command-line arguments; "
+            "give a notebook or a report its values in parameters"
+        )
+    if len(args) > MAX_ARGS:
+        raise InvalidRequest(f"args: at most {MAX_ARGS} arguments")
+    if any("\x00" in a for a in args):
+        raise InvalidRequest("args: an argument must not contain a NUL character")
+    if not all(_is_unicode(a) for a in args):
+        raise InvalidRequest("args: an argument must be valid Unicode text")
+    if sum(len(a.encode("utf-8")) + 1 for a in args) > MAX_ARGS_BYTES:
+        raise InvalidRequest(f"args: at most {MAX_ARGS_BYTES // 1024} KiB in all")
+    return list(args)
+
+
+def read_report(script: Path, value: str) -> ReportInfo:
+    """What the report at `script` declares (its params, its format), or `InvalidRequest`."""
+    try:
+        return describe_report(script)
+    except ReportError as err:
+        raise InvalidRequest(f"path: {value!r} cannot be read as a report: {err}") from None
+    except OSError as err:
+        raise InvalidRequest(f"path: cannot read {value!r}: {err.strerror or err}") from None
+
+
 def parse_launch_request(
     body: Any, *, root_dir: Path, backends: Collection[str], defaults: LaunchDefaults
 ) -> Job:
@@ -303,17 +376,9 @@ def parse_launch_request(
     if sum(len(k) + len(v) + 2 for k, v in env.items()) > MAX_ENV_BYTES:
         raise InvalidRequest(f"env: at most {MAX_ENV_BYTES // 1024} KiB of names and values")
 
-    parameters = body.get("parameters", {})
-    if parameters is None:
-        parameters = {}
-    if not isinstance(parameters, dict):
-        raise InvalidRequest("parameters: must be an object of name: value")
-    if parameters and not runner.takes_parameters:
-        raise InvalidRequest("parameters: only notebooks (.ipynb) take parameters")
-    _check_parameter_names(parameters)
-    if len(json.dumps(parameters)) > MAX_PARAMETERS_BYTES:
-        # They travel as one command-line argument, which Linux caps at 128 KiB.
-        raise InvalidRequest(f"parameters: at most {MAX_PARAMETERS_BYTES // 1024} KiB of JSON")
+    report = read_report(script, body["path"]) if runner.is_report else None
+    parameters = check_parameters(body.get("parameters"), runner, report, script.name)
+    args = check_args(body.get("args"), runner)
 
     instance_type = check_instance_type(body.get("instance_type"))
     # Kept on every job (Re-run sends them back), used only by spot jobs: an on-demand
@@ -323,7 +388,9 @@ def parse_launch_request(
     gpus = check_gpus(body.get("gpus", 0), body.get("gpu_memory_gib", 0), body.get("gpu_model"))
 
     output_path = None
-    if runner.takes_parameters:
+    if report is not None:
+        output_path = (folder / rendered_name(script.name, job_id, report.extension)).as_posix()
+    elif runner.takes_parameters:
         output_path = (folder / notebook_output_name(script.name, job_id)).as_posix()
 
     at = now()
@@ -340,10 +407,12 @@ def parse_launch_request(
         max_lifetime_minutes=lifetime,
         log_path=log_path,
         env=dict(env),
-        parameters=dict(parameters),
+        parameters=parameters,
+        args=args,
         instance_type=instance_type,
         requested_instance_type=instance_type,
         output_path=output_path,
+        output_format=report.output_format if report else None,
         history=[Transition(JobState.PENDING, at, "created")],
         on_interruption=on_interruption,
         max_attempts=max_attempts,

@@ -43,11 +43,50 @@ def _papermill(job: Job, name: str, python: str) -> list[str]:
     return argv
 
 
-_RENDER_RMD = "rmarkdown::render(commandArgs(trailingOnly = TRUE)[1])"
+# The R Markdown render. Its arguments: the document, the file to write (`output_path`'s name,
+# in the document's first format; empty: rmarkdown's own name) and, with parameters, their
+# JSON: arrays of scalars become vectors, objects named lists, null NULL. Intermediate files go
+# to a temporary folder, so two jobs of one report never share them.
+RENDER_RMD = (
+    "a <- commandArgs(trailingOnly = TRUE); "
+    "o <- if (length(a) > 1 && nzchar(a[2])) a[2] else NULL; "
+    "p <- if (length(a) > 2) jsonlite::fromJSON(a[3], simplifyVector = TRUE, "
+    "simplifyDataFrame = FALSE, simplifyMatrix = FALSE) else NULL; "
+    "rmarkdown::render(a[1], output_file = o, params = p, intermediates_dir = tempdir())"
+)
+
+
+def _output_name(job: Job) -> str:
+    """The rendered file's name ("" for a job accepted before reports had one)."""
+    return safe_name(PurePosixPath(job.output_path).name) if job.output_path else ""
+
+
+def _rmarkdown(job: Job, name: str, python: str) -> list[str]:
+    argv = ["Rscript", "-e", RENDER_RMD, safe_name(name), _output_name(job)]
+    if job.parameters:
+        argv.append(json.dumps(job.parameters, sort_keys=True))
+    return argv
 
 
 def _quarto(job: Job, name: str, python: str) -> list[str]:
-    return ["quarto", "render", safe_name(name)]
+    argv = ["quarto", "render", safe_name(name)]
+    if job.output_path:
+        argv += ["--output", _output_name(job)]
+    if job.output_format:
+        argv += ["--to", job.output_format]
+    for key, value in sorted(job.parameters.items()):
+        # Quarto reads a value as YAML, and JSON is YAML (a JSON text has no raw line break).
+        argv += ["-P", f"{key}:{json.dumps(value)}"]
+    return argv
+
+
+def _script(*program: str) -> Callable[[Job, str, str], list[str]]:
+    """A script run by `program` (none: the job's python), with the job's `args` after it."""
+
+    def argv(job: Job, name: str, python: str) -> list[str]:
+        return [*(program or (python,)), safe_name(name), *job.args]
+
+    return argv
 
 
 @dataclass(frozen=True)
@@ -56,19 +95,17 @@ class Runner:
     label: str
     argv: Callable[[Job, str, str], list[str]]  # (job, safe base name, python) → argv
     takes_parameters: bool = False
+    takes_args: bool = False
+    is_report: bool = False  # rendered to a file (`reports.py` reads its header)
 
 
 _RUNNERS: tuple[Runner, ...] = (
     Runner(".ipynb", "Jupyter notebook (papermill)", _papermill, takes_parameters=True),
-    Runner(".py", "Python script", lambda job, name, python: [python, safe_name(name)]),
-    Runner(".R", "R script", lambda job, name, python: ["Rscript", safe_name(name)]),
-    Runner(
-        ".Rmd",
-        "R Markdown",
-        lambda job, name, python: ["Rscript", "-e", _RENDER_RMD, safe_name(name)],
-    ),
-    Runner(".qmd", "Quarto document", _quarto),
-    Runner(".sh", "Shell script", lambda job, name, python: ["bash", safe_name(name)]),
+    Runner(".py", "Python script", _script(), takes_args=True),
+    Runner(".R", "R script", _script("Rscript"), takes_args=True),
+    Runner(".Rmd", "R Markdown", _rmarkdown, takes_parameters=True, is_report=True),
+    Runner(".qmd", "Quarto document", _quarto, takes_parameters=True, is_report=True),
+    Runner(".sh", "Shell script", _script("bash"), takes_args=True),
 )
 
 # Suffix as written → runner. R's own tools accept the lower-case spellings too.

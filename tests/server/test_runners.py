@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from awsjobs_lab.runners import build_command, runner_for, supported_extensions
+from awsjobs_lab.runners import RENDER_RMD, build_command, runner_for, supported_extensions
 from tests.server.helpers import make_job
 
 PY = "/opt/python"
@@ -23,14 +23,9 @@ def test_supported_extensions() -> None:
         ("a/b/run.py", [PY, "run.py"]),
         ("x.R", ["Rscript", "x.R"]),
         ("x.r", ["Rscript", "x.r"]),
-        (
-            "doc.Rmd",
-            ["Rscript", "-e", "rmarkdown::render(commandArgs(trailingOnly = TRUE)[1])", "doc.Rmd"],
-        ),
-        (
-            "doc.rmd",
-            ["Rscript", "-e", "rmarkdown::render(commandArgs(trailingOnly = TRUE)[1])", "doc.rmd"],
-        ),
+        # A job without its rendered file's name (accepted before reports had one): "".
+        ("doc.Rmd", ["Rscript", "-e", RENDER_RMD, "doc.Rmd", ""]),
+        ("doc.rmd", ["Rscript", "-e", RENDER_RMD, "doc.rmd", ""]),
         ("report.qmd", ["quarto", "render", "report.qmd"]),
         ("dir/job.sh", ["bash", "job.sh"]),
     ],
