@@ -11,7 +11,8 @@ template, as Karpenter launches nodes.
   the job's tags for the instance and its volume. It is per job (the boot script carries the
   job's id and deadline), created just before the fleet and deleted right after its answer.
   Its name is derived from its content, so a repeated creation (a lost answer) finds the same
-  template instead of making a second one.
+  template instead of making a second one. One left by a server killed before its deletion is
+  deleted by the sweep (`aws.sweep`) once older than a launch needs it.
 - **Market**: EC2 Fleet refuses a template with `InstanceMarketOptions`; the market is the
   fleet's `DefaultTargetCapacityType`, spot instances are one-time and terminate on interruption.
 - **The fleet** is tagged at creation with the job's tags. An instant fleet is a one-time

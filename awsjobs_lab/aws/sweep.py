@@ -11,6 +11,12 @@ or cron with the user's credentials; the server runs it at start and every
 
 Instances without the tag (launched by an older version) are left alone and reported, except
 image builders, whose deadline is then their launch time plus `BUILDER_FALLBACK_SECONDS`.
+
+The sweep also deletes this owner's launch templates (`aws.fleet`: one per launch, tagged like
+its instance, deleted right after its CreateFleet) older than `TEMPLATE_MAX_AGE_SECONDS`: a
+template is only needed during its launch's CreateFleet calls, so an old one was left by a
+server killed between its creation and its deletion. It costs nothing and launches nothing by
+itself, so a failure here is reported but does not fail the sweep.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from .instances import (
     timestamp,
 )
 
+# A launch template older than this is a crash's leftover: a launch uses its template for a
+# few CreateFleet calls (with their uncertain-answer repeats), well under a minute.
+TEMPLATE_MAX_AGE_SECONDS = 15 * 60.0
 # An untagged image builder's deadline after its launch: more than a default build may take
 # (`awsjobs build-image` tags its builders with their own, shorter, deadline).
 BUILDER_FALLBACK_SECONDS = 4 * 3600.0
@@ -85,6 +94,10 @@ class SweepReport:
     terminated: list[str] = field(default_factory=list)  # confirmed shutting down or gone
     unconfirmed: dict[str, str] = field(default_factory=dict)  # id → its state or the error
     without_deadline: list[str] = field(default_factory=list)  # untagged: left alone
+    # Launch templates left by a crash: deleted (or, dry run, to delete); and those that could
+    # not be listed or deleted (id, or "" for the listing → the error).
+    launch_templates: list[str] = field(default_factory=list)
+    launch_template_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -135,3 +148,48 @@ async def sweep_instances(
     report.unconfirmed = {iid: alive[iid] or "unknown" for iid in ids if iid in alive}
     report.terminated = [iid for iid in ids if iid not in alive]
     return report
+
+
+async def old_launch_templates(
+    ec2: Any, owner: str, max_age_seconds: float, now: float
+) -> list[str]:
+    """The ids of this owner's managed launch templates created more than `max_age_seconds`
+    before `now` ('' owner: every owner's). Listing errors propagate."""
+    old: list[str] = []
+    paginator = ec2.get_paginator("describe_launch_templates")
+    async for page in paginator.paginate(Filters=managed_filters(owner)):
+        for template in page.get("LaunchTemplates") or []:
+            created = timestamp(template.get("CreateTime"))
+            if created is not None and now - created > max_age_seconds:
+                old.append(str(template["LaunchTemplateId"]))
+    return sorted(old)
+
+
+async def sweep_launch_templates(
+    ec2: Any,
+    report: SweepReport,
+    *,
+    owner: str,
+    max_age_seconds: float | None = None,
+    now: float | None = None,
+) -> None:
+    """Delete (unless `report.dry_run`) this owner's launch templates older than
+    `max_age_seconds` (default `TEMPLATE_MAX_AGE_SECONDS`), into `report`; AWS errors are
+    recorded there, never raised."""
+    now = time.time() if now is None else now
+    max_age = TEMPLATE_MAX_AGE_SECONDS if max_age_seconds is None else max_age_seconds
+    try:
+        old = await old_launch_templates(ec2, owner, max_age, now)
+    except AWS_ERRORS as exc:
+        report.launch_template_errors[""] = error_message(exc)
+        return
+    if report.dry_run:
+        report.launch_templates = old
+        return
+    for template_id in old:
+        try:
+            await ec2.delete_launch_template(LaunchTemplateId=template_id)
+        except AWS_ERRORS as exc:
+            report.launch_template_errors[template_id] = error_message(exc)
+        else:
+            report.launch_templates.append(template_id)

@@ -1,6 +1,8 @@
 """The sweep (`aws.sweep`, `awsjobs sweep`, and the server's periodic sweep): this owner's
 instances past `awsjobs:expires-at` plus a grace are terminated and confirmed; nothing else is
-touched. Instances are seeded straight into the simulated AWS with the tags this tool writes."""
+touched. Instances are seeded straight into the simulated AWS with the tags this tool writes.
+The sweep also deletes this owner's launch templates left by a crash (older than a launch
+needs them); moto serves DescribeLaunchTemplates with tag filters and DeleteLaunchTemplate."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ec2_helpers import Recorder, make_job
 
-from awsjobs_lab.aws import tags
-from awsjobs_lab.aws.sweep import sweep_instances
+from awsjobs_lab.aws import sweep, tags
+from awsjobs_lab.aws.sweep import SweepReport, sweep_instances, sweep_launch_templates
 from awsjobs_lab.cli import main
 from tests.awssim.server import SimulatedAWS
 
@@ -225,3 +228,72 @@ async def test_image_builders_past_their_deadline_are_orphans(sim, make_backend,
     assert orphans[0]["role"] == "image-builder"
     rows = {r["instance_id"]: r for r in await backend.list_instances()}
     assert rows[late]["expires_at"] == pytest.approx(time.time() - 60, abs=5)
+
+
+# -- launch templates left by a crash ---------------------------------------------------------
+
+
+async def _template(ec2: Any, name: str, **found: str) -> str:
+    """A launch template tagged as this tool tags a job's (our owner unless told otherwise)."""
+    values = {tags.MANAGED: tags.TRUE, tags.OWNER: OWNER, tags.JOB_ID: name, **found}
+    values = {k: v for k, v in values.items() if v}
+    made = await ec2.create_launch_template(
+        LaunchTemplateName=f"awsjobs-{name}",
+        LaunchTemplateData={"ImageId": "ami-12c6146b"},
+        TagSpecifications=tags.tag_specifications(values, ("launch-template",)),
+    )
+    return str(made["LaunchTemplate"]["LaunchTemplateId"])
+
+
+async def _template_ids(ec2: Any) -> set[str]:
+    found = await ec2.describe_launch_templates()
+    return {t["LaunchTemplateId"] for t in found["LaunchTemplates"]}
+
+
+async def test_old_launch_templates_of_ours_are_deleted(sim, aws):
+    ec2 = await aws("ec2")
+    ours = await _template(ec2, "ours")
+    others = {
+        await _template(ec2, "other-owner", **{tags.OWNER: "someone"}),
+        await _template(ec2, "foreign", **{tags.MANAGED: ""}),
+    }
+    young = SweepReport(dry_run=False)
+    await sweep_launch_templates(ec2, young, owner=OWNER)  # just made: a launch may use it
+    assert young.launch_templates == [] and not young.launch_template_errors
+    later = time.time() + sweep.TEMPLATE_MAX_AGE_SECONDS + 60
+    dry = SweepReport(dry_run=True)
+    await sweep_launch_templates(ec2, dry, owner=OWNER, now=later)
+    assert dry.launch_templates == [ours] and await _template_ids(ec2) == {ours, *others}
+    report = SweepReport(dry_run=False)
+    await sweep_launch_templates(ec2, report, owner=OWNER, now=later)
+    assert report.launch_templates == [ours] and not report.launch_template_errors
+    assert await _template_ids(ec2) == others
+
+
+async def test_a_template_a_crash_left_is_swept_by_the_server_and_the_cli(
+    sim, make_backend, aws, root, faults, capsys, monkeypatch, no_jupyter_config
+):
+    # The server "killed" between CreateLaunchTemplate and its deletion: the deletion fails.
+    backend = make_backend(owner=OWNER)
+    faults.always("ec2", "DeleteLaunchTemplate", "UnauthorizedOperation")
+    job = make_job(root)
+    await backend.launch(job, Recorder(job))
+    ec2 = await aws("ec2")
+    (left,) = await _template_ids(ec2)
+    other = await _template(ec2, "other-owner", **{tags.OWNER: "someone"})
+    monkeypatch.setattr(sweep, "TEMPLATE_MAX_AGE_SECONDS", 0.0)  # as if minutes had passed
+
+    failing = (
+        await backend.inventory.sweep()
+    )  # the deletion still refused: reported, the sweep goes on
+    assert failing.ok and failing.launch_templates == []
+    assert "UnauthorizedOperation" in failing.launch_template_errors[left]
+    sim.configure({"faults": []})
+    code, report, _ = await asyncio.to_thread(_sweep_cli, sim, capsys, "--dry-run")
+    assert code == 0 and report["launch_templates"] == [left]
+    assert await _template_ids(ec2) == {left, other}
+    report = await backend.inventory.sweep()
+    assert report.launch_templates == [left] and not report.launch_template_errors
+    assert await _template_ids(ec2) == {other}
+    # The job's instance is not the sweep's business: it runs until its deadline.
+    assert (await _states(ec2))[job.handle["instance_id"]] == "running"

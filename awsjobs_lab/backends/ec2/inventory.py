@@ -29,7 +29,13 @@ from ...aws.instances import (
     terminate,
 )
 from ...aws.select import FLEET_TYPES, Candidate, distinct_types, fleet_pools, zones_of
-from ...aws.sweep import SweepReport, deadline_of, is_expired, sweep_instances
+from ...aws.sweep import (
+    SweepReport,
+    deadline_of,
+    is_expired,
+    sweep_instances,
+    sweep_launch_templates,
+)
 from ...errors import Forbidden, InvalidRequest
 from ...gpus import NO_GPU, GpuNeed
 from ...models import Job
@@ -210,8 +216,9 @@ class Inventory:
     async def sweep(self, *, dry_run: bool = False) -> SweepReport:
         """Terminate (unless `dry_run`) this owner's instances past their deadline plus
         `sweep_grace_seconds`, and confirm. Listing errors propagate."""
+        ec2 = await self.clients.ec2()
         report = await sweep_instances(
-            await self.clients.ec2(),
+            ec2,
             owner=self.settings.owner_tag,
             grace_seconds=self.settings.sweep_grace_seconds,
             dry_run=dry_run,
@@ -219,7 +226,13 @@ class Inventory:
             confirm_delay=self.settings.stop_confirm_delay_seconds,
             consistency_window=self.settings.consistency_window_seconds,
         )
+        await sweep_launch_templates(ec2, report, owner=self.settings.owner_tag)
         log = self.settings.log
+        for template_id in report.launch_templates:
+            done = "" if dry_run else "; deleted"
+            log.warning("awsjobs: sweep: launch template %s left by a crash%s", template_id, done)
+        for template_id, problem in report.launch_template_errors.items():
+            log.warning("awsjobs: sweep: launch template %s: %s", template_id or "-", problem)
         for row in report.expired:
             log.warning(
                 "awsjobs: sweep: instance %s (%s, job %s) is past its deadline %s%s",
