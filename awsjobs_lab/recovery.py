@@ -6,7 +6,8 @@ A job interrupted with an attempt left moves `running → launching` (same id, s
 its current attempt closed (`interrupted`, its cost) and the next one opened; its handle is
 emptied, so nothing of the gone instance is watched, stopped or re-attached again. The backend
 launches the next instance with `job.attempt_number` (its ClientToken and tags differ per
-attempt) on the attempt's market.
+attempt) on the attempt's market. If that launch fails, the job ends `interrupted` (its run
+could not be resumed) with the launch's error, and the unlaunched attempt reads `failed`.
 """
 
 from __future__ import annotations
@@ -80,6 +81,18 @@ def final_interruption(job: Job, outcome: Outcome) -> Outcome:
 def refused_relaunch(outcome: Outcome, refusal: str) -> Outcome:
     """The outcome recorded when a relaunch is refused (the spending cap): both reasons."""
     return Outcome(outcome.state, error=f"{outcome.error}; not relaunched: {refusal}")
+
+
+def relaunch_failed(job: Job, launch_error: str) -> str:
+    """The error of an interrupted job whose next attempt could not launch (no capacity in
+    any pool, AWS refusing, ...): the run was interrupted and could not be resumed."""
+    attempt = f"attempt {job.attempt_number} of {job.max_attempts}"
+    return f"spot interrupted; {attempt} could not launch: {launch_error}"
+
+
+def close_unlaunched_attempt(job: Job) -> None:
+    """The attempt that never got an instance ends `failed`; the job reads `interrupted`."""
+    job.end_attempt(JobState.FAILED.value, now())
 
 
 def _append(path: Path, text: str) -> None:
