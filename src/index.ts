@@ -28,6 +28,14 @@ import { basename, stateLabel } from './format';
 import { InstancesModel, runningFigures } from './instances';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { JobsModel } from './model';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { registerScheduleCommands } from './schedules/commands';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { SchedulesModel } from './schedules/model';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { SchedulesService } from './schedules/service';
+import { ISchedulesModel } from './schedules/tokens';
+import { oneViewAtATime } from './schedules/views';
 import { JobsService } from './service';
 import {
   CommandIDs,
@@ -95,6 +103,34 @@ const modelPlugin: JupyterFrontEndPlugin<IJobsModel> = {
   }
 };
 
+/** The schedules model and the Schedules view's commands. */
+const schedulesPlugin: JupyterFrontEndPlugin<ISchedulesModel> = {
+  id: PluginIDs.schedules,
+  description: 'The job schedules of awsjobs-lab and their commands.',
+  autoStart: true,
+  requires: [IJobsModel],
+  optional: [ITranslator, ICommandPalette],
+  provides: ISchedulesModel,
+  activate: (
+    app: JupyterFrontEnd,
+    jobs: IJobsModel,
+    translator: ITranslator | null,
+    palette: ICommandPalette | null
+  ): ISchedulesModel => {
+    const trans = (translator ?? nullTranslator).load('awsjobs_lab');
+    const schedules = new SchedulesModel({
+      service: new SchedulesService(app.serviceManager.serverSettings),
+      jobs
+    });
+    registerScheduleCommands({ app, jobs, schedules, trans });
+    palette?.addItem({
+      command: CommandIDs.showSchedules,
+      category: trans.__('Jobs')
+    });
+    return schedules;
+  }
+};
+
 const panelPlugin: JupyterFrontEndPlugin<void> = {
   id: PluginIDs.panel,
   description: 'The Jobs side panel of awsjobs-lab.',
@@ -105,7 +141,8 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
     ITranslator,
     IStateDB,
     ICommandPalette,
-    IStatusBar
+    IStatusBar,
+    ISchedulesModel
   ],
   activate: (
     app: JupyterFrontEnd,
@@ -114,7 +151,8 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
     translator: ITranslator | null,
     state: IStateDB | null,
     palette: ICommandPalette | null,
-    statusBar: IStatusBar | null
+    statusBar: IStatusBar | null,
+    schedules: ISchedulesModel | null
   ): void => {
     const trans = (translator ?? nullTranslator).load('awsjobs_lab');
     const instances = new InstancesModel({
@@ -140,8 +178,12 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
       commands: app.commands,
       trans,
       translator: translator ?? nullTranslator,
-      instances
+      instances,
+      schedules: schedules ?? undefined
     });
+    if (schedules) {
+      oneViewAtATime(instances, schedules);
+    }
     // The right area by default, so the file browser stays in view beside the jobs.
     followPanelArea(app.shell, panel, model);
     if (restorer) {
@@ -212,7 +254,8 @@ const commandsPlugin: JupyterFrontEndPlugin<void> = {
     IDefaultFileBrowser,
     IFileBrowserFactory,
     IStateDB,
-    ICommandPalette
+    ICommandPalette,
+    ISchedulesModel
   ],
   activate: (
     app: JupyterFrontEnd,
@@ -222,7 +265,8 @@ const commandsPlugin: JupyterFrontEndPlugin<void> = {
     fileBrowser: IDefaultFileBrowser | null,
     browserFactory: IFileBrowserFactory | null,
     state: IStateDB | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    schedules: ISchedulesModel | null
   ): void => {
     const trans = (translator ?? nullTranslator).load('awsjobs_lab');
     registerCommands({
@@ -232,7 +276,8 @@ const commandsPlugin: JupyterFrontEndPlugin<void> = {
       docManager,
       fileBrowser,
       browserFactory,
-      state
+      state,
+      schedules
     });
     if (palette) {
       const category = trans.__('Jobs');
@@ -247,6 +292,6 @@ const commandsPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [modelPlugin, panelPlugin, commandsPlugin];
+export default [modelPlugin, schedulesPlugin, panelPlugin, commandsPlugin];
 
 export * from './tokens';

@@ -142,6 +142,9 @@ export class JobsModel implements IJobsModel {
   get stateFilter(): ReadonlyArray<JobState> {
     return this._filter;
   }
+  get scheduleFilter(): string | null {
+    return this._scheduleFilter;
+  }
   get hasMore(): boolean {
     return !!this._cursor;
   }
@@ -211,6 +214,15 @@ export class JobsModel implements IJobsModel {
     void this.refresh();
   }
 
+  /** List only the jobs of one schedule (null: all). */
+  setScheduleFilter(name: string | null): void {
+    if (this._scheduleFilter === name) {
+      return;
+    }
+    this._scheduleFilter = name;
+    this.setStateFilter(this._filter);
+  }
+
   select(id: string | null): void {
     if (this._selectedId === id) {
       return;
@@ -257,13 +269,14 @@ export class JobsModel implements IJobsModel {
       const page = await this._service.listJobs({
         state: this._filter,
         limit: this._pageSize,
-        cursor: this._cursor
+        cursor: this._cursor,
+        schedule: this._scheduleFilter
       });
       this._remember(page.jobs);
       const ids = new Set(this._list.map(j => j.id));
       this._list = [
         ...this._list,
-        ...page.jobs.filter(j => !ids.has(j.id))
+        ...page.jobs.filter(j => !ids.has(j.id) && this._passes(j))
       ].sort(compareNewestFirst);
       this._cursor = page.next_cursor;
       this._loadedMore = true;
@@ -405,11 +418,16 @@ export class JobsModel implements IJobsModel {
       }
       const page = await this._service.listJobs({
         state: this._filter,
-        limit: this._pageSize
+        limit: this._pageSize,
+        schedule: this._scheduleFilter
       });
       const before = new Map(this._known);
       this._remember(page.jobs);
-      this._list = mergeFirstPage(page.jobs, this._list, this._loadedMore);
+      this._list = mergeFirstPage(
+        page.jobs.filter(j => this._passes(j)),
+        this._list,
+        this._loadedMore
+      );
       if (!this._loadedMore) {
         this._cursor = page.next_cursor;
       }
@@ -477,7 +495,10 @@ export class JobsModel implements IJobsModel {
   }
 
   private _passes(job: IJob): boolean {
-    return this._filter.length === 0 || this._filter.includes(job.state);
+    return (
+      (this._filter.length === 0 || this._filter.includes(job.state)) &&
+      (!this._scheduleFilter || job.schedule === this._scheduleFilter)
+    );
   }
 
   private _setStatus(status: ServerStatus): void {
@@ -504,6 +525,7 @@ export class JobsModel implements IJobsModel {
   private _known = new Map<string, IJob>();
   private _list: IJob[] = [];
   private _filter: JobState[] = [];
+  private _scheduleFilter: string | null = null;
   private _cursor: string | null = null;
   private _loadedMore = false;
   private _config: IServerConfig | null = null;

@@ -42,7 +42,8 @@ export class JobsService {
     const qs = queryString({
       state: query.state && query.state.length ? query.state.join(',') : null,
       limit: query.limit,
-      cursor: query.cursor
+      cursor: query.cursor,
+      schedule: query.schedule
     });
     return this._request<IJobPage>(`jobs${qs}`);
   }

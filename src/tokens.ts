@@ -12,6 +12,7 @@ export namespace PluginIDs {
   export const model = 'awsjobs-lab:plugin';
   export const panel = 'awsjobs-lab:panel';
   export const commands = 'awsjobs-lab:commands';
+  export const schedules = 'awsjobs-lab:schedules';
 }
 
 /** Command ids: buttons, menus (`schema/commands.json`), the palette and tests run these. */
@@ -27,6 +28,11 @@ export namespace CommandIDs {
   export const refresh = 'awsjobs:refresh';
   export const showInstances = 'awsjobs:show-instances';
   export const terminateInstances = 'awsjobs:terminate-instances';
+  export const showSchedules = 'awsjobs:show-schedules';
+  export const runSchedule = 'awsjobs:run-schedule';
+  export const toggleSchedule = 'awsjobs:toggle-schedule';
+  export const deleteSchedule = 'awsjobs:delete-schedule';
+  export const showScheduleJobs = 'awsjobs:show-schedule-jobs';
 }
 
 /** Id of the Jobs panel in the shell (and in the layout restorer). */
@@ -160,6 +166,8 @@ export interface IJob {
   instance_id: string | null;
   elapsed_seconds: number | null;
   cost_so_far: number | null;
+  /** The schedule that started it (absent from an older server). */
+  schedule?: string | null;
 }
 
 /** `GET jobs` answer. */
@@ -173,6 +181,8 @@ export interface IListQuery {
   state?: ReadonlyArray<JobState>;
   limit?: number;
   cursor?: string | null;
+  /** Only the jobs this schedule started. */
+  schedule?: string | null;
 }
 
 /** `POST jobs` body. */
@@ -221,6 +231,8 @@ export interface IBackendCapabilities {
   hourly_price: boolean;
   /** `gpus`, `gpu_memory_gib`, `gpu_model` are honoured (absent: an older server). */
   gpus?: boolean;
+  /** Its schedules live outside this server and fire with it stopped (EC2). */
+  schedules?: boolean;
 }
 
 export type BackendCapability = keyof IBackendCapabilities;
@@ -357,6 +369,8 @@ export interface IJobsModel {
   readonly error: string | null;
   readonly settings: IJobsSettings;
   readonly stateFilter: ReadonlyArray<JobState>;
+  /** Only the jobs of this schedule are listed (null: every job). */
+  readonly scheduleFilter: string | null;
   readonly hasMore: boolean;
   readonly selectedId: string | null;
   /** Whether the Jobs panel is shown. */
@@ -369,6 +383,7 @@ export interface IJobsModel {
   refresh(): Promise<void>;
   loadMore(): Promise<void>;
   setStateFilter(states: ReadonlyArray<JobState>): void;
+  setScheduleFilter(name: string | null): void;
   select(id: string | null): void;
   setVisible(visible: boolean): void;
   submit(request: ILaunchRequest): Promise<IJob>;

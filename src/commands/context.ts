@@ -12,6 +12,7 @@ import type { IStateDB } from '@jupyterlab/statedb';
 import type { TranslationBundle } from '@jupyterlab/translation';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
+import type { ISchedulesModel } from '../schedules/tokens';
 import type { IJob, IJobsModel } from '../tokens';
 
 export interface ICommandsOptions {
@@ -22,6 +23,8 @@ export interface ICommandsOptions {
   fileBrowser: IDefaultFileBrowser | null;
   browserFactory: IFileBrowserFactory | null;
   state: IStateDB | null;
+  /** The launch dialog offers "On a schedule" when given. */
+  schedules?: ISchedulesModel | null;
 }
 
 /** The arguments of a command acting on one job; `confirm` only where it is read. */

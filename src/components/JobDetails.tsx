@@ -149,6 +149,11 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
           <Row label={trans.__('Path')} name="path">
             {job.path}
           </Row>
+          {job.schedule && (
+            <Row label={trans.__('Schedule')} name="schedule">
+              {job.schedule}
+            </Row>
+          )}
           <Row label={trans.__('Backend')} name="backend">
             {backendLabel(model.config, job.backend)}
           </Row>

@@ -68,6 +68,14 @@ export function JobRow(props: IJobRowProps): JSX.Element {
             {trans.__('spot')}
           </span>
         )}
+        {job.schedule && (
+          <span
+            className="jp-AWSJobs-badge jp-AWSJobs-scheduleBadge"
+            title={trans.__('Started by the schedule %1', job.schedule)}
+          >
+            {job.schedule}
+          </span>
+        )}
         {note && (
           <span className="jp-AWSJobs-badge jp-AWSJobs-attempt" title={note}>
             {`${job.attempts.length}/${job.max_attempts}`}

@@ -11,6 +11,9 @@ import type { CommandRegistry } from '@lumino/commands';
 import { offeredBackends } from '../backends';
 import { basename, isNotebookPath, isSupportedPath } from '../format';
 import { ApiError, errorText } from '../handler';
+import { initialScheduleForm, scheduleRequest } from '../schedules/form';
+import { submitSchedule } from '../schedules/submit';
+import type { ISchedulesModel } from '../schedules/tokens';
 import {
   CommandIDs,
   IBackendInfo,
@@ -31,6 +34,8 @@ export interface ILaunchDeps {
   commands: CommandRegistry;
   docManager: IDocumentManager | null;
   state: IStateDB | null;
+  /** Offers "On a schedule" in the dialog when given. */
+  schedules?: ISchedulesModel | null;
 }
 
 /** A submit's outcome: the job, or the server's message to show in the form (null: give up). */
@@ -53,6 +58,10 @@ export async function launchJob(
   const backends = offeredBackends(config);
   let form = await startForm(deps, config, backends, prefill);
   let serverError: string | null = null;
+  const { schedules } = deps;
+  let schedule = schedules
+    ? { form: initialScheduleForm(path), model: schedules }
+    : undefined;
   for (;;) {
     const result = await showLaunchDialog({
       path,
@@ -65,7 +74,8 @@ export async function launchJob(
       title: prefill
         ? trans.__('Re-run %1 as Job', basename(path))
         : trans.__('Run %1 as Job', basename(path)),
-      serverError
+      serverError,
+      schedule
     });
     if (!result) {
       return null;
@@ -75,6 +85,16 @@ export async function launchJob(
       return null;
     }
     void rememberForm(deps.state, form);
+    if (result.schedule && schedules) {
+      schedule = { form: result.schedule.form, model: schedules };
+      const request = scheduleRequest(result.schedule.fields, result.request);
+      const created = await submitSchedule({ ...deps, schedules }, request);
+      if (!('retryWith' in created) || created.retryWith === null) {
+        return null;
+      }
+      serverError = created.retryWith;
+      continue;
+    }
     const submitted = await submit(deps, path, result.request);
     if ('job' in submitted) {
       return submitted.job;

@@ -15,10 +15,12 @@ import * as React from 'react';
 import { InstancesView } from '../components/InstancesView';
 import { JobDetails } from '../components/JobDetails';
 import { JobRow } from '../components/JobList';
+import { ScheduleFilterBar, SchedulesView } from '../components/SchedulesView';
 import { SpendSummary } from '../components/SpendSummary';
 import { stateLabel } from '../format';
 import { jobsIcon } from '../icons';
 import { instancesOffered, InstancesModel } from '../instances';
+import type { ISchedulesModel } from '../schedules/tokens';
 import {
   ACTIVE_STATES,
   CommandIDs,
@@ -105,45 +107,65 @@ interface IViewProps {
   trans: TranslationBundle;
   /** The Instances view's model, when the panel offers that view. */
   instances?: InstancesModel;
+  /** The Schedules view's model, when the panel offers that view. */
+  schedules?: ISchedulesModel;
 }
 
 /** The panel's body. */
 export function JobsView(props: IViewProps): JSX.Element {
-  const { model, instances } = props;
+  const { model, instances, schedules } = props;
   const body = () => <JobsViewBody {...props} />;
+  const withSchedules = () =>
+    schedules ? (
+      <UseSignal signal={schedules.changed}>{body}</UseSignal>
+    ) : (
+      body()
+    );
   return (
     <UseSignal signal={model.changed}>
       {() =>
         instances ? (
-          <UseSignal signal={instances.changed}>{body}</UseSignal>
+          <UseSignal signal={instances.changed}>{withSchedules}</UseSignal>
         ) : (
-          body()
+          withSchedules()
         )
       }
     </UseSignal>
   );
 }
 
-/** "Jobs | Instances", when the server has a backend with instances. */
+type PanelView = 'jobs' | 'schedules' | 'instances';
+
+/** "Jobs | Schedules | Instances": the views the panel offers. */
 function ViewTabs(props: {
-  instances: InstancesModel;
+  instances?: InstancesModel;
+  schedules?: ISchedulesModel;
   trans: TranslationBundle;
 }): JSX.Element {
-  const { instances, trans } = props;
-  const tab = (label: string, instancesTab: boolean) => (
+  const { instances, schedules, trans } = props;
+  const current: PanelView = instances?.shown
+    ? 'instances'
+    : schedules?.shown
+      ? 'schedules'
+      : 'jobs';
+  const tab = (label: string, view: PanelView) => (
     <button
       role="tab"
-      aria-selected={instances.shown === instancesTab}
-      className={`jp-AWSJobs-tab${instances.shown === instancesTab ? ' jp-mod-current' : ''}`}
-      onClick={() => instances.setShown(instancesTab)}
+      aria-selected={current === view}
+      className={`jp-AWSJobs-tab${current === view ? ' jp-mod-current' : ''}`}
+      onClick={() => {
+        instances?.setShown(view === 'instances');
+        schedules?.setShown(view === 'schedules');
+      }}
     >
       {label}
     </button>
   );
   return (
     <div className="jp-AWSJobs-tabs" role="tablist">
-      {tab(trans.__('Jobs'), false)}
-      {tab(trans.__('Instances'), true)}
+      {tab(trans.__('Jobs'), 'jobs')}
+      {schedules && tab(trans.__('Schedules'), 'schedules')}
+      {instances && tab(trans.__('Instances'), 'instances')}
     </div>
   );
 }
@@ -167,18 +189,40 @@ function JobsViewBody(props: IViewProps): JSX.Element {
       </div>
     );
   }
-  const { instances } = props;
-  // The tabs once the server offers instances, or to go back from the view.
-  const tabs = instances && (instancesOffered(model.config) || instances.shown);
+  const { instances, schedules } = props;
+  // Instances' tab once the server offers them, or to go back from the view.
+  const instancesTab =
+    instances && (instancesOffered(model.config) || instances.shown);
+  const tabs = (instancesTab || schedules) && (
+    <ViewTabs
+      instances={instancesTab ? instances : undefined}
+      schedules={schedules}
+      trans={trans}
+    />
+  );
   const selected = model.selectedId ? model.get(model.selectedId) : undefined;
   const jobs = model.jobs;
   if (instances?.shown) {
     return (
       <div className="jp-AWSJobs-view">
         <SpendSummary config={model.config} trans={trans} />
-        {tabs && <ViewTabs instances={instances} trans={trans} />}
+        {tabs}
         <InstancesView
           instances={instances}
+          commands={commands}
+          trans={trans}
+        />
+      </div>
+    );
+  }
+  if (schedules?.shown) {
+    return (
+      <div className="jp-AWSJobs-view">
+        <SpendSummary config={model.config} trans={trans} />
+        {tabs}
+        <SchedulesView
+          schedules={schedules}
+          jobs={model}
           commands={commands}
           trans={trans}
         />
@@ -188,7 +232,8 @@ function JobsViewBody(props: IViewProps): JSX.Element {
   return (
     <div className="jp-AWSJobs-view">
       <SpendSummary config={model.config} trans={trans} />
-      {tabs && <ViewTabs instances={instances} trans={trans} />}
+      {tabs}
+      <ScheduleFilterBar jobs={model} trans={trans} />
       {model.error && (
         <div className="jp-AWSJobs-errorBar" role="alert">
           <span className="jp-AWSJobs-errorMessage">{model.error}</span>
@@ -258,6 +303,8 @@ export namespace JobsPanel {
     translator: ITranslator;
     /** The Instances view's model (no Instances view without it). */
     instances?: InstancesModel;
+    /** The Schedules view's model (no Schedules view without it). */
+    schedules?: ISchedulesModel;
   }
 }
 
@@ -303,6 +350,7 @@ export class JobsPanel extends SidePanel {
         commands={commands}
         trans={trans}
         instances={options.instances}
+        schedules={options.schedules}
       />
     );
     body.addClass('jp-AWSJobs-body');

@@ -13,6 +13,9 @@ import {
   offerSentence
 } from '../format';
 import { errorText } from '../handler';
+import { ScheduleChoice } from '../schedules/choice';
+import type { IScheduleForm, ScheduleFields } from '../schedules/form';
+import type { ISchedulesModel } from '../schedules/tokens';
 import type {
   BackendCapability,
   IBackendInfo,
@@ -73,6 +76,8 @@ export namespace LaunchDialogBody {
     showAllErrors?: boolean;
     /** An error answered by the server for the last submit. */
     serverError?: string | null;
+    /** "Run now" / "On a schedule", with these schedule fields (none: run now only). */
+    schedule?: { form: IScheduleForm; model: ISchedulesModel };
   }
 }
 
@@ -84,6 +89,13 @@ export class LaunchDialogBody extends ReactWidget {
     this._options = options;
     this._form = { ...options.form };
     this._showAll = !!options.showAllErrors;
+    this.scheduleChoice = options.schedule
+      ? new ScheduleChoice({
+          ...options.schedule,
+          trans: options.trans,
+          onUpdate: () => this.update()
+        })
+      : null;
     this._previewDebouncer = new Debouncer(() => this._loadPreview(), 400);
     this._schedulePreview();
   }
@@ -138,6 +150,10 @@ export class LaunchDialogBody extends ReactWidget {
         <div className="jp-AWSJobs-launchPath" title={context.path}>
           {context.path}
         </div>
+        {this.scheduleChoice?.render(
+          context.backends.find(b => b.id === this._form.backend),
+          this._showAll
+        )}
         {this._renderBackend(field)}
         {this._renderNumbers(field)}
         {can('gpus') && this._renderGpus(field)}
@@ -551,10 +567,20 @@ export class LaunchDialogBody extends ReactWidget {
       'button.jp-mod-accept'
     );
     if (button) {
-      button.disabled = Object.keys(this.errors).length > 0;
+      button.disabled =
+        Object.keys(this.errors).length > 0 ||
+        !!this.scheduleChoice?.blocksAccept;
+      const label = button.querySelector('.jp-Dialog-buttonLabel');
+      if (label && this.scheduleChoice) {
+        label.textContent = this.scheduleChoice.acceptLabel(
+          this._options.trans.__('Launch')
+        );
+      }
     }
   }
 
+  /** The schedule part, when the dialog offers "On a schedule". */
+  readonly scheduleChoice: ScheduleChoice | null;
   private _options: LaunchDialogBody.IOptions;
   private _form: ILaunchForm;
   private _touched = new Set<LaunchField>();
@@ -575,11 +601,15 @@ export namespace LaunchDialog {
     trans: TranslationBundle;
     title?: string;
     serverError?: string | null;
+    /** Offer "On a schedule", starting from these fields. */
+    schedule?: { form: IScheduleForm; model: ISchedulesModel };
   }
 
   export interface IResult {
     form: ILaunchForm;
     request: ILaunchRequest;
+    /** The schedule's fields and how they were typed ("On a schedule" only). */
+    schedule?: { form: IScheduleForm; fields: ScheduleFields };
   }
 }
 
@@ -598,6 +628,7 @@ export async function showLaunchDialog(
     limits: options.limits
   };
   let form = options.form;
+  let schedule = options.schedule;
   let showAllErrors = false;
   let serverError = options.serverError ?? null;
   for (;;) {
@@ -607,7 +638,8 @@ export async function showLaunchDialog(
       model: options.model,
       trans,
       showAllErrors,
-      serverError
+      serverError,
+      schedule
     });
     const result = await showDialog<ILaunchForm>({
       title: options.title ?? trans.__('Run as Job'),
@@ -622,9 +654,20 @@ export async function showLaunchDialog(
       return null;
     }
     form = result.value;
+    const choice = body.scheduleChoice;
+    schedule =
+      schedule && choice ? { ...schedule, form: choice.form } : schedule;
     const validation = validateLaunch(form, context, trans);
-    if (validation.request) {
+    const fields = choice?.fields ?? null;
+    if (validation.request && !choice?.scheduled) {
       return { form, request: validation.request };
+    }
+    if (validation.request && choice && fields) {
+      return {
+        form,
+        request: validation.request,
+        schedule: { form: choice.form, fields }
+      };
     }
     showAllErrors = true;
     serverError = null;

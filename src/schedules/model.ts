@@ -1,0 +1,204 @@
+/**
+ * The Schedules view's model: this owner's schedules (`GET schedules`), read
+ * again on the Jobs panel's poll while the view is seen (so it stands by with
+ * the panel), and the calls on one schedule: create, enable/disable, run now,
+ * delete, and the dialog's preview of a cron expression.
+ */
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { errorText } from '../handler';
+import type { IJob, IJobsModel } from '../tokens';
+import type { SchedulesService } from './service';
+import type {
+  ISchedule,
+  IScheduleCreate,
+  IScheduleRun,
+  ISchedulePreview,
+  ISchedulesModel
+} from './tokens';
+
+/** By name, so rows keep their place as they change. */
+export function sortSchedules(rows: ReadonlyArray<ISchedule>): ISchedule[] {
+  return [...rows].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Replace (or add) one schedule in a sorted list. */
+function putRow(rows: ReadonlyArray<ISchedule>, row: ISchedule): ISchedule[] {
+  return sortSchedules([...rows.filter(r => r.name !== row.name), row]);
+}
+
+/**
+ * What a change of the jobs says about the schedules: the scheduled jobs and
+ * their states (a run that starts or ends changes a "last run").
+ */
+function scheduledJobsKey(jobs: ReadonlyArray<IJob>): string {
+  return jobs
+    .filter(j => j.schedule)
+    .map(j => `${j.id}:${j.state}`)
+    .join(',');
+}
+
+export namespace SchedulesModel {
+  export interface IOptions {
+    service: SchedulesService;
+    jobs: IJobsModel;
+  }
+}
+
+export class SchedulesModel implements ISchedulesModel {
+  constructor(options: SchedulesModel.IOptions) {
+    this._service = options.service;
+    this._jobs = options.jobs;
+    this._jobs.changed.connect(this._onJobsChanged, this);
+  }
+
+  get changed(): ISignal<ISchedulesModel, void> {
+    return this._changed;
+  }
+  get rows(): ReadonlyArray<ISchedule> {
+    return this._rows;
+  }
+  get error(): string | null {
+    return this._error;
+  }
+  get loaded(): boolean {
+    return this._loaded;
+  }
+  get shown(): boolean {
+    return this._shown;
+  }
+
+  get(name: string): ISchedule | undefined {
+    return this._rows.find(r => r.name === name);
+  }
+
+  setShown(shown: boolean): void {
+    if (this._shown === shown) {
+      return;
+    }
+    this._shown = shown;
+    this._changed.emit();
+    if (shown) {
+      void this.refresh();
+    }
+  }
+
+  /** Read the list now (sharing a read in flight); failures become `error`. */
+  refresh(): Promise<void> {
+    if (!this._reading) {
+      this._reading = this._read().finally(() => {
+        this._reading = null;
+      });
+    }
+    return this._reading;
+  }
+
+  async create(request: IScheduleCreate): Promise<ISchedule> {
+    const schedule = await this._service.create(request);
+    this._put(schedule);
+    return schedule;
+  }
+
+  async setEnabled(name: string, enabled: boolean): Promise<ISchedule> {
+    const schedule = await this._service.patch(name, { enabled });
+    this._put(schedule);
+    return schedule;
+  }
+
+  /** One run now; the job list shows it at once. */
+  async runNow(name: string): Promise<IJob> {
+    const job = await this._service.run(name);
+    void this._jobs.refresh();
+    void this.refresh();
+    return job;
+  }
+
+  async remove(name: string): Promise<void> {
+    await this._service.remove(name);
+    this._rows = this._rows.filter(r => r.name !== name);
+    this._changed.emit();
+  }
+
+  preview(cron: string, timezone: string): Promise<ISchedulePreview> {
+    return this._service.preview(cron, timezone);
+  }
+
+  dispose(): void {
+    this._jobs.changed.disconnect(this._onJobsChanged, this);
+    Signal.clearData(this);
+  }
+
+  private _put(schedule: ISchedule): void {
+    this._rows = putRow(this._rows, schedule);
+    this._changed.emit();
+  }
+
+  private async _read(): Promise<void> {
+    this._lastRead = Date.now();
+    try {
+      const { schedules } = await this._service.list();
+      this._rows = sortSchedules(schedules);
+      this._error = null;
+    } catch (reason) {
+      this._error = errorText(reason);
+    }
+    this._loaded = true;
+    this._changed.emit();
+  }
+
+  /**
+   * The Jobs panel's poll (each one changes the jobs): read again while this
+   * view is seen, when a poll interval has passed or a scheduled job moved.
+   */
+  private _onJobsChanged(): void {
+    const key = scheduledJobsKey(this._jobs.jobs);
+    const moved = key !== this._runsKey;
+    this._runsKey = key;
+    if (!this._shown || !this._jobs.visible) {
+      return;
+    }
+    const interval = this._jobs.settings.pollIntervalSeconds * 1000;
+    if (moved || Date.now() - this._lastRead >= interval * 0.9) {
+      void this.refresh();
+    }
+  }
+
+  private _service: SchedulesService;
+  private _jobs: IJobsModel;
+  private _rows: ISchedule[] = [];
+  private _error: string | null = null;
+  private _loaded = false;
+  private _shown = false;
+  private _lastRead = 0;
+  private _runsKey = '';
+  private _reading: Promise<void> | null = null;
+  private _changed = new Signal<ISchedulesModel, void>(this);
+}
+
+/** A run's time in epoch seconds (the server may send seconds or ISO 8601). */
+export function runTime(run: IScheduleRun): number {
+  const value = run.created_at ?? run.scheduled_for;
+  if (typeof value === 'number') {
+    return value;
+  }
+  const parsed = value ? Date.parse(value) : NaN;
+  return isNaN(parsed) ? 0 : parsed / 1000;
+}
+
+/**
+ * A schedule's last run: the newest of its `runs`, else the newest listed job
+ * it started (a list without runs), else null.
+ */
+export function lastRun(
+  schedule: ISchedule,
+  jobs: ReadonlyArray<IJob>
+): IScheduleRun | null {
+  const runs = schedule.runs ?? [];
+  if (runs.length) {
+    return runs.reduce((a, b) => (runTime(b) > runTime(a) ? b : a));
+  }
+  const job = jobs.find(j => j.schedule === schedule.name);
+  return job
+    ? { job_id: job.id, state: job.state, created_at: job.created_at }
+    : null;
+}
