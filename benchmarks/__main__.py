@@ -6,9 +6,10 @@
 
 Sections: compare (vs jupyter-scheduler), scale (list/get at 10,000 jobs, log tail, event loop,
 idle cost), aws (monitor calls per cycle, launch overhead; moto on 127.0.0.1), frontend
-(Playwright + Debian chromium). Every server and job process started here is ended on exit,
-also on failure or Ctrl-C. The chaos run is its own command: `python -m benchmarks.chaos`
-(its section of RESULTS.md is kept when this rewrites the file).
+(Playwright + Debian chromium), staging (a 1 GiB folder through S3, cold and after one edit).
+Every server and job process started here is ended on exit, also on failure or Ctrl-C. The
+chaos run is its own command: `python -m benchmarks.chaos` (its section of RESULTS.md is kept
+when this rewrites the file).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .report import RESULTS, Report, load_text, machine_facts, table_text, write
 from .servers import PEER_VENV, ensure_peer_venv, log, package_version, start_server
 from .util import REPO, WORK, Processes, git_describe
 
-SECTIONS = ("compare", "scale", "aws", "frontend")
+SECTIONS = ("compare", "scale", "aws", "frontend", "staging")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,11 +171,18 @@ def run_frontend(report: Report, procs: Processes, tmp: Path, quick: bool) -> No
     driver.run(report, procs, tmp, quick)
 
 
+def run_staging(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
+    from . import staging
+
+    staging.run(report, procs, tmp, quick)
+
+
 SECTION_RUNNERS: dict[str, Callable[[Report, Processes, Path, bool], None]] = {
     "compare": run_compare,
     "scale": run_scale,
     "aws": run_aws,
     "frontend": run_frontend,
+    "staging": run_staging,
 }
 
 if __name__ == "__main__":
