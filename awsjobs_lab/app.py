@@ -11,11 +11,15 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, Unicode, default, validate
 
+from .aws.tags import user_name
 from .backends.base import Backend
 from .errors import AWSJobsError
 from .handlers import handler_table
 from .logs import DEFAULT_CHUNK_BYTES
 from .requests import MAX_CPUS, MAX_MEMORY_GIB, LaunchDefaults
+from .schedule_handlers import schedule_handler_table
+from .schedules.cron import local_zone_name
+from .schedules.service import ScheduleOptions, ScheduleService
 from .service import JobService, ServiceOptions
 from .store import JobStore
 
@@ -85,6 +89,12 @@ class AWSJobs(ExtensionApp):
         "running instances; a launch that would pass it is refused. 0: no cap.",
     ).tag(config=True)
 
+    missed_run_grace_minutes = Int(
+        60,
+        help="A local schedule's run missed while the server was down fires once at start if "
+        "it is younger than this (minutes); older ones are recorded as missed.",
+    ).tag(config=True)
+
     @validate("default_memory_gib")
     def _check_memory(self, proposal: Any) -> float:
         value = float(proposal["value"])
@@ -106,6 +116,13 @@ class AWSJobs(ExtensionApp):
             raise ValueError(f"{proposal['trait'].name} must be at least 1")
         return value
 
+    @validate("missed_run_grace_minutes")
+    def _check_grace(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value < 0:
+            raise ValueError("missed_run_grace_minutes must be 0 or more")
+        return value
+
     @validate("max_active_instances", "max_hourly_spend")
     def _check_cap(self, proposal: Any) -> int | float:
         value: int | float = proposal["value"]  # an int or a float, as the trait is
@@ -121,6 +138,7 @@ class AWSJobs(ExtensionApp):
         return value
 
     service: JobService | None = None
+    schedules: ScheduleService | None = None
 
     def _load_backends(self, root_dir: str) -> dict[str, Backend]:
         loaded: dict[str, Backend] = {}
@@ -174,15 +192,25 @@ class AWSJobs(ExtensionApp):
         # Objects only: nothing starts here (no loop work in initialize_settings).
         self.service = JobService(store, backends, Path(root_dir), options, log=self.log)
         self.settings["awsjobs_service"] = self.service
+        self.schedules = ScheduleService(
+            self.service,
+            ScheduleOptions(
+                owner=user_name(),
+                default_timezone=local_zone_name(),
+                missed_run_grace_seconds=self.missed_run_grace_minutes * 60.0,
+            ),
+            log=self.log,
+        )
+        self.settings["awsjobs_schedules"] = self.schedules
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(handler_table())
+        self.handlers.extend([*schedule_handler_table(), *handler_table()])
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        if self.service is None:
+        if self.service is None or self.schedules is None:
             return
         try:
-            await self.service.start()
+            await self.schedules.start()  # starts the job service first
         except AWSJobsError as err:
             # E.g. a job store that cannot be opened: the server still starts, and every API
             # call answers with this message (and retries the start) until it is fixed.
@@ -190,5 +218,7 @@ class AWSJobs(ExtensionApp):
 
     async def stop_extension(self) -> None:
         # Jobs are never stopped here: they outlive the server and are re-attached at start.
+        if self.schedules is not None:
+            await self.schedules.close()
         if self.service is not None:
             await self.service.close()

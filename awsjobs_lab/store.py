@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from .errors import Conflict, InvalidRequest, JobNotFound, StoreUnavailable
 from .models import ALLOWED_TRANSITIONS, InvalidTransition, Job, JobState, Transition, now
+from .schedules.schema import SCHEDULES_MIGRATION
 
 T = TypeVar("T")
 
@@ -49,6 +50,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_by_state ON jobs (state, created_at DESC, id DESC);
     CREATE INDEX jobs_by_backend ON jobs (backend);
     """,
+    SCHEDULES_MIGRATION,  # 1 → 2
 ]
 
 # A change applied to the loaded job inside the write transaction (e.g. closing its current
