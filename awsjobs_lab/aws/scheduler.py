@@ -237,6 +237,7 @@ async def delete(scheduler: Any, owner: str, name: str) -> None:
     if await names(scheduler, group):
         return
     try:
+        await scheduler.get_schedule_group(Name=group)  # (gone already: nothing to delete)
         await scheduler.delete_schedule_group(Name=group)
     except ClientError as exc:
         if error_code(exc) != NOT_FOUND:

@@ -2,6 +2,7 @@
 with boto3 against the simulator ($AWS_ENDPOINT_URL in the sandbox's environment).
 
     aws s3 cp [--only-show-errors] [--recursive] SRC DST
+    aws ec2 create-tags [--region R] --resources ID... --tags Key=K,Value=V...
 
 SRC and DST are a local path, `-` (stdin / stdout, single objects only) or `s3://bucket/key`.
 As the real CLI: a copy to a key or folder ending in `/` keeps the source's base name; a
@@ -135,8 +136,32 @@ def cp(args: list[str]) -> None:
         raise Usage("--recursive copies between a folder and an S3 prefix only")
 
 
+def ec2_create_tags(args: list[str]) -> None:
+    """A scheduled run's worker tags itself (its job id and deadline)."""
+    options: dict[str, list[str]] = {}
+    current = None
+    for arg in args:
+        if arg in ("--region", "--resources", "--tags"):
+            current = options.setdefault(arg, [])
+        elif current is None or (arg.startswith("--")):
+            raise Usage(f"create-tags: not implemented: {arg}")
+        else:
+            current.append(arg)
+    if not options.get("--resources") or not options.get("--tags"):
+        raise Usage("create-tags takes --resources and --tags")
+    pairs = [dict(p.split("=", 1) for p in tag.split(",")) for tag in options["--tags"]]
+    if any(set(pair) != {"Key", "Value"} for pair in pairs):
+        raise Usage("a tag is Key=...,Value=...")
+    region = (options.get("--region") or [os.environ.get("AWS_DEFAULT_REGION", "us-east-1")])[0]
+    ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=region)
+    ec2.create_tags(Resources=options["--resources"], Tags=pairs)
+
+
 def main(argv: list[str]) -> int:
     try:
+        if argv[:2] == ["ec2", "create-tags"]:
+            ec2_create_tags(argv[2:])
+            return 0
         if argv[:2] != ["s3", "cp"]:
             raise Usage(f"not implemented: aws {' '.join(argv[:2])}")
         cp(argv[2:])
