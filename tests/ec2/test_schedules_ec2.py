@@ -271,9 +271,9 @@ async def test_a_schedule_made_elsewhere_with_our_marks_is_listed(backend, root,
 async def test_schedules_are_refused_without_the_role_setting(make_backend, root):
     backend = make_backend()
     schedule, job = nightly(root)
-    with pytest.raises(BackendNotConfigured, match="c.EC2Backend.scheduler_role_arn"):
+    with pytest.raises(BackendNotConfigured, match=r"c\.EC2Backend\.scheduler_role_arn"):
         remote(backend).check(schedule)
-    with pytest.raises(BackendNotConfigured, match="c.EC2Backend.scheduler_role_arn"):
+    with pytest.raises(BackendNotConfigured, match=r"c\.EC2Backend\.scheduler_role_arn"):
         await remote(backend).put(schedule, job)
 
 
