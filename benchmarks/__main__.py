@@ -3,13 +3,16 @@
     python -m benchmarks                 # everything (< 15 minutes on 2 cores)
     python -m benchmarks --quick         # fewer repetitions, for trying the harness out
     python -m benchmarks --only compare,scale
+    python -m benchmarks --only capacity   # one section: RESULTS.md keeps the others' rows
 
 Sections: compare (vs jupyter-scheduler), scale (list/get at 10,000 jobs, log tail, event loop,
-idle cost), aws (monitor calls per cycle, launch overhead; moto on 127.0.0.1), frontend
-(Playwright + Debian chromium), staging (a 1 GiB folder through S3, cold and after one edit).
-Every server and job process started here is ended on exit, also on failure or Ctrl-C. The
-chaos run is its own command: `python -m benchmarks.chaos` (its section of RESULTS.md is kept
-when this rewrites the file).
+idle cost), aws (monitor calls per cycle, launch overhead; moto on 127.0.0.1), capacity (the
+AWS calls a capacity failure costs; the simulated AWS), frontend (Playwright + Debian
+chromium), staging (a 1 GiB folder through S3, cold and after one edit). A run of some
+sections only rewrites their rows of RESULTS.md and keeps the others (with the date and
+commit of the run that measured them). Every server and job process started here is ended on
+exit, also on failure or Ctrl-C. The chaos run is its own command: `python -m benchmarks.chaos`
+(its section of RESULTS.md is kept when this rewrites the file).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from .report import RESULTS, Report, load_text, machine_facts, table_text, write
 from .servers import PEER_VENV, ensure_peer_venv, log, package_version, start_server
 from .util import REPO, WORK, Processes, git_describe
 
-SECTIONS = ("compare", "scale", "aws", "frontend", "staging")
+SECTIONS = ("compare", "scale", "aws", "capacity", "frontend", "staging")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {note}")
     if not args.no_write:
         with kept_section(RESULTS):
-            write_markdown(report)
+            write_markdown(report, keep_other_sections=set(wanted) != set(SECTIONS))
         log(f"wrote {Path('benchmarks/RESULTS.md')}")
     return status
 
@@ -165,6 +168,12 @@ def run_aws(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
     aws.run(report, procs, tmp, quick)
 
 
+def run_capacity(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
+    from . import capacity
+
+    capacity.run(report, tmp)  # its own simulated AWS in this process
+
+
 def run_frontend(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
     from .frontend import driver
 
@@ -181,6 +190,7 @@ SECTION_RUNNERS: dict[str, Callable[[Report, Processes, Path, bool], None]] = {
     "compare": run_compare,
     "scale": run_scale,
     "aws": run_aws,
+    "capacity": run_capacity,
     "frontend": run_frontend,
     "staging": run_staging,
 }

@@ -1,6 +1,6 @@
 """AWS targets of our server against moto on 127.0.0.1: calls per monitor cycle with 1, 50 and
-500 running EC2 jobs, and launch overhead (POST → CreateFleet sent) with the catalogue cached;
-then, on the simulated AWS, the AWS calls a capacity failure costs (`benchmarks.capacity`).
+500 running EC2 jobs, and launch overhead (POST → CreateFleet sent) with the catalogue cached.
+(The AWS calls a capacity failure costs are the `capacity` section: `benchmarks.capacity`.)
 
 moto runs in this process (ThreadedMotoServer, random port); our server is a subprocess whose
 EC2 backend points at it, with dummy credentials. Calls are counted inside the server at the
@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import capacity
 from .ours import DUMMY_AWS, start_ours
 from .report import Report, Row
 from .servers import Server, log
@@ -150,7 +149,6 @@ def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
             procs.stop(server.proc)
     finally:
         moto.stop()
-    capacity.run(report, tmp)  # its own simulated AWS: one moto dispatcher patch at a time
 
 
 def post_job(client: Client) -> str:

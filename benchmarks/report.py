@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,7 +158,68 @@ def load_text() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
-def write_markdown(report: Report, path: Path = RESULTS) -> None:
+def _markdown_row(row: Row) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |"
+
+
+def _cells_of(line: str) -> list[str]:
+    """The cells of one markdown table row (escaped bars kept inside their cell)."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def _previous(text: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """The facts, figure rows (markdown lines) and notes of a RESULTS.md written here (its
+    chaos section, written by another command, is not read)."""
+    facts: dict[str, str] = {}
+    rows: list[str] = []
+    notes: list[str] = []
+    heading = ""
+    for line in text.partition("<!-- chaos:begin")[0].splitlines():
+        if line.startswith("## "):
+            heading = line[3:].strip()
+        elif heading == "Run" and (fact := re.match(r"- \*\*(.+?)\*\*: (.*)", line)):
+            facts[fact[1]] = fact[2]
+        elif heading == "Figures" and line.startswith("| ") and not line.startswith("| section"):
+            rows.append(line)
+        elif heading == "Notes" and line.startswith("- "):
+            notes.append(line[2:])
+    return facts, rows, notes
+
+
+def _merged(old: list[str], new: list[Row]) -> list[str]:
+    """The previous figure rows with those of the sections measured now replaced by `new`
+    (in the place of the first replaced row, else after the rows of the same kind)."""
+    fresh = {r.section for r in new}
+    lines = [_markdown_row(r) for r in new]
+    kept = [line for line in old if _cells_of(line)[0] not in fresh]
+    at = next((i for i, line in enumerate(old) if _cells_of(line)[0] in fresh), None)
+    if at is not None:
+        at = sum(1 for line in old[:at] if _cells_of(line)[0] not in fresh)
+    else:
+        kinds = {r.section.split()[0] for r in new}
+        same = [i for i, line in enumerate(kept) if _cells_of(line)[0].split()[0] in kinds]
+        at = same[-1] + 1 if same else len(kept)
+    return kept[:at] + lines + kept[at:]
+
+
+def write_markdown(report: Report, path: Path = RESULTS, keep_other_sections: bool = False) -> None:
+    """RESULTS.md from this run. `keep_other_sections` (a run of some sections only): the
+    previous file's rows of the sections not measured now are kept, with the date and commit
+    of the run that measured them."""
+    rows = [_markdown_row(r) for r in report.rows]
+    notes = list(report.notes)
+    if keep_other_sections and path.exists():
+        facts, old_rows, old_notes = _previous(path.read_text())
+        rows = _merged(old_rows, report.rows)
+        notes = old_notes + [n for n in notes if n not in old_notes]
+        for key, value in facts.items():  # e.g. the peer of the kept comparisons
+            report.facts.setdefault(key, value)
+        measured = ", ".join(dict.fromkeys(r.section for r in report.rows))
+        report.facts["partial run"] = (
+            f"this run measured {measured or 'nothing'}; the other rows are from the run of "
+            f"{facts.get('date', 'an unknown date')} at "
+            f"{facts.get('commit', 'an unknown commit').split(' ')[0]}"
+        )
     lines = [
         "# awsjobs-lab benchmarks: results",
         "",
@@ -171,17 +233,15 @@ def write_markdown(report: Report, path: Path = RESULTS) -> None:
     for key, value in report.facts.items():
         lines.append(f"- **{key}**: {value}")
     lines += ["", "## Figures", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    for row in report.rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |")
-    missed = [r for r in report.rows if r.met is False]
-    unmeasured = [r for r in report.rows if r.met is None and r.note.startswith("not measured")]
+    lines += rows
+    verdicts = [cells[6] if len(cells) > 6 else "" for cells in map(_cells_of, rows)]
+    unmeasured = sum(1 for cells in map(_cells_of, rows) if cells[-1].startswith("not measured"))
     lines += ["", "## Targets", ""]
-    met = sum(1 for r in report.rows if r.met)
     lines.append(
-        f"{met} met, {len(missed)} missed, {len(unmeasured)} not measured "
-        f"(of {len(report.rows)} figures; rows without a target are context)."
+        f"{verdicts.count('met')} met, {verdicts.count('MISSED')} missed, {unmeasured} not "
+        f"measured (of {len(rows)} figures; rows without a target are context)."
     )
-    if report.notes:
+    if notes:
         lines += ["", "## Notes", ""]
-        lines += [f"- {note}" for note in report.notes]
+        lines += [f"- {note}" for note in notes]
     path.write_text("\n".join(lines) + "\n")
