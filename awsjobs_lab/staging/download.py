@@ -28,15 +28,15 @@ from ..aws.s3 import abort_multipart_uploads, delete_keys, object_sizes
 from ..aws.s3 import put_lifecycle_rule as put_lifecycle_rule
 from ..safeopen import open_regular
 from .area import StagingArea
-from .manifest import InputManifest
+from .manifest import InputManifest, ManifestFile
 from .progress import DOWNLOADING_OUTPUTS, ProgressCallback, ProgressThrottle
-from .snapshot import ALWAYS_SKIPPED, READ_CHUNK
+from .snapshot import ALWAYS_SKIPPED, READ_CHUNK, sha256_of
 from .transfer import run_bounded
 
 log = logging.getLogger(__name__)
 
 FILE_CONCURRENCY = 4
-TEMP_MARK = ".awsjobs-download-"
+TEMP_MARK = ".awsjobs-download-"  # + random: a file being downloaded
 
 
 @dataclass
@@ -46,6 +46,7 @@ class OutputsResult:
     bytes: int = 0  # bytes downloaded
     unchanged: list[str] = field(default_factory=list)  # the same content was already there
     refused: list[str] = field(default_factory=list)  # keys that would land somewhere unsafe
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why): not writable
 
 
 async def download_outputs(
@@ -84,18 +85,22 @@ async def _fetch_one(
         result.refused.append(rel)
         throttle.add(files=1)
         return
-    temp = dest.with_name(f".{dest.name}{TEMP_MARK}{secrets.token_hex(4)}")
+    temp = dest.with_name(f"{TEMP_MARK}{secrets.token_hex(6)}")
     try:
         sha = await _download_to(s3, area, key, temp, throttle, result)
-        outcome = await asyncio.to_thread(_place, temp, dest, manifest.files.get(rel), sha, job_id)
+        saved_as = await asyncio.to_thread(_place, temp, dest, manifest.files.get(rel), sha, job_id)
+    except OSError as exc:  # this file cannot be written (permissions, disk full): the others may
+        log.warning("job %s: output %s not written: %s", job_id, rel, exc)
+        result.failed.append((rel, exc.strerror or str(exc)))
+    else:
+        if saved_as is None:
+            result.written.append(rel)
+        elif saved_as == "":
+            result.unchanged.append(rel)
+        else:
+            result.conflicts.append((rel, (Path(rel).parent / saved_as).as_posix()))
     finally:
         await asyncio.to_thread(temp.unlink, True)
-    if outcome is None:
-        result.written.append(rel)
-    elif outcome == "":
-        result.unchanged.append(rel)
-    else:
-        result.conflicts.append((rel, (Path(rel).parent / outcome).as_posix()))
     throttle.add(files=1)
 
 
@@ -158,7 +163,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _place(temp: Path, dest: Path, known: Any, sha: str, job_id: str) -> str | None:
+def _place(temp: Path, dest: Path, known: ManifestFile | None, sha: str, job_id: str) -> str | None:
     """Move the downloaded `temp` into place. None: written at `dest`; '': `dest` already
     held this content (nothing written); a file name: saved beside, under that name."""
     try:
@@ -166,12 +171,12 @@ def _place(temp: Path, dest: Path, known: Any, sha: str, job_id: str) -> str | N
     except FileNotFoundError:
         os.replace(temp, dest)
         return None
-    current_sha = None
-    unchanged = known is not None and (st.st_size, st.st_mtime_ns) == (known.size, known.mtime_ns)
-    if not unchanged:
-        current_sha = _file_sha256(dest)
-        unchanged = known is not None and current_sha == known.sha256
-    if sha == (known.sha256 if unchanged else current_sha):
+    if known is not None and (st.st_size, st.st_mtime_ns) == (known.size, known.mtime_ns):
+        current, unchanged = known.sha256, True
+    else:
+        current = _file_sha256(dest)
+        unchanged = known is not None and current == known.sha256
+    if sha == current:
         return ""
     if unchanged:
         os.chmod(temp, stat.S_IMODE(st.st_mode))  # the user's file keeps its permissions
@@ -183,12 +188,8 @@ def _place(temp: Path, dest: Path, known: Any, sha: str, job_id: str) -> str | N
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    fd = open_regular(path)
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(READ_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    with os.fdopen(open_regular(path), "rb") as f:
+        return sha256_of(f)
 
 
 async def delete_area(s3: Any, area: StagingArea) -> int:

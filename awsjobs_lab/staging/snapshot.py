@@ -52,6 +52,11 @@ class SnapshotEntry:
 class Snapshot:
     folder: Path
     entries: tuple[SnapshotEntry, ...]  # sorted by path
+    label: str = ""  # the folder as users see it: relative to the server root
+
+    @property
+    def name(self) -> str:
+        return self.label or str(self.folder)
 
     @property
     def total_bytes(self) -> int:
@@ -99,9 +104,10 @@ def snapshot_folder(folder: Path, server_root: Path, *, max_bytes: int | None = 
     real_folder = folder.resolve()
     if not real_folder.is_relative_to(root) or not real_folder.is_dir():
         raise InvalidRequest(f"{folder} is not a folder under the server root")
-    found = dict(_walk(real_folder, root, _ignore_spec(real_folder)))
+    label = "the server root" if real_folder == root else real_folder.relative_to(root).as_posix()
+    found = dict(_walk(real_folder, root, _ignore_spec(real_folder, root)))
     if max_bytes is not None:
-        check_size(str(folder), {path: st.st_size for path, (_, st) in found.items()}, max_bytes)
+        check_size(label, {path: st.st_size for path, (_, st) in found.items()}, max_bytes)
     cache = HashCache(root / HASH_CACHE)
     entries = []
     for path in sorted(found):
@@ -109,16 +115,23 @@ def snapshot_folder(folder: Path, server_root: Path, *, max_bytes: int | None = 
         if entry is not None:
             entries.append(entry)
     cache.save()
-    return Snapshot(folder, tuple(entries))
+    return Snapshot(folder, tuple(entries), label)
 
 
-def _ignore_spec(folder: Path) -> pathspec.GitIgnoreSpec:
+def _ignore_spec(folder: Path, root: Path) -> pathspec.GitIgnoreSpec:
+    """The folder's `.awsjobsignore` (a symlink to a file inside the root is followed)."""
+    path = folder / IGNORE_FILE
+    real = _followed(path, path.is_symlink(), root)
+    lines: list[str] = []
     try:
-        fd = open_regular(folder / IGNORE_FILE)
+        if real is not None:
+            with os.fdopen(open_regular(real), encoding="utf-8", errors="replace") as f:
+                lines = f.read(1 << 20).splitlines()
     except FileNotFoundError:
-        return pathspec.GitIgnoreSpec.from_lines([])
-    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
-        return pathspec.GitIgnoreSpec.from_lines(f.read(1 << 20).splitlines())
+        pass
+    except OSError as exc:  # not a regular file, unreadable: only the defaults apply
+        log.warning("snapshot: %s not read: %s", path, exc)
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def _walk(
@@ -175,12 +188,13 @@ def _hashed_entry(path: str, source: Path, root: Path, cache: HashCache) -> Snap
         cache_key = source.relative_to(root).as_posix()
         sha = cache.get(cache_key, st.st_size, st.st_mtime_ns)
         if sha is None:
-            sha = _sha256(f)
+            sha = sha256_of(f)
             cache.put(cache_key, st.st_size, st.st_mtime_ns, sha)
     return SnapshotEntry(path, st.st_size, st.st_mtime_ns, sha, source)
 
 
-def _sha256(f: BinaryIO) -> str:
+def sha256_of(f: BinaryIO) -> str:
+    """The SHA-256 (hex) of what is left to read in `f`."""
     digest = hashlib.sha256()
     while chunk := f.read(READ_CHUNK):
         digest.update(chunk)

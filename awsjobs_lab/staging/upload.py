@@ -60,7 +60,7 @@ async def upload_inputs(
 ) -> InputManifest:
     """Stage `snapshot` into `area.inputs`, write `area.manifest` and return the manifest
     (with the bytes sent and copied). Raises `TooLarge` before sending anything."""
-    check_size(str(snapshot.folder), {e.path: e.size for e in snapshot.entries}, max_bytes)
+    check_size(snapshot.name, {e.path: e.size for e in snapshot.entries}, max_bytes)
     manifest = InputManifest.of(snapshot)
     throttle = ProgressThrottle(
         UPLOADING_INPUTS, snapshot.total_bytes, len(snapshot.entries), on_progress

@@ -135,6 +135,26 @@ async def test_keys_that_would_land_outside_the_folder_are_refused(
     assert not (work / ".git").exists()
 
 
+async def test_a_file_that_cannot_be_written_does_not_stop_the_others(
+    s3: Any, area: StagingArea, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = root / "work"
+    manifest = await staged(s3, area, root, {"main.py": "print()"})
+    await job_writes(s3, area, {"a.txt": "a", "full.txt": "b", "z.txt": "z"})
+    real_replace = os.replace
+
+    def disk_full_for_one(src: Any, dst: Any) -> None:
+        if str(dst).endswith("full.txt"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", disk_full_for_one)
+    result = await download_outputs(s3, area, work, manifest, JOB_ID, ignore_progress)
+    assert result.written == ["a.txt", "z.txt"]
+    assert result.failed == [("full.txt", "No space left on device")]
+    assert sorted(p.name for p in work.iterdir()) == ["a.txt", "main.py", "z.txt"]
+
+
 @pytest.mark.parametrize(
     "key",
     ["", "/etc/passwd", "a//b", "./a", "a/./b", "..", "a\\..\\b", "x\x00y", "node_modules/m.js"],

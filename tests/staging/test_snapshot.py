@@ -63,6 +63,15 @@ def test_awsjobsignore_patterns_negation_and_folders(root: Path) -> None:
     ]
 
 
+def test_a_symlinked_awsjobsignore_inside_the_root_applies(root: Path) -> None:
+    work = root / "work"
+    write(root / "shared.ignore", "*.log\n")
+    (work / ".awsjobsignore").symlink_to(root / "shared.ignore")
+    write(work / "run.log")
+    write(work / "run.py")
+    assert sent(work, root) == [".awsjobsignore", "run.py"]
+
+
 def test_a_file_in_an_ignored_folder_cannot_be_re_included(root: Path) -> None:
     """As in git: an excluded folder is not entered, so '!' below it has no effect."""
     work = root / "work"
@@ -111,13 +120,13 @@ def test_unchanged_files_are_not_read_again(root: Path, monkeypatch: pytest.Monk
     for i in range(3):
         write(work / f"data{i}.bin", os.urandom(1000))
     hashed: list[str] = []
-    real_sha256 = snapshot_module._sha256
+    real_sha256 = snapshot_module.sha256_of
 
     def counting(f: object) -> str:
         hashed.append(getattr(f, "name", "?"))
         return real_sha256(f)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(snapshot_module, "_sha256", counting)
+    monkeypatch.setattr(snapshot_module, "sha256_of", counting)
     first = snapshot_folder(work, root)
     assert len(hashed) == 3
     assert (root / HASH_CACHE).is_file()

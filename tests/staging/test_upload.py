@@ -34,6 +34,7 @@ def make_folder(work: Path) -> dict[str, bytes]:
         "data/a.csv": os.urandom(300_000),
         "data/b.csv": os.urandom(200_000),
         "lib/helpers.py": b"def f():\n    return 1\n",
+        "lib/__init__.py": b"",
     }
     for name, data in files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,7 @@ async def test_another_job_of_the_same_folder_copies_everything(
     assert again.bytes_sent == 0 and again.files_sent == []
     assert received.bytes(area.blobs) == 0
     listed = await s3.list_objects_v2(Bucket=BUCKET, Prefix=other.inputs)
-    assert len(listed["Contents"]) == 4
+    assert len(listed["Contents"]) == 5
 
 
 async def test_the_manifest_is_written_beside_the_inputs(
@@ -163,6 +164,7 @@ async def test_a_repeat_keeps_inputs_in_place_and_drops_stale_ones(
     assert sorted(o["Key"][len(area.inputs) :] for o in listed["Contents"]) == [
         "analysis.ipynb",
         "data/a.csv",
+        "lib/__init__.py",
         "lib/helpers.py",
     ]
 
