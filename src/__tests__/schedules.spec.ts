@@ -314,13 +314,12 @@ describe('the Schedules view', () => {
         body: {
           schedules: [
             makeSchedule({
-              runs: [
-                {
-                  job_id: scheduled.id,
-                  state: 'succeeded',
-                  created_at: 1000
-                }
-              ]
+              runs: undefined,
+              last_run: {
+                job_id: scheduled.id,
+                state: 'succeeded',
+                created_at: 1000
+              }
             })
           ]
         }

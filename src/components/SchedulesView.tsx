@@ -114,6 +114,11 @@ function ScheduleRow(props: IViewProps & { row: ISchedule }): JSX.Element {
           trans={trans}
         />
       </div>
+      {row.error && (
+        <div className="jp-AWSJobs-errorText jp-AWSJobs-scheduleError">
+          {row.error}
+        </div>
+      )}
       <div className="jp-AWSJobs-scheduleActions">
         <button
           className="jp-mod-styled jp-AWSJobs-runSchedule"

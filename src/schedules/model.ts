@@ -175,19 +175,14 @@ export class SchedulesModel implements ISchedulesModel {
   private _changed = new Signal<ISchedulesModel, void>(this);
 }
 
-/** A run's time in epoch seconds (the server may send seconds or ISO 8601). */
+/** A run's time in epoch seconds (0 when unknown). */
 export function runTime(run: IScheduleRun): number {
-  const value = run.created_at ?? run.scheduled_for;
-  if (typeof value === 'number') {
-    return value;
-  }
-  const parsed = value ? Date.parse(value) : NaN;
-  return isNaN(parsed) ? 0 : parsed / 1000;
+  return run.created_at ?? run.scheduled_for ?? 0;
 }
 
 /**
- * A schedule's last run: the newest of its `runs`, else the newest listed job
- * it started (a list without runs), else null.
+ * A schedule's last run: the newest of its `runs` (one schedule) or its
+ * `last_run` (the list), else the newest listed job it started, else null.
  */
 export function lastRun(
   schedule: ISchedule,
@@ -196,6 +191,9 @@ export function lastRun(
   const runs = schedule.runs ?? [];
   if (runs.length) {
     return runs.reduce((a, b) => (runTime(b) > runTime(a) ? b : a));
+  }
+  if (schedule.last_run) {
+    return schedule.last_run;
   }
   const job = jobs.find(j => j.schedule === schedule.name);
   return job

@@ -21,8 +21,10 @@ export interface INextRun {
 export interface IScheduleRun {
   job_id: string | null;
   state: JobState | 'missed' | string;
-  created_at?: number | string | null;
-  scheduled_for?: number | string | null;
+  /** Epoch seconds. */
+  created_at?: number | null;
+  scheduled_for?: number | null;
+  finished_at?: number | null;
   error?: string | null;
 }
 
@@ -41,9 +43,17 @@ export interface ISchedule {
   /** The cron expression in words ("at 06:00, Monday to Friday, Europe/Paris"). */
   description: string;
   next_runs: INextRun[];
-  /** The last runs, newest first (absent from a list that does not carry them). */
+  /** The last runs, newest first (`GET schedules/{name}` only). */
   runs?: IScheduleRun[];
+  /** The last run (`GET schedules` only). */
+  last_run?: IScheduleRun | null;
   backend: string;
+  /** It lives outside this server (EC2: EventBridge Scheduler). */
+  remote?: boolean;
+  /** Why this server cannot read a schedule found remotely. */
+  error?: string | null;
+  created_at?: number;
+  updated_at?: number;
 }
 
 /** `GET schedules` answer. */
