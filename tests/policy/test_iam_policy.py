@@ -134,6 +134,8 @@ def test_the_scan_finds_the_calls_we_know_of() -> None:
         "ssm:SendCommand",
         "ec2:DescribeInstances",
         "pricing:GetProducts",
+        "scheduler:CreateSchedule",
+        "scheduler:DeleteScheduleGroup",
     ):
         assert known in actions, f"the scan no longer finds {known}"
 
@@ -174,3 +176,27 @@ def test_get_parameter_allows_the_users_own_image_parameter() -> None:
     ]
     assert any(":ACCOUNT:parameter/" in r or r == "*" for r in resources)
     assert any("parameter/aws/service/" in r or r == "*" for r in resources)
+
+
+def test_the_scheduler_role_may_be_passed_to_eventbridge_scheduler_only() -> None:
+    # CreateSchedule/UpdateSchedule pass c.EC2Backend.scheduler_role_arn: AWS checks
+    # iam:PassRole on it for the caller.
+    passing = [
+        statement
+        for statement in statements_allowing(readme_policy(), "iam:PassRole")
+        if any(r.endswith(":role/awsjobs-scheduler") for r in _as_list(statement.get("Resource")))
+    ]
+    assert passing, "no statement lets the server pass the scheduler role"
+    for statement in passing:
+        condition = statement.get("Condition", {}).get("StringEquals", {})
+        assert condition.get("iam:PassedToService") == "scheduler.amazonaws.com"
+
+
+def test_schedule_actions_are_confined_to_our_groups() -> None:
+    for action in ("scheduler:CreateSchedule", "scheduler:DeleteScheduleGroup"):
+        resources = [
+            resource
+            for statement in statements_allowing(readme_policy(), action)
+            for resource in _as_list(statement.get("Resource"))
+        ]
+        assert resources and all("awsjobs-" in r for r in resources), (action, resources)
