@@ -52,6 +52,15 @@ async def head_object(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     return answer
 
 
+async def read_object(s3: Any, bucket: str, key: str) -> bytes:
+    """The whole content of a (small) object."""
+    with aws_errors(f"GetObject {url(bucket, key)}"):
+        answer = await s3.get_object(Bucket=bucket, Key=key)
+        async with answer["Body"] as body:
+            data: bytes = await body.read()
+    return data
+
+
 async def delete_keys(s3: Any, bucket: str, keys: Sequence[str]) -> int:
     """Delete `keys` (DeleteObjects, 1000 a call); the number deleted. Raises BackendError
     naming the first key S3 refused."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..aws.errors import aws_errors
+from ..aws.s3 import read_object
 from ..errors import BackendError
 from .area import StagingArea
 from .snapshot import Snapshot
@@ -76,10 +77,7 @@ async def write_manifest(s3: Any, area: StagingArea, manifest: InputManifest) ->
 
 async def read_manifest(s3: Any, area: StagingArea) -> InputManifest:
     """The manifest of `area`'s inputs (after a server restart, the outputs need it)."""
-    with aws_errors(f"reading {area.url(area.manifest)}"):
-        answer = await s3.get_object(Bucket=area.bucket, Key=area.manifest)
-        async with answer["Body"] as body:
-            text = await body.read()
+    text = await read_object(s3, area.bucket, area.manifest)
     try:
         return InputManifest.from_json(text)
     except (ValueError, KeyError, TypeError) as exc:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import BUCKET, Received
 
+from awsjobs_lab.aws.s3 import read_object
 from awsjobs_lab.staging import (
     InputManifest,
     Progress,
@@ -48,10 +49,7 @@ async def upload(s3: Any, area: StagingArea, root: Path, cap: int = GiB) -> Inpu
 
 
 async def read(s3: Any, key: str) -> bytes:
-    answer = await s3.get_object(Bucket=BUCKET, Key=key)
-    async with answer["Body"] as body:
-        data: bytes = await body.read()
-    return data
+    return await read_object(s3, BUCKET, key)
 
 
 async def test_cold_then_one_edit_sends_only_that_file(
