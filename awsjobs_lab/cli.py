@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import textwrap
 import time
@@ -151,6 +152,8 @@ def _describe_job(job: api.Job, out: TextIO) -> None:
         ("memory_gib", d.get("memory_gib")),
         ("cpus", d.get("cpus")),
         ("spot", d.get("spot")),
+        ("args", " ".join(shlex.quote(a) for a in d.get("args") or []) or None),
+        ("output", d.get("output_path")),
         ("gpus", _gpus_line(d)),
         ("on_interruption", d.get("on_interruption") if d.get("spot") else None),
         ("max_attempts", d.get("max_attempts") if d.get("spot") else None),
@@ -222,6 +225,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         max_lifetime_minutes=args.max_lifetime,
         parameters=parameters or None,
         env=env or None,
+        args=args.args or None,
         instance_type=args.instance_type,
         on_interruption=args.on_interruption,
         max_attempts=args.max_attempts,
@@ -564,11 +568,19 @@ examples:
   awsjobs run train.py --memory 4 --cpu 2 --follow
   awsjobs run report.Rmd --backend local --wait && echo done
   awsjobs run model.ipynb --param alpha=0.5 --param name='"run 1"' --env DATA=s3://bucket/x
+  awsjobs run report.Rmd --param n=7 --wait
+  awsjobs run train.py --memory 8 -- --epochs 10 --name "run 1"
 
 """
         + EXIT_CODES_HELP,
     )
     p.add_argument("script", metavar="SCRIPT", help="the notebook or script to run")
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="ARG",
+        help="after --: the script's own arguments (.py, .R, .sh), passed as given",
+    )
     p.add_argument("--memory", type=float, metavar="GIB", help="memory in GiB (EC2 sizing)")
     p.add_argument("--cpu", type=int, metavar="N", help="vCPUs (EC2 sizing)")
     p.add_argument("--spot", action="store_true", help="use a spot instance (EC2)")
@@ -581,7 +593,8 @@ examples:
         "--param",
         action="append",
         metavar="KEY=VALUE",
-        help="notebook parameter (papermill); VALUE is JSON if it parses, else a string",
+        help="notebook or report parameter (papermill; an .Rmd/.qmd's declared params); "
+        "VALUE is JSON if it parses, else a string",
     )
     p.add_argument(
         "--env", action="append", metavar="KEY=VALUE", help="environment variable for the job"
@@ -805,6 +818,15 @@ from cron, every 15 minutes (crontab -e):
     p.set_defaults(func=cmd_sweep)
 
 
+def _split_script_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`run SCRIPT [options] -- ARG...`: everything after the first `--` is the script's, taken
+    apart before argparse (which would refuse a `--` that follows options)."""
+    if argv[:1] != ["run"] or "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
 def main(
     argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
@@ -812,7 +834,10 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()
-    args = parser.parse_args(argv)
+    head, script_args = _split_script_args(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(head)
+    if script_args:
+        args.args = [*args.args, *script_args]
     prog = parser.prog
     try:
         code: int = args.func(args, out, err)

@@ -252,6 +252,7 @@ class Client:
         max_lifetime_minutes: int | None = None,
         parameters: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        args: Iterable[str] | None = None,
         instance_type: str | None = None,
         on_interruption: str | None = None,
         max_attempts: int | None = None,
@@ -274,6 +275,10 @@ class Client:
             body["parameters"] = dict(parameters)
         if env:
             body["env"] = {str(k): str(v) for k, v in env.items()}
+        if args is not None and not isinstance(args, str):
+            body["args"] = [str(a) for a in args]
+        elif args is not None:
+            raise TypeError("args: a list of strings (one per argument), not one string")
         if instance_type is not None:
             body["instance_type"] = instance_type
         if on_interruption is not None:
@@ -741,6 +746,7 @@ def run_job(
     max_lifetime_minutes: int | None = None,
     parameters: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    args: Iterable[str] | None = None,
     instance_type: str | None = None,
     on_interruption: str | None = None,
     max_attempts: int | None = None,
@@ -753,11 +759,14 @@ def run_job(
 
     `memory` (GiB) and `cpu` (vCPUs) size the instance on EC2; left out, the server's defaults
     apply. `log_file` defaults to `<script dir>/<stem>.<job id>.log`. `parameters` are papermill
-    parameters for notebooks; `env` environment variables for the job. For a spot job,
-    `on_interruption` (`"retry"`, the default: spot again, the last attempt on on-demand;
-    `"on_demand"`; `"fail"`) and `max_attempts` (1 to 10, default 3) say what happens when AWS
-    reclaims its instance. On EC2, `gpus` (at least that many), `gpu_memory_gib` (per GPU)
-    and `gpu_model` (`"T4"`, `"A10G"`, `"L4"`, any case) choose a GPU instance type.
+    parameters for notebooks, or the declared `params` of an R Markdown or Quarto report (its
+    rendered file is `job.output_path`); `args` the command-line arguments of a .py, .R or .sh
+    script (`run_job("train.py", args=["--epochs", "10"])`); `env` environment variables.
+    For a spot job, `on_interruption` (`"retry"`, the default: spot again, the last attempt on
+    on-demand; `"on_demand"`; `"fail"`) and `max_attempts` (1 to 10, default 3) say what
+    happens when AWS reclaims its instance. On EC2, `gpus` (at least that many),
+    `gpu_memory_gib` (per GPU) and `gpu_model` (`"T4"`, `"A10G"`, `"L4"`, any case) choose a
+    GPU instance type.
     """
     return connect(script).run_job(
         script,
@@ -769,6 +778,7 @@ def run_job(
         max_lifetime_minutes=max_lifetime_minutes,
         parameters=parameters,
         env=env,
+        args=args,
         instance_type=instance_type,
         on_interruption=on_interruption,
         max_attempts=max_attempts,
