@@ -20,11 +20,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from ..aws.errors import aws_errors
 from ..aws.s3 import delete_keys, head_object, is_not_found, object_sizes
-from ..errors import Conflict
+from ..errors import BackendError, Conflict
 from ..safeopen import open_regular
 from .area import StagingArea
 from .manifest import InputManifest, write_manifest
@@ -100,21 +98,28 @@ class _InputUpload:
             self.throttle.add(files=1)
             return
         blob = self.area.blob(entry.sha256)
-        async with self._blob_locks.setdefault(blob, asyncio.Lock()):
-            head = await head_object(self.s3, self.bucket, blob)
-            if head is not None and int(head.get("ContentLength", -1)) == entry.size:
-                self._copied(entry)
-            else:
-                await self._send(entry, blob)
+        reused = await self._ensure_blob(entry, blob)
         try:
             await self._copy(blob, key, entry.size)
-        except ClientError as exc:
-            if not is_not_found(exc):
+        except BackendError as exc:
+            if exc.__cause__ is None or not is_not_found(exc.__cause__):
                 raise
             # The blob expired (lifecycle rule) between HeadObject and the copy.
             await self._send(entry, blob)
+            reused = False
             await self._copy(blob, key, entry.size)
+        if reused:
+            self._copied(entry)
         self.throttle.add(files=1)
+
+    async def _ensure_blob(self, entry: SnapshotEntry, blob: str) -> bool:
+        """Make sure `blob` holds the entry's content; True when it already did."""
+        async with self._blob_locks.setdefault(blob, asyncio.Lock()):
+            head = await head_object(self.s3, self.bucket, blob)
+            if head is not None and int(head.get("ContentLength", -1)) == entry.size:
+                return True
+            await self._send(entry, blob)
+            return False
 
     def _copied(self, entry: SnapshotEntry) -> None:
         self.manifest.bytes_copied += entry.size

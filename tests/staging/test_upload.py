@@ -167,6 +167,26 @@ async def test_a_repeat_keeps_inputs_in_place_and_drops_stale_ones(
     ]
 
 
+async def test_a_blob_that_expires_before_its_copy_is_sent_again(
+    s3: Any, area: StagingArea, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lifecycle rule may delete a blob between the HeadObject that saw it and the copy."""
+    data = b"expired content"
+    (root / "work" / "main.py").write_bytes(data)
+    blob = area.blob(hashlib.sha256(data).hexdigest())
+    real_head = upload_module.head_object
+
+    async def stale_head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+        if key == blob:  # as it was a moment ago
+            return {"ContentLength": len(data)}
+        return await real_head(client, bucket, key)
+
+    monkeypatch.setattr(upload_module, "head_object", stale_head)
+    manifest = await upload(s3, area, root)
+    assert manifest.bytes_sent == len(data) and manifest.bytes_copied == 0
+    assert await read(s3, area.inputs + "main.py") == data
+
+
 async def test_over_the_cap_nothing_is_sent(
     s3: Any, area: StagingArea, root: Path, received: Received
 ) -> None:
