@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything awsjobs-lab needs into ./.venv, building the JupyterLab extension.
 # Sourced by start.sh and test.sh; safe to run again (it only does what is missing or stale).
-#   AWSJOBS_SETUP_TEST=1  also install the test tools (browser, shellcheck, Python test extras)
+#   AWSJOBS_SETUP_TEST=1  also install the test tools (browser, shellcheck, R with rmarkdown and
+#                         pandoc, Python test extras)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +33,8 @@ command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 if [ "${AWSJOBS_SETUP_TEST:-0}" = "1" ]; then
   apt_install chromium shellcheck
+  # R, R Markdown (with jsonlite, its dependency) and pandoc: the tests run .R and .Rmd jobs.
+  apt_install r-base-core r-cran-rmarkdown pandoc
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

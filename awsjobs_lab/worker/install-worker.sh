@@ -7,7 +7,7 @@
 #
 # What it installs:
 #   - Python 3 + pip, papermill, ipykernel and a `python3` kernelspec (runs .ipynb and .py jobs)
-#   - R + rmarkdown (runs .R and .Rmd jobs) -- optional, see below
+#   - R + rmarkdown and jsonlite (runs .R and .Rmd jobs, .Rmd parameters) -- optional, see below
 #   - Quarto, from its release tarball (runs .qmd jobs; its bundled pandoc serves rmarkdown too)
 #   - amazon-efs-utils (the worker mounts the shared EFS file system)
 #   - amazon-ssm-agent, enabled (jobs are started through SSM send-command)
@@ -83,8 +83,9 @@ rm -rf "$QUARTO_DIR"
 mkdir -p "$QUARTO_DIR" "$BIN_DIR"
 tar -xzf "$tmp/quarto.tar.gz" -C "$QUARTO_DIR" --strip-components=1
 ln -sf "$QUARTO_DIR/bin/quarto" "$BIN_DIR/quarto"
-# rmarkdown needs pandoc: use the one bundled with Quarto unless the system has one.
-if ! command -v pandoc >/dev/null 2>&1; then
+# rmarkdown needs pandoc: use the one bundled with Quarto unless the system has one (looked for
+# under AWSJOBS_ROOT, so a test run is not swayed by the machine it runs on).
+if [ ! -e "$ROOT/usr/bin/pandoc" ] && [ ! -e "$BIN_DIR/pandoc" ]; then
   quarto_pandoc="$(find "$QUARTO_DIR/bin" -type f -name pandoc | head -n 1)"
   if [ -n "$quarto_pandoc" ]; then
     ln -sf "$quarto_pandoc" "$BIN_DIR/pandoc"
@@ -110,7 +111,8 @@ install_rmarkdown() {
   # Compilers for the CRAN packages rmarkdown depends on (installed from source).
   dnf install -y --setopt=install_weak_deps=False gcc gcc-c++ make
   Rscript -e "install.packages('rmarkdown', repos = '${CRAN}', Ncpus = parallel::detectCores())" &&
-    Rscript -e "library(rmarkdown)" >/dev/null
+    # jsonlite (a dependency of rmarkdown) turns a report job's parameters into R values.
+    Rscript -e "library(rmarkdown); library(jsonlite)" >/dev/null
 }
 
 if [ "$INSTALL_R" = "1" ]; then

@@ -81,8 +81,9 @@ def run_script(
         ("fakepython", FAKE_PYTHON),
     ):
         _write(stubs / name, text)
-    if with_r != "none":
-        _write(stubs / "Rscript", FAKE_RSCRIPT)
+    # No R: an Rscript that prints nothing and fails, shadowing the machine's own (the tests'
+    # set-up installs R).
+    _write(stubs / "Rscript", FAKE_RSCRIPT if with_r != "none" else "#!/bin/bash\nexit 127\n")
     log = tmp_path / "calls.log"
     log.touch()
     result = subprocess.run(
@@ -128,6 +129,7 @@ def test_full_install_prints_versions(tmp_path: Path) -> None:
     assert "quarto-cli/releases/download/v1.6.42/quarto-1.6.42-linux-amd64.tar.gz" in calls
     assert "systemctl enable amazon-ssm-agent" in calls
     assert "install.packages('rmarkdown'" in calls
+    assert "library(rmarkdown); library(jsonlite)" in calls  # a report's parameters need it
     root = tmp_path / "root"
     assert (root / "usr/local/bin/quarto").resolve() == root / "opt/quarto/bin/quarto"
     assert (root / "usr/local/bin/pandoc").exists()
