@@ -24,6 +24,17 @@ from moto.iam.models import iam_backends
 from moto.scheduler.models import Schedule, scheduler_backends
 
 RUN_INSTANCES = "arn:aws:scheduler:::aws-sdk:ec2:runInstances"
+# The trust policy of an execution role, for tests that make one in moto's IAM.
+EXECUTION_ROLE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "scheduler.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
 
 
 class UnknownSchedule(KeyError):

@@ -12,19 +12,9 @@ from typing import Any
 import pytest
 
 from tests.awssim.imds import url_of
+from tests.awssim.schedules import EXECUTION_ROLE_TRUST
 from tests.awssim.server import SimulatedAWS, control
 from tests.awssim.support import IMAGE, Clients, eventually, state_of
-
-ROLE_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "scheduler.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 
 
 async def make_schedule(aws: Clients, *, state: str = "ENABLED", role: bool = True) -> None:
@@ -34,7 +24,7 @@ async def make_schedule(aws: Clients, *, state: str = "ENABLED", role: bool = Tr
     if role:
         iam = await aws("iam")
         made = await iam.create_role(
-            RoleName="scheduler", AssumeRolePolicyDocument=json.dumps(ROLE_TRUST)
+            RoleName="scheduler", AssumeRolePolicyDocument=json.dumps(EXECUTION_ROLE_TRUST)
         )
         role_arn = made["Role"]["Arn"]
     script = "#!/bin/bash\necho fired > /var/lib/awsjobs/fired\nshutdown -h now\n"

@@ -31,20 +31,12 @@ from awsjobs_lab.schedules.model import Schedule
 from awsjobs_lab.schedules.service import ScheduleOptions, ScheduleService
 from awsjobs_lab.service import JobService, ServiceOptions
 from awsjobs_lab.store import JobStore
+from tests.awssim.schedules import EXECUTION_ROLE_TRUST
 from tests.awssim.server import SimulatedAWS
+from tests.awssim.support import eventually
 
 OWNER = "tester"
 GROUP = "awsjobs-tester"
-TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "scheduler.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 
 # -- the cron conversion ---------------------------------------------------------------------
 
@@ -105,7 +97,7 @@ async def scheduler_role(aws: Any) -> str:
     """The execution role (moto's IAM); the simulator refuses to fire without it."""
     iam = await aws("iam")
     made = await iam.create_role(
-        RoleName="awsjobs-scheduler", AssumeRolePolicyDocument=json.dumps(TRUST)
+        RoleName="awsjobs-scheduler", AssumeRolePolicyDocument=json.dumps(EXECUTION_ROLE_TRUST)
     )
     return str(made["Role"]["Arn"])
 
@@ -140,16 +132,6 @@ def nightly(root: Path, name: str = "nightly", **fields: Any) -> tuple[Schedule,
     }
     values.update(fields)
     return Schedule(**values), job
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, tries: int = 3000) -> Any:
-    """Poll without a timed assertion: a generous number of short sleeps."""
-    for _ in range(tries):
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 async def instance_of(aws: Any, iid: str) -> dict[str, Any]:
@@ -338,7 +320,7 @@ async def test_a_fired_schedule_runs_with_no_server_and_is_imported_later(
         state = (await instance_of(aws, iid))["State"]["Name"]
         return exit_code.exists() and state == "terminated"
 
-    await until(gone, "the run to end and its instance to terminate")
+    await eventually(gone, timeout=60)
     assert exit_code.read_text().strip() == "0"
     log = root / "work" / f"hello.{run_id}.log"
     assert "hello from a schedule" in log.read_text()
@@ -376,7 +358,7 @@ async def test_a_run_still_running_at_import_is_watched_and_stop_ends_it(
     async def started() -> bool:
         return log.exists() and "started" in log.read_text()
 
-    await until(started, "the scheduled job to start")
+    await eventually(started, timeout=60)
     service = await make_services()
     assert await service.import_runs() == 1
     running = await service.jobs.get_job(run_id)
@@ -386,13 +368,13 @@ async def test_a_run_still_running_at_import_is_watched_and_stop_ends_it(
         current = await service.jobs.get_job(run_id)
         return current.state is JobState.RUNNING and "self_run" in current.handle
 
-    assert await until(still_running, "the run to be watched")
+    assert await eventually(still_running, timeout=60)
     await service.jobs.stop_job(run_id)
 
     async def stopped() -> bool:
         return (await service.jobs.get_job(run_id)).state is JobState.STOPPED
 
-    await until(stopped, "the run to stop")
+    await eventually(stopped, timeout=60)
     assert (await instance_of(aws, iid))["State"]["Name"] in ("shutting-down", "terminated")
 
 
@@ -413,7 +395,7 @@ async def test_a_run_imported_while_its_worker_boots_uses_the_schedule_record(
     async def gone() -> bool:
         return (await instance_of(aws, iid))["State"]["Name"] in ("shutting-down", "terminated")
 
-    await until(gone, "its instance to terminate")
+    await eventually(gone, timeout=60)
 
 
 async def test_a_disabled_schedule_does_not_fire(backend, sim, root):

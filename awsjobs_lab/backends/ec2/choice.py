@@ -14,6 +14,7 @@ from ...aws.errors import error_code, error_message
 from ...aws.launch import describe_image
 from ...aws.select import Candidate, rank
 from ...gpus import NO_GPU, GpuNeed
+from ...models import Job
 from ..base import BackendNotConfigured
 from .settings import EC2Settings
 
@@ -109,6 +110,16 @@ class InstanceChoice:
             policy=self.settings.policy(),
             instance_type=instance_type,
             gpus=gpus,
+        )
+
+    async def candidates_for(self, job: Job) -> list[Candidate]:
+        """Where `job` may run (its resources, market, type and GPUs), cheapest first."""
+        return await self.candidates(
+            memory_gib=job.memory_gib,
+            cpus=job.cpus,
+            spot=job.spot,
+            instance_type=job.requested_instance_type,
+            gpus=job.gpu_need,
         )
 
     async def warm_prices(self) -> None:

@@ -77,13 +77,7 @@ class EC2Schedules:
         backend = self.backend
         backend.validate(job)
         with aws_errors("choosing the scheduled worker's instance type"):
-            candidates = await backend.choice.candidates(
-                memory_gib=job.memory_gib,
-                cpus=job.cpus,
-                spot=job.spot,
-                instance_type=job.requested_instance_type,
-                gpus=job.gpu_need,
-            )
+            candidates = await backend.choice.candidates_for(job)
             image = await backend.choice.image()
         request = run_instances_input(backend, schedule, job, candidates[0], image)
         definition = scheduler.Definition(
