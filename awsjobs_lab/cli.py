@@ -768,7 +768,7 @@ prints the AMI id and the setting to use:  c.EC2Backend.image_id = "ami-..."
     p.add_argument("--endpoint-url", metavar="URL", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_build_image)
     _add_sweep_parser(sub, common)
-    from .staging.lifecycle_command import add_lifecycle_parser
+    from .staging.lifecycle import add_lifecycle_parser
 
     add_lifecycle_parser(sub, common, _Formatter)
     return parser

@@ -1,6 +1,6 @@
 """S3 calls shared by the staging library and the EC2 backend: listing with pagination, a
-HeadObject that answers None for a missing key, deleting keys in batches, and the bucket's
-lifecycle rule. Errors leave as `BackendError` through `aws_errors`.
+HeadObject that answers None for a missing key, reading a small object, deleting keys in
+batches, aborting unfinished uploads. Errors leave as `BackendError` through `aws_errors`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from .errors import aws_errors, error_code
 
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 DELETE_BATCH = 1000  # DeleteObjects' limit
-LIFECYCLE_RULE_ID = "awsjobs-expire"
 
 
 def url(bucket: str, key: str) -> str:
@@ -99,35 +98,3 @@ async def abort_multipart_uploads(s3: Any, bucket: str, prefix: str) -> int:
                         raise
                 aborted += 1
     return aborted
-
-
-def expiry_rule(prefix: str, days: int) -> dict[str, Any]:
-    """The lifecycle rule that expires this tool's objects under `prefix` after `days` days and
-    aborts multipart uploads left unfinished for a day."""
-    return {
-        "ID": LIFECYCLE_RULE_ID,
-        "Filter": {"Prefix": prefix},
-        "Status": "Enabled",
-        "Expiration": {"Days": days},
-        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-    }
-
-
-async def put_lifecycle_rule(s3: Any, bucket: str, prefix: str, days: int) -> None:
-    """Set the rule `awsjobs-expire` on `bucket` (see `expiry_rule`), keeping the bucket's
-    other rules (an earlier `awsjobs-expire` is replaced)."""
-    if days < 1:
-        raise ValueError("the lifecycle rule needs at least 1 day")
-    with aws_errors(f"GetBucketLifecycleConfiguration s3://{bucket}"):
-        try:
-            answer = await s3.get_bucket_lifecycle_configuration(Bucket=bucket)
-            rules = [r for r in answer.get("Rules", []) if r.get("ID") != LIFECYCLE_RULE_ID]
-        except ClientError as exc:
-            if error_code(exc) != "NoSuchLifecycleConfiguration":
-                raise
-            rules = []
-    rules.append(expiry_rule(prefix, days))
-    with aws_errors(f"PutBucketLifecycleConfiguration s3://{bucket}"):
-        await s3.put_bucket_lifecycle_configuration(
-            Bucket=bucket, LifecycleConfiguration={"Rules": rules}
-        )

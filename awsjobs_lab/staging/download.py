@@ -25,9 +25,9 @@ from typing import Any
 
 from ..aws.errors import aws_errors
 from ..aws.s3 import abort_multipart_uploads, delete_keys, object_sizes
-from ..aws.s3 import put_lifecycle_rule as put_lifecycle_rule
 from ..safeopen import open_regular
 from .area import StagingArea
+from .lifecycle import put_lifecycle_rule as put_lifecycle_rule
 from .manifest import InputManifest, ManifestFile
 from .progress import DOWNLOADING_OUTPUTS, ProgressCallback, ProgressThrottle
 from .snapshot import ALWAYS_SKIPPED, READ_CHUNK, sha256_of

@@ -1,6 +1,7 @@
-"""`awsjobs s3-lifecycle`: set the bucket's rule that expires what jobs left under the prefix
-(the owner's shared blobs, areas of jobs never removed) and aborts unfinished uploads. Talks to
-S3 with the user's own credentials; no server needed."""
+"""The bucket's lifecycle rule and `awsjobs s3-lifecycle`, the command that sets it: what jobs
+left under the prefix (the owners' shared blobs, areas of jobs never removed) expires after N
+days, and unfinished multipart uploads are aborted after a day. Set with the user's own
+credentials (the server never calls it: its IAM policy needs no lifecycle permission)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,46 @@ import asyncio
 import json
 from typing import Any, TextIO
 
+from botocore.exceptions import ClientError
+
 from ..aws.clients import shared_session
-from ..aws.s3 import expiry_rule, put_lifecycle_rule
-from ..cli import EXIT_JOB_FAILED, EXIT_OK
+from ..aws.errors import aws_errors, error_code
 from ..errors import BackendError
 from .area import DEFAULT_PREFIX, normalise_prefix
+
+LIFECYCLE_RULE_ID = "awsjobs-expire"
+
+
+def expiry_rule(prefix: str, days: int) -> dict[str, Any]:
+    """The lifecycle rule that expires this tool's objects under `prefix` after `days` days and
+    aborts multipart uploads left unfinished for a day."""
+    return {
+        "ID": LIFECYCLE_RULE_ID,
+        "Filter": {"Prefix": prefix},
+        "Status": "Enabled",
+        "Expiration": {"Days": days},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+    }
+
+
+async def put_lifecycle_rule(s3: Any, bucket: str, prefix: str, days: int) -> None:
+    """Set the rule `awsjobs-expire` on `bucket` (see `expiry_rule`), keeping the bucket's
+    other rules (an earlier `awsjobs-expire` is replaced)."""
+    if days < 1:
+        raise ValueError("the lifecycle rule needs at least 1 day")
+    with aws_errors(f"GetBucketLifecycleConfiguration s3://{bucket}"):
+        try:
+            answer = await s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+            rules = [r for r in answer.get("Rules", []) if r.get("ID") != LIFECYCLE_RULE_ID]
+        except ClientError as exc:
+            if error_code(exc) != "NoSuchLifecycleConfiguration":
+                raise
+            rules = []
+    rules.append(expiry_rule(prefix, days))
+    with aws_errors(f"PutBucketLifecycleConfiguration s3://{bucket}"):
+        await s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+        )
 
 
 def _days(text: str) -> int:
@@ -61,6 +97,8 @@ examples:
 
 
 def cmd_s3_lifecycle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ..cli import EXIT_JOB_FAILED, EXIT_OK  # here: the server imports this module too
+
     prefix = normalise_prefix(args.prefix)
     try:
         asyncio.run(_put_rule(args, prefix))
