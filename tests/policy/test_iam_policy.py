@@ -45,6 +45,24 @@ RUN_INSTANCES_RESOURCES = (
 CREATE_FLEET_RESOURCES = ("fleet/", *RUN_INSTANCES_RESOURCES)
 
 
+# S3's IAM actions are not always its operations' names (AWS's list of S3 actions).
+S3_ACTIONS = {
+    "HeadObject": "GetObject",
+    "ListObjectsV2": "ListBucket",
+    "ListObjects": "ListBucket",
+    "DeleteObjects": "DeleteObject",
+    "ListMultipartUploads": "ListBucketMultipartUploads",
+    "ListParts": "ListMultipartUploadParts",
+    "CopyObject": "PutObject",  # and s3:GetObject on the source, in the same prefix here
+    "CreateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject",
+    "UploadPartCopy": "PutObject",
+    "CompleteMultipartUpload": "PutObject",
+    "GetBucketLifecycleConfiguration": "GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "PutLifecycleConfiguration",
+}
+
+
 def _operations() -> dict[str, list[str]]:
     """snake_case operation name → the `service:Action` names it can be."""
     session = get_session()
@@ -53,7 +71,8 @@ def _operations() -> dict[str, list[str]]:
         model = session.get_service_model(service)
         prefix = model.signing_name if service != "scheduler" else "scheduler"
         for name in model.operation_names:
-            found.setdefault(xform_name(name), []).append(f"{prefix}:{name}")
+            action = S3_ACTIONS.get(name, name) if service == "s3" else name
+            found.setdefault(xform_name(name), []).append(f"{prefix}:{action}")
     return found
 
 
