@@ -143,10 +143,14 @@ export interface IJob {
   log_path: string;
   env: { [name: string]: string };
   parameters: { [name: string]: unknown };
+  /** A script's command-line arguments (.py, .R, .sh). */
+  args?: string[];
   instance_type: string | null;
   requested_instance_type: string | null;
   hourly_price: number | null;
   output_path: string | null;
+  /** A report's format (.Rmd, .qmd), e.g. "html_document". */
+  output_format?: string | null;
   command: string[];
   exit_code: number | null;
   error: string | null;
@@ -168,6 +172,21 @@ export interface IJob {
   cost_so_far: number | null;
   /** The schedule that started it (absent from an older server). */
   schedule?: string | null;
+  /** How its files reach its worker: EFS, S3, or null (this machine). */
+  storage?: 'efs' | 's3' | null;
+  /** A transfer of its files under way (S3 storage), else null. */
+  progress?: ITransferProgress | null;
+  /** For the user, e.g. an output kept beside a file they changed. */
+  notes?: string[];
+}
+
+/** How far a transfer of a job's files got (`staging/progress.py`). */
+export interface ITransferProgress {
+  phase: 'uploading_inputs' | 'downloading_outputs';
+  bytes_done: number;
+  bytes_total: number;
+  files_done: number;
+  files_total: number;
 }
 
 /** `GET jobs` answer. */
@@ -196,6 +215,7 @@ export interface ILaunchRequest {
   log_path?: string;
   env?: { [name: string]: string };
   parameters?: { [name: string]: unknown };
+  args?: string[];
   instance_type?: string;
   on_interruption?: OnInterruption;
   max_attempts?: number;

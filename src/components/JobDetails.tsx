@@ -22,6 +22,7 @@ import {
   IJobsModel,
   isActiveState
 } from '../tokens';
+import { transferText } from '../transfer';
 import { LogView } from '../widgets/LogView';
 import { StateBadge } from './StateBadge';
 import { useNow } from './useNow';
@@ -84,6 +85,7 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
   const elapsed = elapsedSeconds(job, now);
   const cost = costSoFar(job, now);
   const note = attemptNote(job, trans);
+  const transfer = transferText(job.progress, trans);
   const attempts = job.attempts ?? [];
   const onSpot = attempts.length
     ? attempts[attempts.length - 1].spot
@@ -192,6 +194,18 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
           {job.exit_code !== null && (
             <Row label={trans.__('Exit code')} name="exit_code">
               {job.exit_code}
+            </Row>
+          )}
+          {transfer && (
+            <Row label={trans.__('Files')} name="progress">
+              {transfer}
+            </Row>
+          )}
+          {(job.notes ?? []).length > 0 && (
+            <Row label={trans.__('Notes')} name="notes">
+              {(job.notes ?? []).map(text => (
+                <div key={text}>{text}</div>
+              ))}
             </Row>
           )}
           {job.error && (

@@ -13,6 +13,7 @@ import {
   formatDuration
 } from '../format';
 import { CommandIDs, IJob, IJobsModel, isActiveState } from '../tokens';
+import { transferText } from '../transfer';
 import { StateBadge } from './StateBadge';
 import { useNow } from './useNow';
 
@@ -32,6 +33,7 @@ export function JobRow(props: IJobRowProps): JSX.Element {
   const elapsed = elapsedSeconds(job, now);
   const cost = costSoFar(job, now);
   const note = attemptNote(job, trans);
+  const transfer = transferText(job.progress, trans);
   const onKey = (event: React.KeyboardEvent) => {
     if (event.key === 'Enter' || event.key === ' ') {
       event.preventDefault();
@@ -118,6 +120,9 @@ export function JobRow(props: IJobRowProps): JSX.Element {
           )}
         </span>
       </div>
+      {transfer && (
+        <div className="jp-AWSJobs-jobLine jp-AWSJobs-transfer">{transfer}</div>
+      )}
     </li>
   );
 }
