@@ -37,6 +37,7 @@ from .driver_support import (
 )
 from .errors import AWSJobsError, BackendError, StoreUnavailable
 from .models import ACTIVE_STATES, Job, JobState, Outcome, now
+from .phases import PhaseRecorder
 from .recovery import Relaunch, final_interruption, mark_log, plan_relaunch, refused_relaunch
 from .store import JobChange, JobStore
 
@@ -68,6 +69,10 @@ class JobDriver:
         # The spending cap a relaunch after an interruption is checked against (None: none).
         self.budget = budget
         self.tasks = DriverTasks(options, log)
+        # Backends report their jobs' phases here: one store write per change (`phases.py`).
+        self.phases = PhaseRecorder(store, log)
+        for backend in backends.values():
+            backend.phases = self.phases
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._stoppers: dict[str, asyncio.Task[None]] = {}
         # Job id → set once no launch is (or can be) in flight for that job.

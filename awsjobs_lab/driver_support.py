@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from .errors import StoreUnavailable
 from .models import InvalidTransition, Job, JobState
+from .phases import clearing_on
 from .store import JobStore
 
 T = TypeVar("T")
@@ -61,7 +62,8 @@ async def move(
     """Move a job to `target` from one of `expected`, with `fields`. None if the job had moved
     elsewhere (the state machine refused). `durable` (the driver's own tasks, never a
     request): while the store cannot be written, retry with backoff rather than leave the job
-    in its state for ever."""
+    in its state for ever. A move out of `launching`/`running` ends the job's phase."""
+    fields["change"] = clearing_on(target, fields.get("change"))
     backoff = Backoff(options)
     while True:
         try:

@@ -9,7 +9,9 @@ wrapper writes `exit_code` atomically (write a temp file, rename) when the scrip
 from __future__ import annotations
 
 import logging
+import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from .models import JobState, Outcome
@@ -29,6 +31,36 @@ def job_state_dir(root_dir: str | Path, job_id: str) -> Path:
 def exit_code_path(root_dir: str | Path, job_id: str) -> Path:
     """`<root>/.awsjobs/jobs/<id>/exit_code`."""
     return job_state_dir(root_dir, job_id) / EXIT_CODE_FILE
+
+
+# Written by an EC2 job's command when its script starts (the `running` phase, `phases.py`);
+# removed before each attempt's launch, like the exit code.
+STARTED_FILE = "started"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a job's state folder says at one look: its script has started; its exit code."""
+
+    started: bool = False
+    exit_code: int | None = None
+
+
+def read_progress(state_dir: Path) -> Progress:
+    """One look at a job's state folder, fresh on NFS: the folder is listed (opening a
+    directory makes an NFS client revalidate it, so a file just created elsewhere is listed
+    even where a lookup of its name would still answer from a cached "no such file"), then the
+    exit code is opened and read (close-to-open: its content is fetched, not a cached stat).
+    Blocking: in a thread."""
+    try:
+        names = set(os.listdir(state_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return Progress()
+    except OSError as exc:
+        log.warning("awsjobs: cannot list %s: %s", state_dir, exc)
+        return Progress()
+    code = read_exit_code(state_dir / EXIT_CODE_FILE) if EXIT_CODE_FILE in names else None
+    return Progress(started=STARTED_FILE in names or code is not None, exit_code=code)
 
 
 def read_exit_code(path: Path) -> int | None:

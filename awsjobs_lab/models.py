@@ -229,6 +229,11 @@ class Job:
         return self.state.is_active
 
     @property
+    def moves(self) -> list[Transition]:
+        """The history's state moves, without its phase entries."""
+        return [t for t in self.history if t.phase is None]
+
+    @property
     def instance_id(self) -> str | None:
         value = self.handle.get("instance_id")
         return str(value) if value else None

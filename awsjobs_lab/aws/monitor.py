@@ -13,6 +13,13 @@ jobs, the page size of DescribeInstances):
 Exit codes come from the `exit_code` files the workers write on the shared file system.
 On throttling (after botocore's own retries) the loop backs off exponentially, with jitter.
 
+Between cycles, every `file_check_interval` (1 s), the jobs' state folders are looked at (no
+AWS call): a job whose script started enters its `running` phase; a job whose exit code
+appeared is ruled at once and its instance terminated (one TerminateInstances for all that
+ended in that look), so a finished job reads final within seconds, not at the next cycle.
+What is looked at is `read_progress` (the files on EFS; a storage mode whose exit codes live
+elsewhere gives its own reader, batched for all jobs). No look while AWS throttles or fails.
+
 Ruling on each job (`classify`):
 - an exit code file: 0 → succeeded, else failed ("exited with code N"), whatever the instance;
 - instance gone with state reason `Server.SpotInstanceTermination` → interrupted;
@@ -34,12 +41,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..jobfiles import outcome_from_exit_code, read_exit_code
+from .. import phases
+from ..jobfiles import Progress, outcome_from_exit_code, read_progress
 from ..models import JobState, Outcome
 from . import ssm
 from .clients import AWSClients, backoff_delay
@@ -166,13 +174,21 @@ def outcome_for_command(invocation: Mapping[str, Any]) -> Outcome:
     )
 
 
-def _read_all(paths: Mapping[str, Path]) -> dict[str, int]:
-    out = {}
-    for key, path in paths.items():
-        code = read_exit_code(path)
-        if code is not None:
-            out[key] = code
-    return out
+# One look at every watched job's progress (started, exit code), by job id: one call for all
+# jobs, so a reader may batch (one listing, one request). Jobs it says nothing about: no news.
+ProgressReader = Callable[[list["Watch"]], Awaitable[dict[str, Progress]]]
+# Report a job's phase (`phases.py`): the job id, the phase.
+PhaseReport = Callable[[str, str], Awaitable[None]]
+
+
+async def read_state_folders(watches: list[Watch]) -> dict[str, Progress]:
+    """The default reader: each job's state folder on the shared file system, in a thread."""
+    folders = {w.job_id: w.exit_code_path.parent for w in watches}
+    return await asyncio.to_thread(lambda: {k: read_progress(d) for k, d in folders.items()})
+
+
+async def _no_phase(job_id: str, phase: str) -> None:
+    """The default phase report: none."""
 
 
 @dataclass
@@ -188,6 +204,7 @@ class Watch:
     launch_time: float | None = None
     seen: bool = False
     stopping: bool = False
+    started: bool = False  # its script has started (its `running` phase was reported)
     gone_at: float | None = None  # first seen gone (or command done) without an exit code
     last_command_check: float = 0.0  # when SSM was last asked about its command (0: never)
     invocation: dict[str, Any] | None = None  # the last finished command invocation seen
@@ -228,6 +245,9 @@ class Monitor:
         exit_grace: float = 90.0,
         consistency_window: float = CONSISTENCY_WINDOW_SECONDS,
         overdue_grace: float = 600.0,
+        file_check_interval: float = 1.0,
+        read_progress: ProgressReader = read_state_folders,
+        report_phase: PhaseReport = _no_phase,
     ) -> None:
         self.clients = clients
         self.owner = owner
@@ -238,6 +258,9 @@ class Monitor:
         self.exit_grace = exit_grace
         self.consistency_window = consistency_window
         self.overdue_grace = overdue_grace
+        self.file_check_interval = file_check_interval
+        self.read_progress = read_progress
+        self.report_phase = report_phase
         self.watches: dict[str, Watch] = {}
         self.stats = MonitorStats()
         self._cycle_lock = asyncio.Lock()
@@ -328,7 +351,55 @@ class Monitor:
                 delay = backoff_delay(failures, self.interval, self.max_backoff)
             self.stats.delays.append(delay)
             del self.stats.delays[:-100]
-            await self.sleep(delay)
+            if ok:
+                await self._look_until(asyncio.get_running_loop().time() + delay)
+            else:
+                await self.sleep(delay)  # AWS throttles or fails: not even a TerminateInstances
+
+    async def _look_until(self, end: float) -> None:
+        """Until `end` (loop time), look at the jobs' files every `file_check_interval`."""
+        loop = asyncio.get_running_loop()
+        while (left := end - loop.time()) > 0:
+            await self.sleep(min(left, self.file_check_interval))
+            if self.watches and loop.time() < end:
+                try:
+                    await self.look_at_files()
+                except Exception:
+                    log.exception("awsjobs: the EC2 monitor's look at the job files failed")
+
+    async def look_at_files(self) -> None:
+        """Between cycles: the jobs' progress (no AWS call). A job whose exit code appeared
+        is ruled now, its instance terminated (one call for all), the outcome handed back once
+        EC2 confirms; one EC2 does not show yet waits for the next cycle."""
+        async with self._cycle_lock:
+            watches = [
+                w
+                for w in self.watches.values()
+                if not w.future.done() and not w.stopping and w.verdict is None
+            ]
+            if not watches:
+                return
+            progress = await self.read_progress(watches)
+            ending: list[Watch] = []
+            for w in watches:
+                found = progress.get(w.job_id, Progress())
+                await self._note_start(w, found)
+                if found.exit_code is not None:
+                    await self._decide(w, outcome_from_exit_code(found.exit_code))
+                    ending.append(w)
+            if ending:
+                await self._terminate_and_resolve(await self.clients.ec2(), ending)
+
+    async def _note_start(self, w: Watch, found: Progress) -> None:
+        if found.started and not w.started:
+            w.started = True
+            await self.report_phase(w.job_id, phases.RUNNING)
+
+    async def _decide(self, w: Watch, verdict: Outcome | None) -> None:
+        """The job's outcome is known (None: not yet): it enters its `finishing` phase."""
+        if verdict is not None and w.verdict is None:
+            w.verdict = verdict
+            await self.report_phase(w.job_id, phases.FINISHING)
 
     async def run_cycle(self) -> bool:
         """One pass over every watched job. False if AWS could not be read (throttled or
@@ -352,8 +423,7 @@ class Monitor:
                 else:
                     log.warning("awsjobs: the monitor cannot describe instances: %s", exc)
                 return False
-            paths = {w.job_id: w.exit_code_path for w in watches}
-            exit_codes = await asyncio.to_thread(_read_all, paths)
+            progress = await self.read_progress(watches)
             now = time.time()
             self._budget = self.command_checks_per_cycle
             # Command checks go to the jobs checked longest ago first (round-robin).
@@ -364,8 +434,10 @@ class Monitor:
                 if w.stopping:
                     continue
                 instance = instances.get(w.instance_id)
+                found = progress.get(w.job_id, Progress())
+                await self._note_start(w, found)
                 if w.verdict is None:
-                    w.verdict = await self._judge(w, instance, exit_codes.get(w.job_id), now)
+                    await self._decide(w, await self._judge(w, instance, found.exit_code, now))
                 if w.verdict is None:
                     continue
                 if instance is not None and state_of(instance) not in GONE:
@@ -376,7 +448,7 @@ class Monitor:
                     self.resolve(w.job_id, w.verdict)
             spare = self._spare_check(now)
             if spare is not None:
-                spare.verdict = await self._check_command(spare, now)
+                await self._decide(spare, await self._check_command(spare, now))
                 if spare.verdict is not None:
                     ending.append(spare)  # its instance is alive: terminate it too
             if ending:

@@ -2,9 +2,11 @@
 the command ended, cancel it.
 
 A new instance's SSM agent needs a while to register; until then SendCommand answers
-`InvalidInstanceId`. Retrying SendCommand with backoff is that wait with one call fewer than
-polling DescribeInstanceInformation first (which moto does not serve either: see
-docs/aws-testing.md §2). Under a policy conditioned on the instance's tags
+`InvalidInstanceId`. Retrying SendCommand at a steady cadence is that wait with one call fewer
+than polling DescribeInstanceInformation first (which moto does not serve either: see
+docs/aws-testing.md §2). The cadence does not grow: the command is accepted within one pause of
+the registration (a backoff growing to 15 s cost up to 15 s of every launch); only SSM's
+throttling answers back off, exponentially. Under a policy conditioned on the instance's tags
 (`ssm:resourceTag/...`), SendCommand to an instance whose agent has not registered yet may
 answer `AccessDeniedException` instead (AWS documents neither way): a caller may give that a
 window of its own, after which the denial is real and propagates.
@@ -82,6 +84,7 @@ async def send_until_registered(
     *,
     timeout_seconds: float,
     pause: Callable[[int], float],
+    throttled_pause: Callable[[int], float] | None = None,
     give_up: Callable[[int], Awaitable[bool]] | None = None,
     on_first_wait: Callable[[], None] | None = None,
     access_denied_grace_seconds: float = 0.0,
@@ -89,7 +92,8 @@ async def send_until_registered(
     """SendCommand to one instance, retried while its agent is not registered (or SSM throttles).
 
     `parameters()` gives SendCommand's arguments for each attempt (a timeout may shrink);
-    `pause(n)` the seconds to wait after the n-th failed attempt; `give_up(n)` is asked before
+    `pause(n)` the seconds to wait after the n-th failed attempt, `throttled_pause(n)` (default:
+    `pause`) after the n-th throttling answer in a row; `give_up(n)` is asked before
     each attempt after n failures: True ends the wait with None (a Stop came, the instance went
     away). After a failure before any answer (network), a command SSM did accept is adopted
     rather than sent twice. `AccessDeniedException` is retried like `InvalidInstanceId` for
@@ -99,6 +103,7 @@ async def send_until_registered(
     """
     started = time.monotonic()
     attempt = 0
+    throttled = 0  # throttling answers in a row
     while True:
         if give_up is not None and await give_up(attempt):
             return None
@@ -122,7 +127,11 @@ async def send_until_registered(
             raise AgentNotRegistered(f"{instance_id}: {failure}") from failure
         if attempt == 1 and on_first_wait is not None:
             on_first_wait()
-        await asyncio.sleep(pause(attempt))
+        throttled = throttled + 1 if is_throttling(failure) else 0
+        if throttled and throttled_pause is not None:
+            await asyncio.sleep(throttled_pause(throttled))
+        else:
+            await asyncio.sleep(pause(attempt))
 
 
 def _while_registering(exc: ClientError, elapsed: float, access_denied_grace: float) -> bool:

@@ -23,6 +23,7 @@ from .. import jobfiles
 from ..errors import BackendError, BackendNotConfigured
 from ..gpus import NO_GPU, GpuNeed
 from ..models import Job, Outcome
+from ..phases import PhaseSink
 
 __all__ = [
     "Backend",
@@ -90,6 +91,8 @@ class Backend(LoggingConfigurable):
     root_dir = Unicode("").tag(config=False)
     # Seconds in one minute of `max_lifetime_minutes` (60; tests shrink it); set by the app.
     lifetime_unit_seconds = Float(60.0).tag(config=False)
+    # Where the backend reports its jobs' phases (`phases.py`); the driver sets its recorder.
+    phases: PhaseSink = PhaseSink()
 
     def job_state_dir(self, job: Job) -> Path:
         """`<root>/.awsjobs/jobs/<id>/`: small files the job's worker writes (its exit code),

@@ -41,6 +41,7 @@ from traitlets import Bool, Float, Int
 from ..errors import BackendError
 from ..jobfiles import outcome_from_exit_code
 from ..models import Job, JobState, Outcome
+from ..phases import FINISHING, PREPARING, RUNNING
 from ..requests import inside_root_unchanged
 from ..runners import build_command
 from ..safeopen import check_regular, open_regular
@@ -127,6 +128,12 @@ class LocalBackend(Backend):
         "job; any trouble with it falls back to a new `python -m papermill` process.",
         config=True,
     )
+    warm_start_wait_seconds = Float(
+        15.0,
+        help="How long a notebook job waits for the warm runner while it is still starting "
+        "(the first jobs after the server started) before running without it.",
+        config=True,
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -152,6 +159,7 @@ class LocalBackend(Backend):
             self._stop_requested.add(job_id)  # a launch still waiting for its turn gives up
 
     async def launch(self, job: Job, record: RecordHandle) -> None:
+        await self.phases.report(job.id, PREPARING)
         if self._launch_slots is None:
             self._launch_slots = asyncio.Semaphore(max(1, self.max_concurrent_launches))
         self._queued.add(job.id)
@@ -171,7 +179,7 @@ class LocalBackend(Backend):
         env = {**os.environ, **job.env, process_finder.JOB_ID_VARIABLE: job.id}
         nice = job_niceness(self.niceness)
         script, log = await asyncio.to_thread(self._prepare, job)
-        if self._warm is not None and self._warm_fits(job, argv):
+        if self._warm is not None and await self._warm_fits(job, argv):
             request = {
                 "argv": argv[3:],  # after `python -m papermill`: the CLI's own arguments
                 "cwd": str(script.parent),
@@ -234,12 +242,17 @@ class LocalBackend(Backend):
                 await self.stop(job)
             raise
 
-    def _warm_fits(self, job: Job, argv: list[str]) -> bool:
-        """Whether the warm runner can run `job` exactly as its argv would."""
+    async def _warm_fits(self, job: Job, argv: list[str]) -> bool:
+        """Whether the warm runner can run `job` exactly as its argv would. Its first start
+        (with the server's) is waited for, a while: it began importing before this job was
+        submitted, so it is ready before a new `python -m papermill` would be. A restart
+        (the runner died) is not: the job falls back at once."""
         if self._warm is None or argv[1:3] != ["-m", "papermill"]:
             return False
         if any(key.startswith(FORK_UNSAFE_ENV_PREFIX) for key in job.env):
             return False
+        if self._warm.first_start_pending():
+            return await self._warm.wait_started(self.warm_start_wait_seconds)
         self._warm.ensure_started()  # restarted if it died (not more often than its backoff)
         return self._warm.ready()
 
@@ -278,6 +291,12 @@ class LocalBackend(Backend):
         return proc
 
     async def wait(self, job: Job) -> Outcome:
+        await self.phases.report(job.id, RUNNING)  # also re-derived after a restart
+        outcome = await self._wait_ended(job)
+        await self.phases.report(job.id, FINISHING)
+        return outcome
+
+    async def _wait_ended(self, job: Job) -> Outcome:
         proc = self._children.get(job.id)
         if proc is not None:
             try:

@@ -230,6 +230,7 @@ class WarmRunner:
         self._ready = False
         self._lock = asyncio.Lock()
         self._starting: asyncio.Task[None] | None = None
+        self._starts_ended = 0  # starts that have ended, ready or not
 
     @property
     def pid(self) -> int | None:
@@ -250,13 +251,25 @@ class WarmRunner:
             self._start(), name="awsjobs-warm-runner-start"
         )
 
-    async def wait_started(self) -> bool:
-        if self._starting is not None:
+    def first_start_pending(self) -> bool:
+        """Whether the runner's first start (with the server's) is still under way."""
+        return self._starts_ended == 0 and self._starting is not None and not self._starting.done()
+
+    async def wait_started(self, timeout: float | None = None) -> bool:
+        """Whether the runner is ready, once a start under way has ended (or `timeout`
+        seconds have passed: the start goes on, the caller does without it)."""
+        if self._starting is not None and not self._starting.done():
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._starting)
+                await asyncio.wait_for(asyncio.shield(self._starting), timeout)
         return self.ready()
 
     async def _start(self) -> None:
+        try:
+            await self._start_process()
+        finally:
+            self._starts_ended += 1
+
+    async def _start_process(self) -> None:
         self._kill()
         try:
             proc = await asyncio.create_subprocess_exec(

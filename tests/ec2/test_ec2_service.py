@@ -93,7 +93,7 @@ async def test_job_runs_to_success(make_service, aws):
     assert running.command == ["python3", "hello.py"]
     done = await _finish(service, running, 0, JobState.SUCCEEDED)
     assert done.exit_code == 0
-    assert [t.state.value for t in done.history] == ["pending", "launching", "running", "succeeded"]
+    assert [t.state.value for t in done.moves] == ["pending", "launching", "running", "succeeded"]
     assert await _instance_state(aws, done.handle["instance_id"]) in ("shutting-down", "terminated")
 
 

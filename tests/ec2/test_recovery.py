@@ -160,7 +160,7 @@ async def test_interrupted_twice_finishes_on_its_third_attempt(service, worker, 
     assert done.cost_so_far() == pytest.approx(sum(a.cost or 0.0 for a in done.attempts))
     assert done.started_at == a1.started_at  # the lifetime counts from the first attempt
     # The history: running → launching for each relaunch, with the reason.
-    states = [t.state.value for t in done.history]
+    states = [t.state.value for t in done.moves]
     assert states == ["pending", "launching", "running"] * 1 + [
         "launching",
         "running",
@@ -168,7 +168,7 @@ async def test_interrupted_twice_finishes_on_its_third_attempt(service, worker, 
         "running",
         "succeeded",
     ]
-    relaunches = [t.reason or "" for t in done.history if t.state is JobState.LAUNCHING][1:]
+    relaunches = [t.reason or "" for t in done.moves if t.state is JobState.LAUNCHING][1:]
     assert relaunches[0].startswith("attempt 2 of 3 (spot interrupted, now spot)")
     assert relaunches[1].startswith("attempt 3 of 3 (spot interrupted, now on-demand)")
     assert "Server.SpotInstanceTermination" in relaunches[0]
@@ -217,7 +217,7 @@ async def test_on_interruption_fail_reads_interrupted_at_once(service, worker, r
     assert done.state is JobState.INTERRUPTED
     assert len(done.attempts) == 1 and done.attempts[0].outcome == "interrupted"
     assert 'on_interruption is "fail"' in (done.error or "")
-    assert [t.state.value for t in done.history] == [
+    assert [t.state.value for t in done.moves] == [
         "pending",
         "launching",
         "running",

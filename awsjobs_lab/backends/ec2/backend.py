@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ... import phases
 from ...aws import instances, ssm, tags
 from ...aws.catalog import Catalog, OnDemandPrices
 from ...aws.clients import AWSClients, backoff_delay
@@ -25,6 +26,7 @@ from ...aws.launch import Launcher, UncertainLaunch
 from ...aws.monitor import Monitor, classify
 from ...errors import BackendError
 from ...gpus import NO_GPU, GpuNeed
+from ...jobfiles import read_progress
 from ...models import Job, JobState, Outcome
 from ...runners import build_command
 from ..base import RecordHandle
@@ -35,6 +37,9 @@ from .job_instances import JobInstances, cleanup_note
 from .settings import EC2Settings
 
 STOPPED = Outcome(JobState.STOPPED, error="stopped on request")
+# While SendCommand waits for the agent, every this many failures EC2 is asked whether the
+# instance is gone (a Stop from outside, a failed boot): the wait then ends early.
+GONE_CHECK_EVERY = 5
 
 
 def access_denied_message(exc: Exception, region: str, grace_seconds: float) -> str:
@@ -127,8 +132,12 @@ class EC2Backend(EC2Settings):
                 command_checks_per_cycle=self.command_checks_per_cycle,
                 exit_grace=self.exit_code_grace_seconds,
                 consistency_window=self.consistency_window_seconds,
+                report_phase=self._report_phase,
             )
         return self._monitor
+
+    async def _report_phase(self, job_id: str, phase: str) -> None:
+        await self.phases.report(job_id, phase)  # the driver's recorder, set after __init__
 
     # -- life cycle of the backend -----------------------------------------------------------
 
@@ -209,6 +218,7 @@ class EC2Backend(EC2Settings):
 
     async def launch(self, job: Job, record: RecordHandle) -> None:
         self.validate(job)
+        await self.phases.report(job.id, phases.REQUESTING)
         argv = build_command(job, python=self.worker_python)
         commands = worker.job_commands(self, job, argv)
         user_data = worker.user_data(self, job)
@@ -259,9 +269,11 @@ class EC2Backend(EC2Settings):
         if job.id in self._stopping:
             await self.job_instances.terminate_quietly([iid], job.id)
             return  # stop() confirms the termination
+        await self.phases.report(job.id, phases.BOOTING)
         command_id = await self._send_job_command(job, iid, commands, launched_at)
         if command_id is not None:
             await record({"command_id": command_id})
+            await self.phases.report(job.id, phases.PREPARING)
 
     async def _send_job_command(
         self, job: Job, iid: str, commands: list[str], launched_at: float
@@ -275,7 +287,11 @@ class EC2Backend(EC2Settings):
         async def give_up(failures: int) -> bool:
             if job.id in self._stopping:
                 return True
-            return failures > 0 and failures % 5 == 0 and await instances.is_gone(ec2, iid)
+            return (
+                failures > 0
+                and failures % GONE_CHECK_EVERY == 0
+                and await instances.is_gone(ec2, iid)
+            )
 
         try:
             return await ssm.send_until_registered(
@@ -288,7 +304,8 @@ class EC2Backend(EC2Settings):
                     comment=comment,
                 ),
                 timeout_seconds=self.launch_timeout_seconds,
-                pause=lambda n: backoff_delay(
+                pause=self._send_pause,
+                throttled_pause=lambda n: backoff_delay(
                     n, self.ssm_retry_seconds, self.ssm_retry_max_seconds
                 ),
                 give_up=give_up,
@@ -312,8 +329,11 @@ class EC2Backend(EC2Settings):
             raise BackendError(f"{failed}; {cleanup_note(iid, problem)}") from exc
 
     def _send_pause(self, failures: int) -> float:
-        """Seconds between SendCommand attempts while the agent registers."""
-        return backoff_delay(failures, self.ssm_retry_seconds, self.ssm_retry_max_seconds)
+        """Seconds between SendCommand attempts while the agent registers: a steady cadence
+        (the command is accepted within one pause of the registration), twice as long before
+        an attempt that first asks EC2 whether the instance is gone (`give_up`), so the launch
+        makes at most one AWS call per `ssm_retry_seconds` on average."""
+        return self.ssm_retry_seconds * (2 if failures % GONE_CHECK_EVERY == 0 else 1)
 
     # -- wait, stop, reattach ----------------------------------------------------------------
 
@@ -374,7 +394,12 @@ class EC2Backend(EC2Settings):
         """After a restart: None if the job's instance is alive with its command (the service
         then calls wait), else how it ended. Raises BackendError if AWS can't be read."""
         with aws_errors(f"looking up job {job.id} after a restart"):
-            return await self._reattach(job)
+            outcome = await self._reattach(job)
+        if outcome is None:  # alive with its command: its phase, from its state folder
+            progress = await asyncio.to_thread(read_progress, self.job_state_dir(job))
+            phase = phases.RUNNING if progress.started else phases.PREPARING
+            await self.phases.report(job.id, phase)
+        return outcome
 
     async def _reattach(self, job: Job) -> Outcome | None:
         exit_code = await asyncio.to_thread(self.read_exit_code, job)

@@ -15,6 +15,7 @@ from ...aws.command import build_commands
 from ...aws.launch import LaunchSpec, run_instances_parameters
 from ...aws.select import Candidate
 from ...aws.userdata import build_user_data
+from ...jobfiles import STARTED_FILE
 from ...models import Job
 from .choice import WorkerImage
 from .settings import EC2Settings
@@ -82,6 +83,7 @@ def prepare_files(settings: EC2Settings, job: Job) -> None:
     """The job's state folder, without an exit code from an earlier run. Blocking."""
     settings.job_state_dir(job).mkdir(parents=True, exist_ok=True)
     settings.exit_code_path(job).unlink(missing_ok=True)
+    (settings.job_state_dir(job) / STARTED_FILE).unlink(missing_ok=True)
 
 
 def job_tags(
