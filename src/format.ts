@@ -31,6 +31,11 @@ export function isNotebookPath(path: string): boolean {
   return extensionOf(path) === '.ipynb';
 }
 
+/** Whether the file is a report (R Markdown, Quarto): it takes parameters. */
+export function isReportPath(path: string): boolean {
+  return ['.rmd', '.qmd'].includes(extensionOf(path));
+}
+
 export function basename(path: string): string {
   const parts = path.split('/');
   return parts[parts.length - 1] || path;

@@ -25,6 +25,8 @@ export interface ILaunchForm {
   maxLifetimeMinutes: string;
   logPath: string;
   parameters: string;
+  /** A script's command-line arguments: one per line. */
+  args: string;
   env: string;
   instanceType: string;
   /** Spot only: what an interruption does, and the attempts in all. */
@@ -44,6 +46,8 @@ export type LaunchErrors = { [field in LaunchField]?: string };
 export interface ILaunchContext {
   path: string;
   isNotebook: boolean;
+  /** An R Markdown or Quarto report: it takes parameters (and no arguments). */
+  isReport?: boolean;
   /** The backends the user may choose (their capabilities decide the fields). */
   backends: ReadonlyArray<IBackendInfo>;
   /** The server's largest values (`GET config` `limits`; 0: no limit). */
@@ -141,6 +145,38 @@ export function formatEnv(env: { [name: string]: string } | undefined): string {
   return Object.entries(env ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .join('\n');
+}
+
+/** The most arguments a script takes, and their bytes in all (the server's limits). */
+export const MAX_ARGS = 256;
+export const MAX_ARGS_BYTES = 64 * 1024;
+
+/**
+ * A script's arguments: one per line, each taken as typed (spaces, quotes
+ * and `$` included); blank lines are skipped.
+ */
+export function parseArgs(
+  text: string,
+  trans: TranslationBundle
+): { args: string[]; error: string | null } {
+  const args = text
+    .split('\n')
+    .map(line => line.replace(/\r$/, ''))
+    .filter(line => line.length > 0);
+  if (args.length > MAX_ARGS) {
+    return { args, error: trans.__('At most %1 arguments', MAX_ARGS) };
+  }
+  const bytes = args.reduce(
+    (sum, arg) => sum + new TextEncoder().encode(arg).length + 1,
+    0
+  );
+  if (bytes > MAX_ARGS_BYTES) {
+    return {
+      args,
+      error: trans.__('At most %1 KiB of arguments', MAX_ARGS_BYTES / 1024)
+    };
+  }
+  return { args, error: null };
 }
 
 /** Parse the notebook parameters: empty, or a JSON object. */
@@ -290,13 +326,21 @@ export function validateLaunch(
     errors.logPath = logError;
   }
 
+  const takesParameters = context.isNotebook || !!context.isReport;
   let parameters: { [name: string]: unknown } = {};
-  if (context.isNotebook) {
+  if (takesParameters) {
     const parsed = parseParameters(form.parameters, trans);
     if (parsed.error) {
       errors.parameters = parsed.error;
     }
     parameters = parsed.parameters;
+  }
+
+  const parsedArgs = takesParameters
+    ? { args: [], error: null }
+    : parseArgs(form.args, trans);
+  if (parsedArgs.error) {
+    errors.args = parsedArgs.error;
   }
 
   const parsedEnv = parseEnv(form.env, trans);
@@ -346,8 +390,11 @@ export function validateLaunch(
   if (Object.keys(parsedEnv.env).length) {
     request.env = parsedEnv.env;
   }
-  if (context.isNotebook && Object.keys(parameters).length) {
+  if (takesParameters && Object.keys(parameters).length) {
     request.parameters = parameters;
+  }
+  if (parsedArgs.args.length) {
+    request.args = parsedArgs.args;
   }
   // Only a backend that honours an instance type is sent one.
   if (
@@ -377,6 +424,7 @@ export function formFromJob(job: IJob): ILaunchForm {
       job.parameters && Object.keys(job.parameters).length
         ? JSON.stringify(job.parameters, null, 2)
         : '',
+    args: (job.args ?? []).join('\n'),
     env: formatEnv(job.env),
     instanceType: job.requested_instance_type ?? '',
     onInterruption: job.on_interruption ?? 'retry',

@@ -23,6 +23,7 @@ export function makeForm(overrides: Partial<ILaunchForm> = {}): ILaunchForm {
     maxLifetimeMinutes: '60',
     logPath: '',
     parameters: '',
+    args: '',
     env: '',
     instanceType: '',
     onInterruption: 'retry',

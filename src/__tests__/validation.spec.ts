@@ -214,6 +214,7 @@ describe('formFromJob', () => {
       maxLifetimeMinutes: '90',
       logPath: '',
       parameters: JSON.stringify({ alpha: 1 }, null, 2),
+      args: '',
       env: 'SEED=7',
       instanceType: 'c6i.xlarge',
       onInterruption: 'retry',

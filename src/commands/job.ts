@@ -78,7 +78,7 @@ export function registerJobCommands(options: ICommandsOptions): void {
     execute: async args => {
       const job = jobArg(model, args);
       if (job?.output_path) {
-        await openFile(options, job.output_path);
+        await openFile(options, job.output_path, outputViewer(job.output_path));
       }
     }
   });
@@ -158,6 +158,18 @@ function stopQuestion(
         'Stop "%1"? Its process will be terminated.',
         basename(job.path)
       );
+}
+
+/** The factory name of JupyterLab's HTML viewer (@jupyterlab/htmlviewer). */
+const HTML_VIEWER = 'HTML Viewer';
+
+/**
+ * The viewer of a job's output: a rendered HTML report opens in JupyterLab's
+ * HTML viewer (trusted only as JupyterLab trusts any HTML file), anything
+ * else (a notebook, a PDF) with its default viewer.
+ */
+export function outputViewer(path: string): string | undefined {
+  return /\.html?$/i.test(path) ? HTML_VIEWER : undefined;
 }
 
 /** Open a file in JupyterLab; a failure is a notification. */

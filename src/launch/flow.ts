@@ -9,7 +9,12 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import type { CommandRegistry } from '@lumino/commands';
 
 import { offeredBackends } from '../backends';
-import { basename, isNotebookPath, isSupportedPath } from '../format';
+import {
+  basename,
+  isNotebookPath,
+  isReportPath,
+  isSupportedPath
+} from '../format';
 import { ApiError, errorText } from '../handler';
 import { initialScheduleForm, scheduleRequest } from '../schedules/form';
 import { submitSchedule } from '../schedules/submit';
@@ -66,6 +71,7 @@ export async function launchJob(
     const result = await showLaunchDialog({
       path,
       isNotebook: isNotebookPath(path),
+      isReport: isReportPath(path),
       form,
       backends,
       limits: config.limits,

@@ -55,6 +55,7 @@ export function initialForm(
       String(s.maxLifetimeMinutes ?? d?.max_lifetime_minutes ?? 240),
     logPath: '',
     parameters: '',
+    args: '',
     env: remembered?.env ?? '',
     instanceType: remembered?.instanceType ?? '',
     onInterruption: remembered?.onInterruption ?? 'retry',

@@ -55,7 +55,7 @@ type FieldElement = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
 /** The fields typed into an `<input>` (all but the backend, spot and text areas). */
 type InputField = Exclude<
   LaunchField,
-  'backend' | 'spot' | 'parameters' | 'env' | 'onInterruption'
+  'backend' | 'spot' | 'parameters' | 'args' | 'env' | 'onInterruption'
 >;
 
 /** Per-field helpers of the form (see `LaunchDialogBody._fieldHelpers`). */
@@ -388,7 +388,7 @@ export class LaunchDialogBody extends ReactWidget {
     );
   }
 
-  /** Log path, notebook parameters and environment. */
+  /** Log path, parameters (notebooks, reports) or arguments (scripts), environment. */
   private _renderTexts(field: IFieldHelpers): JSX.Element {
     const { trans, context } = this._options;
     const form = this._form;
@@ -399,10 +399,16 @@ export class LaunchDialogBody extends ReactWidget {
           placeholder: defaultLogPathHint(context.path)
         })}
         {field.error('logPath')}
-        {context.isNotebook && (
+        {context.isNotebook || context.isReport ? (
           <>
             <label className="jp-AWSJobs-field">
-              <span>{trans.__('Notebook parameters (JSON object)')}</span>
+              <span>
+                {context.isReport
+                  ? trans.__(
+                      'Report parameters (JSON object; names from its params)'
+                    )
+                  : trans.__('Notebook parameters (JSON object)')}
+              </span>
               <textarea
                 name="parameters"
                 rows={3}
@@ -413,6 +419,23 @@ export class LaunchDialogBody extends ReactWidget {
               />
             </label>
             {field.error('parameters')}
+          </>
+        ) : (
+          <>
+            <label className="jp-AWSJobs-field">
+              <span>
+                {trans.__('Arguments (one per line, taken as typed)')}
+              </span>
+              <textarea
+                name="args"
+                rows={2}
+                className={field.className('args')}
+                placeholder={trans.__('--epochs\n10')}
+                value={form.args}
+                onChange={field.set('args')}
+              />
+            </label>
+            {field.error('args')}
           </>
         )}
         <label className="jp-AWSJobs-field">
@@ -594,6 +617,7 @@ export namespace LaunchDialog {
   export interface IOptions {
     path: string;
     isNotebook: boolean;
+    isReport?: boolean;
     form: ILaunchForm;
     backends: ReadonlyArray<IBackendInfo>;
     limits: IServerLimits;
@@ -624,6 +648,7 @@ export async function showLaunchDialog(
   const context: ILaunchContext = {
     path: options.path,
     isNotebook: options.isNotebook,
+    isReport: options.isReport,
     backends: options.backends,
     limits: options.limits
   };
