@@ -61,5 +61,10 @@ class ScheduleTimer:
             delay = self.max_sleep_seconds
             if self.next_at is not None:
                 delay = min(max(0.0, self.next_at - self.clock()), delay)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            # call_later rather than wait_for: 3.11's wait_for can swallow a cancel that
+            # comes as the event is set (a re-arm during close), and never end.
+            alarm = asyncio.get_running_loop().call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                alarm.cancel()

@@ -1,0 +1,193 @@
+"""Schedules of a backend that keeps them elsewhere (`Capabilities.schedules`, EC2's
+EventBridge Scheduler in production; a fake here): create/patch/delete go there, the list
+merges what is found there, its runs are imported and watched like any job, and the local
+timer never fires them."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from awsjobs_lab.backends.base import Backend, Capabilities, RecordHandle
+from awsjobs_lab.errors import BackendNotConfigured, Conflict, InvalidRequest
+from awsjobs_lab.models import Job, JobState, Outcome
+from awsjobs_lab.requests import LaunchDefaults
+from awsjobs_lab.schedules.model import Schedule
+from awsjobs_lab.schedules.service import ScheduleOptions, ScheduleService
+from awsjobs_lab.service import JobService, ServiceOptions
+from awsjobs_lab.store import JobStore
+from tests.server.helpers import make_job, poll
+
+BODY = {"name": "nightly", "cron": "0 2 * * *", "timezone": "UTC", "job": {"path": "x.py"}}
+
+
+class FakeRemote:
+    def __init__(self) -> None:
+        self.schedules: dict[str, Schedule] = {}
+        self.put_jobs: list[Job] = []
+        self.runs: list[Job] = []
+        self.problem: str | None = None
+        self.deleted: list[str] = []
+
+    def check(self, schedule: Schedule) -> None:
+        if self.problem:
+            raise BackendNotConfigured(self.problem)
+
+    async def put(self, schedule: Schedule, job: Job) -> None:
+        self.schedules[schedule.name] = schedule
+        self.put_jobs.append(job)
+
+    async def delete(self, owner: str, name: str) -> None:
+        self.deleted.append(name)
+        self.schedules.pop(name, None)
+
+    async def list(self, owner: str) -> builtins.list[Schedule]:
+        return list(self.schedules.values())
+
+    async def import_runs(self, owner: str, known_job_ids: set[str]) -> builtins.list[Job]:
+        return [job for job in self.runs if job.id not in known_job_ids]
+
+
+class CloudBackend(Backend):
+    """Jobs run until stopped; a stop ends them."""
+
+    id: ClassVar[str] = "cloud"
+    label: ClassVar[str] = "Cloud"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ends: dict[str, asyncio.Future[Outcome]] = {}
+        self.reattached: list[str] = []
+
+    def _end(self, job_id: str) -> asyncio.Future[Outcome]:
+        return self.ends.setdefault(job_id, asyncio.get_running_loop().create_future())
+
+    async def launch(self, job: Job, record: RecordHandle) -> None:
+        await record({"token": job.id})
+
+    async def wait(self, job: Job) -> Outcome:
+        return await asyncio.shield(self._end(job.id))
+
+    async def stop(self, job: Job) -> None:
+        if not self._end(job.id).done():
+            self._end(job.id).set_result(Outcome(JobState.FAILED, exit_code=-15))
+
+    async def reattach(self, job: Job) -> Outcome | None:
+        self.reattached.append(job.id)
+        return None
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[ScheduleService, FakeRemote]]:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "x.py").write_text("print('x')\n")
+    remote = FakeRemote()
+    backend = CloudBackend()
+    backend.capabilities = Capabilities(schedules=remote)  # type: ignore[misc]
+    backend.root_dir = str(tmp_path / "root")
+    jobs = JobService(
+        JobStore(tmp_path / "jobs.sqlite"),
+        {"cloud": backend},
+        tmp_path / "root",
+        ServiceOptions(defaults=LaunchDefaults(backend="cloud"), retry_seconds=0.01),
+    )
+    schedules = ScheduleService(jobs, ScheduleOptions(owner="me", import_interval_seconds=3600))
+    await schedules.start()
+    yield schedules, remote
+    await schedules.close()
+    await jobs.close()
+
+
+async def test_create_patch_delete_go_to_the_remote(
+    setup: tuple[ScheduleService, FakeRemote],
+) -> None:
+    schedules, remote = setup
+    created = await schedules.create(dict(BODY))
+    assert created["remote"] is True
+    assert remote.schedules["nightly"].cron == "0 2 * * *"
+    assert remote.put_jobs[0].path == "x.py"
+    assert remote.put_jobs[0].state is JobState.PENDING
+    with pytest.raises(Conflict):
+        await schedules.create(dict(BODY))
+
+    await schedules.patch("nightly", {"cron": "0 3 * * *"})
+    assert remote.schedules["nightly"].cron == "0 3 * * *"
+    assert len(remote.put_jobs) == 2
+
+    await schedules.delete("nightly")
+    assert remote.deleted == ["nightly"]
+    assert await schedules.list_schedules() == []
+
+
+async def test_not_configured_is_refused_and_nothing_kept(
+    setup: tuple[ScheduleService, FakeRemote],
+) -> None:
+    schedules, remote = setup
+    remote.problem = "EC2 schedules need c.EC2Backend.scheduler_role_arn"
+    with pytest.raises(BackendNotConfigured, match="scheduler_role_arn"):
+        await schedules.create(dict(BODY))
+    assert remote.schedules == {}
+    assert await schedules.list_schedules() == []
+    with pytest.raises(InvalidRequest, match="path"):
+        await schedules.create({**BODY, "job": {"path": "missing.py"}})
+
+
+async def test_a_schedule_created_elsewhere_shows_up(
+    setup: tuple[ScheduleService, FakeRemote],
+) -> None:
+    schedules, remote = setup
+    remote.schedules["elsewhere"] = Schedule(
+        name="elsewhere",
+        owner="me",
+        cron="30 4 * * 1",
+        timezone="Europe/Paris",
+        job={"path": "x.py", "backend": "cloud"},
+    )
+    listed = await schedules.list_schedules()
+    assert [s["name"] for s in listed] == ["elsewhere"]
+    assert listed[0]["description"] == "at 04:30, on Monday, Europe/Paris"
+    shown = await schedules.get("elsewhere")
+    assert shown["remote"] is True
+    await schedules.delete("elsewhere")
+    assert remote.deleted == ["elsewhere"]
+
+
+async def test_imported_runs_are_watched_and_can_be_stopped(
+    setup: tuple[ScheduleService, FakeRemote],
+) -> None:
+    schedules, remote = setup
+    await schedules.create(dict(BODY))
+    run = make_job("x.py", backend="cloud", state=JobState.RUNNING, schedule="nightly")
+    run.handle = {"token": "aws"}
+    done = make_job("x.py", backend="cloud", state=JobState.SUCCEEDED, schedule="nightly")
+    remote.runs = [run, done]
+    assert await schedules.import_runs() == 2
+    assert await schedules.import_runs() == 0  # known now: never twice
+    backend: CloudBackend = schedules.jobs.backends["cloud"]  # type: ignore[assignment]
+
+    async def watched() -> bool:
+        return run.id in backend.reattached
+
+    await poll(watched, "the imported run to be re-attached")
+    runs = (await schedules.get("nightly"))["runs"]
+    assert {r["job_id"] for r in runs} == {run.id, done.id}
+    await schedules.jobs.stop_job(run.id)
+
+    async def stopped() -> bool:
+        return (await schedules.jobs.get_job(run.id)).state is JobState.STOPPED
+
+    await poll(stopped, "the imported run to be stopped")
+
+
+async def test_the_local_timer_never_fires_a_remote_schedule(
+    setup: tuple[ScheduleService, FakeRemote],
+) -> None:
+    schedules, _ = setup
+    await schedules.create(dict(BODY))
+    assert await schedules._tick(schedules.clock() + 3 * 86400) is None
+    assert (await schedules.get("nightly"))["runs"] == []
