@@ -38,7 +38,15 @@ from .driver_support import (
 from .errors import AWSJobsError, BackendError, StoreUnavailable
 from .models import ACTIVE_STATES, Job, JobState, Outcome, now
 from .phases import PhaseRecorder
-from .recovery import Relaunch, final_interruption, mark_log, plan_relaunch, refused_relaunch
+from .recovery import (
+    Relaunch,
+    close_unlaunched_attempt,
+    final_interruption,
+    mark_log,
+    plan_relaunch,
+    refused_relaunch,
+    relaunch_failed,
+)
 from .store import JobChange, JobStore
 
 T = TypeVar("T")
@@ -248,8 +256,11 @@ class JobDriver:
         error = await self._run_launch(launching, backend, open_gate)
         if error:
             # Whatever the launch had started is stopped (nothing leaks); after a Stop, the
-            # stopper finishes the job instead.
-            await self._fail(job_id, error, reason=f"launch failed: {error}")
+            # stopper finishes the job instead. A relaunch that fails: the run stays interrupted.
+            if launching.attempt_number > 1:
+                await self._fail(job_id, relaunch_failed(launching, error), interrupted=True)
+            else:
+                await self._fail(job_id, error, reason=f"launch failed: {error}")
             return None
         fresh = await self.store.get(job_id)
         started_at = fresh.started_at or now()
@@ -415,14 +426,17 @@ class JobDriver:
         reason = f"{plan.note}: {outcome.error or 'spot interrupted'}"
         return await self._start_attempt(job.id, backend, _RUNNING, reason, plan.begin())
 
-    async def _fail(self, job_id: str, error: str, reason: str | None = None) -> None:
-        """Mark a job failed after an error, stopping whatever work it has (best effort, once)
-        so nothing keeps running unwatched. A stopping job is left to its stopper. While the
-        store cannot be read or written, retried: a job is never left launching for ever."""
+    async def _fail(
+        self, job_id: str, error: str, reason: str | None = None, interrupted: bool = False
+    ) -> None:
+        """Mark a job failed (`interrupted`: a relaunch that failed) after an error, stopping
+        whatever work it has (best effort, once) so nothing keeps running unwatched. A stopping
+        job is left to its stopper. While the store cannot be read or written, retried: a job
+        is never left launching for ever."""
         backoff = Backoff(self.options)
         while True:
             try:
-                await self._fail_once(job_id, error, reason)
+                await self._fail_once(job_id, error, reason, interrupted)
                 return
             except StoreUnavailable as err:
                 self.log.warning("awsjobs: job %s: cannot record its failure yet: %s", job_id, err)
@@ -431,7 +445,9 @@ class JobDriver:
                 return
             await backoff.sleep()
 
-    async def _fail_once(self, job_id: str, error: str, reason: str | None) -> None:
+    async def _fail_once(
+        self, job_id: str, error: str, reason: str | None, interrupted: bool
+    ) -> None:
         job = await self.store.get(job_id)
         if job.state not in _DRIVEN:
             return
@@ -442,8 +458,10 @@ class JobDriver:
             except Exception as err:
                 self.log.warning("awsjobs: could not stop failed job %s: %s", job_id, err)
                 error += f" (its work may still be running: {describe_error(err)})"
+        target = JobState.INTERRUPTED if interrupted else JobState.FAILED
+        closing = close_unlaunched_attempt if interrupted else None
         await self._move(
-            job_id, JobState.FAILED, reason or error, {job.state}, durable=True, error=error
+            job_id, target, reason or error, {job.state}, durable=True, error=error, change=closing
         )
 
     async def _move(

@@ -6,6 +6,8 @@ script and command text (tests/awssim/README.md), driven by the real JobService 
   attempts listed and their costs summed; every instance of it terminated;
 - `on_interruption: "fail"`: `interrupted` at once, nothing relaunched;
 - a Stop while the job is relaunching: `stopped`, no instance left;
+- a relaunch that cannot launch (no capacity in any pool): `interrupted`, its error says why
+  the new attempt failed, no instance left;
 - the spot notice on the worker: the simulator writes the notice to the sandbox, not to an
   instance metadata service, so a fake IMDSv2 on 127.0.0.1 serves it here (the command text
   takes its URL from the worker's environment, `AWSJOBS_IMDS_URL`): the job gets SIGTERM and
@@ -256,6 +258,27 @@ async def test_stop_during_a_relaunch_stops_everything(service, worker, root, aw
     assert [a.outcome for a in stopped.attempts] == ["interrupted", "stopped"]
     ids = [i["instance_id"] for i in worker.record.to_json()["instances"]]
     assert ids and set((await _states(aws, ids)).values()) <= {"shutting-down", "terminated"}
+
+
+async def test_a_relaunch_that_cannot_launch_reads_interrupted(service, worker, root, aws):
+    job = await service.create_job({"path": "work/train.py", "spot": True})
+    first = await _running_attempt(service, root, job.id, 1)
+    # No capacity anywhere for the next attempt: every pool refuses it.
+    worker.configure({"capacity": {"rules": [{"error": "InsufficientInstanceCapacity"}]}})
+    worker.interrupt_spot(first.attempts[0].instance_id)
+    done = await _until(service, job.id, lambda j: not j.is_active, "the job to end")
+
+    assert done.state is JobState.INTERRUPTED, done.error
+    error = done.error or ""
+    assert error.startswith("spot interrupted; attempt 2 of 3 could not launch: "), error
+    assert "InsufficientInstanceCapacity" in error or "no capacity" in error
+    assert [a.outcome for a in done.attempts] == ["interrupted", "failed"]
+    assert done.attempts[1].instance_id is None
+    assert [t.state.value for t in done.moves][-2:] == ["launching", "interrupted"]
+    # Nothing leaks: the first instance is gone and no other was launched.
+    ids = [i["instance_id"] for i in worker.record.to_json()["instances"]]
+    assert ids == [first.attempts[0].instance_id]
+    assert set((await _states(aws, ids)).values()) <= {"shutting-down", "terminated"}
 
 
 class _FakeIMDS(BaseHTTPRequestHandler):
