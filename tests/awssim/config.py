@@ -27,6 +27,7 @@ class ClockConfig:
     reboot_seconds: float = 0.2  # a reboot: down → running again
     spot_notice_seconds: float = 0.5  # interruption notice → shutting-down (AWS: 2 minutes)
     shutdown_minute_seconds: float = 60.0  # what one minute of `shutdown -h +N` lasts
+    mount_seconds: float = 0.0  # a successful `mount` (EFS) on the worker takes this long
     # Seconds per second of SSM's TimeoutSeconds (delivery) and executionTimeout.
     ssm_timeout_scale: float = 1.0
 

@@ -115,6 +115,7 @@ class Fleet:
         if worker.enabled:
             root = self.sandbox_root / instance.id
             sandbox = Sandbox(root, worker.efs_root, worker.mount_fails, self.endpoint_url)
+            sandbox.env["AWSSIM_MOUNT_SECONDS"] = str(self.config.clock.mount_seconds)
             sandbox.s3_upload_dies(worker.s3_upload_dies)
             if self.endpoint_url:  # the instance metadata (IMDSv2) is the simulator's
                 sandbox.env.setdefault("AWSJOBS_IMDS_URL", url_of(self.endpoint_url, instance.id))

@@ -47,6 +47,7 @@ fi
 if [ -n "${AWSSIM_EFS_ROOT:-}" ] && [ "$target" != "$AWSSIM_EFS_ROOT" ]; then
   echo "mount: $target is not the simulated EFS folder $AWSSIM_EFS_ROOT" >&2; exit 32
 fi
+sleep "${AWSSIM_MOUNT_SECONDS:-0}"  # clock.mount_seconds: what an EFS mount takes
 mkdir -p "$AWSSIM_SANDBOX/run" && printf '%s\\n' "$target" >> "$AWSSIM_SANDBOX/run/mounts"
 """
 _MOUNTPOINT = """target=""
