@@ -12,23 +12,15 @@ import pytest
 from awsjobs_lab import cli
 from awsjobs_lab import client as api
 
+# The bodies of `POST jobs`, captured without a server (the GPU fields' tests use it too).
+from tests.client.test_gpu_passthrough import sent as sent
 
-@pytest.fixture
-def sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The bodies of `POST jobs`, answered with a job that echoes them."""
-    bodies: list[dict[str, Any]] = []
+
+@pytest.fixture(autouse=True)
+def scripts(tmp_path: Path) -> None:
+    """The files run here, in the folder `sent` makes current (the server root)."""
     for name in ("train.py", "report.Rmd"):
         (tmp_path / name).write_text("\n")
-    server = api.Client(api.ServerInfo("http://127.0.0.1:9/", root_dir=str(tmp_path)))
-
-    def request(method: str, path: str, body: Any = None, **_: Any) -> dict[str, Any]:
-        bodies.append(body)
-        return {"id": "j1", "state": "pending", "backend": "local", "log_path": "x.log", **body}
-
-    monkeypatch.setattr(server, "request", request)
-    monkeypatch.setattr(api, "connect", lambda *a, **k: server)
-    monkeypatch.chdir(tmp_path)
-    return bodies
 
 
 def test_run_job_passes_args(sent: list[dict[str, Any]]) -> None:
