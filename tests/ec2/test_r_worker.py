@@ -9,21 +9,15 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 from ec2_helpers import Recorder, make_job
 
-from awsjobs_lab.backends.ec2 import EC2Backend
-from awsjobs_lab.models import Job
+# The simulator's worker on, and the wait for a job's exit code (shared with the SSM tests).
+from test_ssm_values import _exit_code
+from test_ssm_values import worker as worker
+
 from awsjobs_lab.requests import LaunchDefaults, parse_launch_request
 from tests.awssim.server import SimulatedAWS
-from tests.awssim.support import eventually
 
-WORKER_CLOCK = {
-    "boot_seconds": 0.1,
-    "agent_register_seconds": 0.1,
-    "halt_delay_seconds": 0.05,
-    "shutting_down_seconds": 0.1,
-}
 # What a shell or SSM would rewrite, if anything were written into the command text as it is.
 ARGS = ["--epochs", "10", "with space", 'it\'s "q"', "$(touch pwned)", "{{ssm:x}}", "", "é"]
 SHOW_ARGS = "cat(jsonlite::toJSON(commandArgs(trailingOnly = TRUE)), '\\n', sep = '')\n"
@@ -37,29 +31,12 @@ The square of `r params$n` is `r params$n^2`.
 """
 
 
-@pytest.fixture
-def worker(sim: SimulatedAWS, root: Path) -> SimulatedAWS:
-    """The simulator's worker on: boot scripts and commands really run, `root` is the EFS."""
-    sim.configure({"clock": WORKER_CLOCK, "worker": {"enabled": True, "efs_root": str(root)}})
-    return sim
-
-
-async def _exit_code(backend: EC2Backend, job: Job) -> str:
-    path = backend.exit_code_path(job)
-
-    async def written() -> str | None:
-        return path.read_text() if path.is_file() else None
-
-    found: str = await eventually(written, timeout=120.0)
-    return found
-
-
 async def test_r_script_receives_its_args(worker: SimulatedAWS, make_backend, root: Path) -> None:
     backend = make_backend(worker_python=sys.executable)
     job = make_job(root, "show.R", body=SHOW_ARGS, args=list(ARGS))
     await backend.launch(job, Recorder(job))
 
-    assert await _exit_code(backend, job) == "0\n"
+    assert await _exit_code(backend, job, timeout=120.0) == "0\n"
     log = (root / job.log_path).read_text()
     (line,) = [x for x in log.splitlines() if x.startswith('["')]  # not an [awsjobs] line
     assert json.loads(line) == ARGS
@@ -78,6 +55,6 @@ async def test_rmd_renders_its_parameters(worker: SimulatedAWS, make_backend, ro
     assert job.output_path == f"work/squares.{job.id}.html"
     await backend.launch(job, Recorder(job))
 
-    code = await _exit_code(backend, job)
+    code = await _exit_code(backend, job, timeout=120.0)
     assert code == "0\n", (root / job.log_path).read_text()
     assert "The square of 9 is 81." in (root / job.output_path).read_text()
