@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import client as api
-from .models import MAX_ATTEMPTS_LIMIT, ON_INTERRUPTION
+from .models import ACTIVE_STATES, MAX_ATTEMPTS_LIMIT, ON_INTERRUPTION, Job
+from .phases import phase_durations
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -62,6 +63,9 @@ Jupyter servers of this user (the one whose root contains the script or the curr
 # --------------------------------------------------------------------------------------------
 # Output helpers
 # --------------------------------------------------------------------------------------------
+
+
+ACTIVE_VALUES = frozenset(s.value for s in ACTIVE_STATES)
 
 
 def _print_json(data: Any, out: TextIO) -> None:
@@ -163,10 +167,31 @@ def _describe_job(job: api.Job, out: TextIO) -> None:
         ("hourly_price", d.get("hourly_price")),
         ("exit_code", job.exit_code),
         ("error", job.error),
+        *_phase_fields(d),
     ]
     for key, value in fields:
         if value is not None and value != "":
             out.write(f"{key + ':':15}{value}\n")
+
+
+def _phase_fields(d: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """`phase: booting · 0:41` while active; `phases:` each phase's duration once it ended."""
+    if d.get("phase"):
+        since = d.get("phase_since")
+        return [("phase", f"{d['phase']} · {_duration(time.time() - since if since else None)}")]
+    if d.get("state") in ACTIVE_VALUES:
+        return []
+    spent = phase_durations(Job.from_record(dict(d)).history)
+    return [("phases", ", ".join(f"{p} {_duration(s)}" for p, s in spent.items()) or None)]
+
+
+def _say_phase(job: api.Job, shown: str | None, err: TextIO) -> str | None:
+    """Print the job's phase when it changed (`run --follow`); the phase now shown."""
+    phase = job.data.get("phase")
+    if phase and phase != shown:
+        err.write(f"[awsjobs] {job.state}: {phase}\n")
+        err.flush()
+    return phase or shown
 
 
 def _exit_for(state: str) -> int:
@@ -206,10 +231,18 @@ class _UsageError(Exception):
     pass
 
 
-def _follow(job: api.Job, out: TextIO, poll: float) -> None:
-    for chunk in job.log(follow=True, poll=poll):
-        out.write(chunk)
-        out.flush()
+def _follow(job: api.Job, out: TextIO, err: TextIO, poll: float) -> None:
+    """The log as it grows, and each phase change as it happens, until the job has ended."""
+    shown: str | None = None
+    while True:
+        job.refresh()
+        shown = _say_phase(job, shown, err)
+        for chunk in job.log(follow=job.is_finished, poll=poll):  # to the end, once finished
+            out.write(chunk)
+            out.flush()
+        if job.is_finished:
+            return
+        time.sleep(poll)
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -244,7 +277,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return EXIT_OK
     try:
         if args.follow:
-            _follow(job, out if not args.json else err, args.poll)
+            _follow(job, out if not args.json else err, err, args.poll)
         state = job.wait(poll=args.poll)
     except KeyboardInterrupt:
         _still_running_hint(job.id, err)

@@ -90,6 +90,7 @@ def test_run_follow_prints_the_log(server: ServerProc, sub: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == "".join(f"line {i}\n" for i in range(1, 6))
     assert "succeeded" in result.stderr
+    assert "[awsjobs] running: running\n" in result.stderr  # phase changes, as they happen
 
 
 def test_list_show_logs(server: ServerProc, sub: Path) -> None:
@@ -110,6 +111,10 @@ def test_list_show_logs(server: ServerProc, sub: Path) -> None:
 
     shown = awsjobs("show", job["id"], env=server.env, cwd=sub)
     assert "state:" in shown.stdout and "succeeded" in shown.stdout
+    phases = next(line for line in shown.stdout.splitlines() if line.startswith("phases:"))
+    assert [p.split()[0] for p in phases.split(":", 1)[1].split(",")] == [
+        "preparing", "running", "finishing"
+    ]  # fmt: skip
 
     logs = awsjobs("logs", job["id"], env=server.env, cwd=sub)
     assert logs.returncode == 0
