@@ -173,8 +173,21 @@ class JobService:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    async def create_job(self, body: Any) -> Job:
-        """Validate, persist as pending, start driving it, and return at once."""
+    async def create_job(self, body: Any, schedule: str | None = None) -> Job:
+        """Validate, persist as pending, start driving it, and return at once. `schedule`
+        names the schedule that fired it, if any."""
+        job, backend = await self.check_job(body)
+        job.schedule = schedule
+        if not (self.budget.enabled and self.budget.counts(backend.id)):
+            await self.driver.submit(job)
+            return job
+        price = await self._launch_price(backend, job)
+        async with self.budget.admit(job.id, price):  # OverBudget: nothing inserted
+            await self.driver.submit(job)
+        return job
+
+    async def check_job(self, body: Any) -> tuple[Job, Backend]:
+        """A `POST jobs` body validated into a pending Job (not stored) and its backend."""
         job = await asyncio.to_thread(  # it stats files: off the loop (the root may be NFS)
             parse_launch_request,
             body,
@@ -190,13 +203,7 @@ class JobService:
         if problem:
             raise BackendNotConfigured(problem)
         await backend.check_request(job)
-        if not (self.budget.enabled and self.budget.counts(backend.id)):
-            await self.driver.submit(job)
-            return job
-        price = await self._launch_price(backend, job)
-        async with self.budget.admit(job.id, price):  # OverBudget: nothing inserted
-            await self.driver.submit(job)
-        return job
+        return job, backend
 
     async def _launch_price(self, backend: Backend, job: Job) -> float | None:
         """The hourly price `job` would launch at, from its backend's preview; None when no
@@ -256,8 +263,15 @@ class JobService:
 
     async def delete_job(self, job_id: str) -> None:
         """Forget a finished job (`Conflict` while active) and its state files; the log and
-        outputs are the user's files and stay."""
+        outputs are the user's files and stay. What its backend keeps elsewhere goes too."""
+        job = await self.store.get(job_id)
         await self.store.delete(job_id)
+        backend = self.backends.get(job.backend)
+        if backend is not None:
+            try:
+                await backend.forget(job)
+            except Exception as err:  # the job is gone; a lifecycle rule ends what is left
+                self.log.warning("awsjobs: removing job %s: %s", job_id, err)
         folder = jobfiles.job_state_dir(self.root_dir, job_id)
         await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
 

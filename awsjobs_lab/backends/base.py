@@ -12,7 +12,7 @@ work again. Nothing here knows about HTTP; nothing above the backends knows abou
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -24,6 +24,7 @@ from ..errors import BackendError, BackendNotConfigured
 from ..gpus import NO_GPU, GpuNeed
 from ..models import Job, Outcome
 from ..phases import PhaseSink
+from ..schedules.remote import RemoteSchedules
 
 __all__ = [
     "Backend",
@@ -49,9 +50,12 @@ class Capabilities:
     instances: bool = False  # it implements `InstanceInventory` (`GET instances`, terminate)
     hourly_price: bool = False  # its jobs have an hourly price and a cost so far
     gpus: bool = False  # `gpus`, `gpu_memory_gib`, `gpu_model` are honoured
+    # Its schedules live outside this server and fire without it (EC2: EventBridge Scheduler);
+    # None: they are local (fire while the server runs). Served as a bool.
+    schedules: RemoteSchedules | None = None
 
     def to_dict(self) -> dict[str, bool]:
-        return asdict(self)
+        return {**asdict(replace(self, schedules=None)), "schedules": self.schedules is not None}
 
 
 @runtime_checkable
@@ -85,7 +89,8 @@ class Backend(LoggingConfigurable):
 
     id: ClassVar[str] = ""
     label: ClassVar[str] = ""
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    # A class default; a backend may hold its own per instance (EC2: its remote schedules).
+    capabilities: Capabilities = Capabilities()
 
     # Absolute path of the Jupyter server root; set by the app. Job paths are relative to it.
     root_dir = Unicode("").tag(config=False)
@@ -93,6 +98,9 @@ class Backend(LoggingConfigurable):
     lifetime_unit_seconds = Float(60.0).tag(config=False)
     # Where the backend reports its jobs' phases (`phases.py`); the driver sets its recorder.
     phases: PhaseSink = PhaseSink()
+    # Saves fields of one of its jobs outside `launch` (`JobStore.update`: the job id, `handle=`,
+    # fields), e.g. a transfer's progress; the driver sets it. None: a backend on its own.
+    save_job: Callable[..., Awaitable[Any]] | None = None
 
     def job_state_dir(self, job: Job) -> Path:
         """`<root>/.awsjobs/jobs/<id>/`: small files the job's worker writes (its exit code),
@@ -164,6 +172,10 @@ class Backend(LoggingConfigurable):
         """Stop the work and confirm it is gone. Idempotent. Raise `BackendError` if it
         cannot be confirmed (the service keeps the job in STOPPING and retries)."""
         raise NotImplementedError
+
+    async def forget(self, job: Job) -> None:
+        """The job was removed: delete what the backend keeps for it elsewhere (EC2's S3 mode:
+        its staging area). Best effort: the service logs a failure."""
 
     async def reattach(self, job: Job) -> Outcome | None:
         """After a server restart: None if the work is still alive (the service then calls

@@ -80,6 +80,7 @@ async def test_config(api: Any) -> None:
             "instances": False,
             "hourly_price": False,
             "gpus": False,
+            "schedules": False,
         },
     }
     assert config["backends"][1]["capabilities"] == {
@@ -88,6 +89,7 @@ async def test_config(api: Any) -> None:
         "instances": True,
         "hourly_price": True,
         "gpus": True,
+        "schedules": True,
     }
     assert config["default_backend"] == "local"
     assert config["defaults"] == {
