@@ -14,8 +14,7 @@ import {
   test
 } from '@jupyterlab/galata';
 
-const SIM_URL = `http://127.0.0.1:${process.env.AWSJOBS_SIM_PORT || '8897'}`;
-const EC2_URL = `http://127.0.0.1:${process.env.AWSJOBS_UI_EC2_PORT || '8899'}`;
+import { EC2_URL, SIM_URL } from './simulated';
 // c.EC2Backend.owner in jupyter_server_ec2_config.py.
 const OWNER = 'galata';
 

@@ -16,8 +16,7 @@ import {
 } from '@jupyterlab/galata';
 import type { APIRequestContext, Locator } from '@playwright/test';
 
-const SIM_URL = `http://127.0.0.1:${process.env.AWSJOBS_SIM_PORT || '8897'}`;
-const EC2_URL = `http://127.0.0.1:${process.env.AWSJOBS_UI_EC2_PORT || '8899'}`;
+import { EC2_URL, SIM_URL } from './simulated';
 
 // Its first attempt runs until AWS reclaims the instance; the next finishes.
 const TRAIN = `import os, sys, time
