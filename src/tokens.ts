@@ -92,7 +92,13 @@ export interface ITransition {
   state: JobState;
   at: number;
   reason: string | null;
+  /** Set on a phase entry (not a move): the phase entered at `at`. */
+  phase?: JobPhase;
 }
+
+/** What an active job waits for now (`phases.py`), within launching/running. */
+export type JobPhase =
+  'requesting' | 'booting' | 'preparing' | 'running' | 'finishing';
 
 /**
  * What a spot job does when AWS reclaims its instance: `fail` reads
@@ -178,6 +184,9 @@ export interface IJob {
   progress?: ITransferProgress | null;
   /** For the user, e.g. an output kept beside a file they changed. */
   notes?: string[];
+  /** Its phase while active, and since when (absent from an older server). */
+  phase?: JobPhase | null;
+  phase_since?: number | null;
 }
 
 /** How far a transfer of a job's files got (`staging/progress.py`). */

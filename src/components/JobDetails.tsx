@@ -24,6 +24,8 @@ import {
 } from '../tokens';
 import { transferText } from '../transfer';
 import { LogView } from '../widgets/LogView';
+import { phaseDurations, phaseLabel } from '../phases';
+import { PhaseDurations, PhaseLine } from './PhaseLine';
 import { StateBadge } from './StateBadge';
 import { useNow } from './useNow';
 
@@ -105,6 +107,7 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
             {basename(job.path)}
           </span>
           <StateBadge state={job.state} trans={trans} />
+          <PhaseLine job={job} now={now} trans={trans} />
         </div>
         <div className="jp-AWSJobs-actions">
           {active && (
@@ -218,6 +221,11 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
               {job.output_path}
             </Row>
           )}
+          {!active && phaseDurations(job.history, 0).length > 0 && (
+            <Row label={trans.__('Phases')} name="phases">
+              <PhaseDurations job={job} trans={trans} />
+            </Row>
+          )}
           <Row label={trans.__('Log file')} name="log_path">
             {job.log_path}
           </Row>
@@ -235,7 +243,11 @@ export function JobDetails(props: IJobDetailsProps): JSX.Element {
                   <span className="jp-AWSJobs-historyTime">
                     {formatTime(t.at)}
                   </span>{' '}
-                  <strong>{stateLabel(t.state, trans)}</strong>
+                  <strong>
+                    {t.phase
+                      ? phaseLabel(t.phase, trans)
+                      : stateLabel(t.state, trans)}
+                  </strong>
                   {t.reason ? ` — ${t.reason}` : ''}
                 </li>
               ))}

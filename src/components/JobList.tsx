@@ -14,6 +14,7 @@ import {
 } from '../format';
 import { CommandIDs, IJob, IJobsModel, isActiveState } from '../tokens';
 import { transferText } from '../transfer';
+import { PhaseLine } from './PhaseLine';
 import { StateBadge } from './StateBadge';
 import { useNow } from './useNow';
 
@@ -83,6 +84,7 @@ export function JobRow(props: IJobRowProps): JSX.Element {
             {`${job.attempts.length}/${job.max_attempts}`}
           </span>
         )}
+        <PhaseLine job={job} now={now} trans={trans} />
         <span className="jp-AWSJobs-elapsed" data-ticking={active}>
           {formatDuration(elapsed)}
         </span>
