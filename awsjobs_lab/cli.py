@@ -245,27 +245,30 @@ def _follow(job: api.Job, out: TextIO, err: TextIO, poll: float) -> None:
         time.sleep(poll)
 
 
-def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def job_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`run_job`'s keyword arguments from the options of `add_job_options`."""
     parameters = _parse_pairs(args.param, "--param", parse_values=True)
     env = _parse_pairs(args.env, "--env", parse_values=False)
-    job = api.run_job(
-        args.script,
-        memory=args.memory,
-        cpu=args.cpu,
-        spot=args.spot,
-        log_file=args.log_file,
-        backend=args.backend,
-        max_lifetime_minutes=args.max_lifetime,
-        parameters=parameters or None,
-        env=env or None,
-        args=args.args or None,
-        instance_type=args.instance_type,
-        on_interruption=args.on_interruption,
-        max_attempts=args.max_attempts,
-        gpus=args.gpus,
-        gpu_memory_gib=args.gpu_memory,
-        gpu_model=args.gpu_model,
-    )
+    return {
+        "memory": args.memory,
+        "cpu": args.cpu,
+        "spot": args.spot,
+        "log_file": args.log_file,
+        "backend": args.backend,
+        "max_lifetime_minutes": args.max_lifetime,
+        "parameters": parameters or None,
+        "env": env or None,
+        "instance_type": args.instance_type,
+        "on_interruption": args.on_interruption,
+        "max_attempts": args.max_attempts,
+        "gpus": args.gpus,
+        "gpu_memory_gib": args.gpu_memory,
+        "gpu_model": args.gpu_model,
+    }
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    job = api.run_job(args.script, args=args.args or None, **job_options(args))
     if args.json and not (args.wait or args.follow):
         _print_json(job.data, out)
         return EXIT_OK
@@ -569,6 +572,46 @@ def _prog() -> str:
     return "awsjobs"
 
 
+def add_job_options(p: argparse.ArgumentParser) -> None:
+    """What a job asks for (`run`, and a schedule's job): `job_options` reads them back."""
+    p.add_argument("--memory", type=float, metavar="GIB", help="memory in GiB (EC2 sizing)")
+    p.add_argument("--cpu", type=int, metavar="N", help="vCPUs (EC2 sizing)")
+    p.add_argument("--spot", action="store_true", help="use a spot instance (EC2)")
+    p.add_argument("--log-file", metavar="PATH", help="log file (default: beside the script)")
+    p.add_argument("--backend", metavar="NAME", help="backend: local or ec2 (server default)")
+    p.add_argument(
+        "--max-lifetime", type=int, metavar="MINUTES", help="maximum lifetime in minutes"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="notebook or report parameter (papermill; an .Rmd/.qmd's declared params); "
+        "VALUE is JSON if it parses, else a string",
+    )
+    p.add_argument(
+        "--env", action="append", metavar="KEY=VALUE", help="environment variable for the job"
+    )
+    p.add_argument("--instance-type", metavar="TYPE", help="EC2 instance type (skips selection)")
+    p.add_argument("--gpus", type=int, metavar="N", help="EC2: at least N GPUs (default 0)")
+    p.add_argument(
+        "--gpu-memory", type=float, metavar="GIB", help="EC2: at least GIB of memory per GPU"
+    )
+    p.add_argument("--gpu-model", metavar="NAME", help="EC2: GPU model, e.g. T4, A10G, L4")
+    p.add_argument(
+        "--on-interruption",
+        choices=ON_INTERRUPTION,
+        help="spot: when AWS reclaims the instance, retry (spot again, the last attempt "
+        "on-demand; the default), on_demand (every later attempt) or fail",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        metavar="N",
+        help=f"spot: instances the job may use in all, 1 to {MAX_ATTEMPTS_LIMIT} (default 3)",
+    )
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog or _prog(),
@@ -614,42 +657,7 @@ examples:
         metavar="ARG",
         help="after --: the script's own arguments (.py, .R, .sh), passed as given",
     )
-    p.add_argument("--memory", type=float, metavar="GIB", help="memory in GiB (EC2 sizing)")
-    p.add_argument("--cpu", type=int, metavar="N", help="vCPUs (EC2 sizing)")
-    p.add_argument("--spot", action="store_true", help="use a spot instance (EC2)")
-    p.add_argument("--log-file", metavar="PATH", help="log file (default: beside the script)")
-    p.add_argument("--backend", metavar="NAME", help="backend: local or ec2 (server default)")
-    p.add_argument(
-        "--max-lifetime", type=int, metavar="MINUTES", help="maximum lifetime in minutes"
-    )
-    p.add_argument(
-        "--param",
-        action="append",
-        metavar="KEY=VALUE",
-        help="notebook or report parameter (papermill; an .Rmd/.qmd's declared params); "
-        "VALUE is JSON if it parses, else a string",
-    )
-    p.add_argument(
-        "--env", action="append", metavar="KEY=VALUE", help="environment variable for the job"
-    )
-    p.add_argument("--instance-type", metavar="TYPE", help="EC2 instance type (skips selection)")
-    p.add_argument("--gpus", type=int, metavar="N", help="EC2: at least N GPUs (default 0)")
-    p.add_argument(
-        "--gpu-memory", type=float, metavar="GIB", help="EC2: at least GIB of memory per GPU"
-    )
-    p.add_argument("--gpu-model", metavar="NAME", help="EC2: GPU model, e.g. T4, A10G, L4")
-    p.add_argument(
-        "--on-interruption",
-        choices=ON_INTERRUPTION,
-        help="spot: when AWS reclaims the instance, retry (spot again, the last attempt "
-        "on-demand; the default), on_demand (every later attempt) or fail",
-    )
-    p.add_argument(
-        "--max-attempts",
-        type=int,
-        metavar="N",
-        help=f"spot: instances the job may use in all, 1 to {MAX_ATTEMPTS_LIMIT} (default 3)",
-    )
+    add_job_options(p)
     p.add_argument("--wait", action="store_true", help="wait for the job to end")
     p.add_argument(
         "--follow", "-f", action="store_true", help="print the log live until the job ends"
@@ -804,6 +812,9 @@ prints the AMI id and the setting to use:  c.EC2Backend.image_id = "ami-..."
     from .staging.lifecycle import add_lifecycle_parser
 
     add_lifecycle_parser(sub, common, _Formatter)
+    from .schedule_cli import add_schedule_parser  # it uses this module's helpers
+
+    add_schedule_parser(sub, common, _Formatter)
     return parser
 
 

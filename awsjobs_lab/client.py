@@ -33,6 +33,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .schedule_client import (
+    create_schedule,
+    delete_schedule,
+    get_schedule,
+    list_schedules,
+    pause_schedule,
+    resume_schedule,
+    run_schedule,
+    update_schedule,
+)
+
 __all__ = [
     "AWSJobsAPIError",
     "AWSJobsClientError",
@@ -47,12 +58,20 @@ __all__ = [
     "ServerInfo",
     "ServerNotFound",
     "connect",
+    "create_schedule",
+    "delete_schedule",
     "get_job",
+    "get_schedule",
     "list_job_instances",
     "list_jobs",
+    "list_schedules",
+    "pause_schedule",
+    "resume_schedule",
     "run_job",
+    "run_schedule",
     "stop_instances",
     "stop_job",
+    "update_schedule",
 ]
 
 T = TypeVar("T")
@@ -260,6 +279,55 @@ class Client:
         gpu_memory_gib: float | None = None,
         gpu_model: str | None = None,
     ) -> Job:
+        body = self.job_body(
+            script,
+            memory=memory,
+            cpu=cpu,
+            spot=spot,
+            log_file=log_file,
+            backend=backend,
+            max_lifetime_minutes=max_lifetime_minutes,
+            parameters=parameters,
+            env=env,
+            args=args,
+            instance_type=instance_type,
+            on_interruption=on_interruption,
+            max_attempts=max_attempts,
+            gpus=gpus,
+            gpu_memory_gib=gpu_memory_gib,
+            gpu_model=gpu_model,
+        )
+        try:
+            return Job(self, self.request("POST", "jobs", body=body))
+        except InvalidRequest as err:
+            if self.server.root_dir is None and err.message.startswith(("path:", "log_path:")):
+                err.message += (
+                    " (paths are taken relative to the server root, which is unknown here: "
+                    "set JUPYTER_SERVER_ROOT to give paths relative to the current directory)"
+                )
+                err.args = (f"{err.message} (HTTP {err.status})",)
+            raise
+
+    def job_body(
+        self,
+        script: str | os.PathLike[str],
+        memory: float | None = None,
+        cpu: int | None = None,
+        spot: bool = False,
+        log_file: str | os.PathLike[str] | None = None,
+        backend: str | None = None,
+        max_lifetime_minutes: int | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Iterable[str] | None = None,
+        instance_type: str | None = None,
+        on_interruption: str | None = None,
+        max_attempts: int | None = None,
+        gpus: int | None = None,
+        gpu_memory_gib: float | None = None,
+        gpu_model: str | None = None,
+    ) -> dict[str, Any]:
+        """The `POST jobs` body of `run_job`'s arguments (also a schedule's `job`)."""
         body: dict[str, Any] = {"path": self.server_path(script), "spot": bool(spot)}
         if memory is not None:
             body["memory_gib"] = memory
@@ -287,16 +355,7 @@ class Client:
             body["max_attempts"] = max_attempts
         gpu_fields = {"gpus": gpus, "gpu_memory_gib": gpu_memory_gib, "gpu_model": gpu_model}
         body.update({k: v for k, v in gpu_fields.items() if v is not None})
-        try:
-            return Job(self, self.request("POST", "jobs", body=body))
-        except InvalidRequest as err:
-            if self.server.root_dir is None and err.message.startswith(("path:", "log_path:")):
-                err.message += (
-                    " (paths are taken relative to the server root, which is unknown here: "
-                    "set JUPYTER_SERVER_ROOT to give paths relative to the current directory)"
-                )
-                err.args = (f"{err.message} (HTTP {err.status})",)
-            raise
+        return body
 
     def get_job(self, job_id: str) -> Job:
         return Job(self, self.request("GET", f"jobs/{_quote(job_id)}", not_found=_no_job(job_id)))
