@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ from ec2_helpers import make_job
 from awsjobs_lab.aws import scheduler, tags
 from awsjobs_lab.aws.aws_cron import to_aws_cron
 from awsjobs_lab.aws.scheduled_boot import (
+    RUN_TOKEN,
     instance_id_of_run,
     record_of_user_data,
     run_id_of_instance,
 )
 from awsjobs_lab.backends.ec2 import EC2Backend
+from awsjobs_lab.backends.ec2.scheduled_worker import boot_script, run_template
 from awsjobs_lab.backends.ec2.schedules import EC2Schedules
 from awsjobs_lab.errors import BackendNotConfigured, InvalidRequest
 from awsjobs_lab.models import Job, JobState
@@ -87,6 +90,37 @@ def test_run_ids_map_to_instance_ids_and_back() -> None:
     assert run_id_of_instance(iid) == "123456789abcdef0"
     assert instance_id_of_run(run_id_of_instance(iid)) == iid
     assert run_id_of_instance("i-1234abcd") == "000000001234abcd"
+
+
+def test_a_start_date_in_the_past_is_not_sent_again() -> None:
+    # AWS refuses a StartDate more than 5 minutes ago: an update of an old schedule omits it.
+    definition = scheduler.Definition(
+        name="n",
+        owner=OWNER,
+        cron="0 6 * * *",
+        timezone="UTC",
+        enabled=True,
+        run_instances={},
+        role_arn="arn:aws:iam::123456789012:role/r",
+        start_at=1_000.0,
+        end_at=9_000.0,
+    )
+    assert "StartDate" not in scheduler.request(definition, now=5_000.0)
+    assert scheduler.request(definition, now=900.0)["StartDate"].timestamp() == 1_000.0
+    assert scheduler.request(definition, now=5_000.0)["EndDate"].timestamp() == 9_000.0
+
+
+def test_the_boot_script_is_valid_bash_within_the_user_data_cap(make_backend, root) -> None:
+    backend = make_backend(scheduler_role_arn="arn:aws:iam::123456789012:role/r")
+    schedule, job = nightly(root)
+    template = run_template(job, schedule)
+    script = boot_script(backend, template, schedule)
+    checked = subprocess.run(["bash", "-n"], input=script.encode(), capture_output=True)
+    assert checked.returncode == 0, checked.stderr
+    assert template.log_path == f"work/hello.{RUN_TOKEN}.log"
+    job.env = {"BIG": "x" * 20_000}
+    with pytest.raises(InvalidRequest, match="16384"):
+        boot_script(backend, run_template(job, schedule), schedule)
 
 
 # -- fixtures --------------------------------------------------------------------------------
