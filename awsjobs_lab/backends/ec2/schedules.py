@@ -131,26 +131,24 @@ class EC2Schedules:
                     *instances.managed_filters(backend.owner_tag),
                 ],
             )
-        on_disk = {
+        runs = {  # by run id: those on disk, then those EC2 lists, with their instance
             run.run_id: run
             for run in await asyncio.to_thread(
                 scheduled_runs.runs_on_disk, backend.root_dir, owner, known_job_ids
             )
         }
-        runs = list(on_disk.values())
         for iid, instance in listed.items():
             run_id = run_id_of_instance(iid)
             if run_id in known_job_ids:
                 continue
-            run = on_disk.get(run_id)
+            run = runs.get(run_id)
             if run is None and instances.state_of(instance) not in instances.GONE:
                 # Booting: its worker has not written its record yet. (A gone one without a
                 # record never mounted EFS and ran nothing, or its job has been deleted.)
                 run = await self._run_before_its_record(owner, iid, instance)
             if run is not None:
-                runs = [r for r in runs if r.run_id != run_id]
-                runs.append(Run(run_id, run.record, instance))
-        return [await self._job(run) for run in runs]
+                runs[run_id] = Run(run_id, run.record, instance)
+        return [await self._job(run) for run in runs.values()]
 
     async def _run_before_its_record(
         self, owner: str, iid: str, instance: dict[str, Any]
