@@ -136,31 +136,25 @@ def parse_cron(expr: object, tz: object) -> CronSpec:
             f"cron: {spec.expr!r} fires every {gap} minute{'s' if gap > 1 else ''}; a schedule "
             f"may fire at most every {MIN_INTERVAL_MINUTES} minutes"
         )
-    if not next(_forward(spec, datetime.now(timezone.utc).timestamp()), None):
+    if not next(_walk(spec, datetime.now(timezone.utc).timestamp()), None):
         raise InvalidRequest(
             f"cron: {spec.expr!r} never fires (no date within {NEVER_FIRES_YEARS} years)"
         )
     return spec
 
 
-def _forward(spec: CronSpec, after: float) -> Iterator[float]:
-    """Firings strictly after `after`, in order, until none within `NEVER_FIRES_YEARS`."""
-    start = datetime.fromtimestamp(after, spec.zone)
-    it = croniter(spec.expr, start, max_years_between_matches=NEVER_FIRES_YEARS)
+def _walk(spec: CronSpec, start: float, backwards: bool = False) -> Iterator[float]:
+    """Firings strictly after `start` in order (or before it, newest first), until none
+    within `NEVER_FIRES_YEARS`."""
+    it = croniter(
+        spec.expr,
+        datetime.fromtimestamp(start, spec.zone),
+        max_years_between_matches=NEVER_FIRES_YEARS,
+    )
+    step = it.get_prev if backwards else it.get_next
     while True:
         try:
-            yield float(it.get_next(float))
-        except CroniterBadDateError:
-            return
-
-
-def _backward(spec: CronSpec, before: float) -> Iterator[float]:
-    """Firings at or before `before`, newest first."""
-    start = datetime.fromtimestamp(before + 1e-3, spec.zone)
-    it = croniter(spec.expr, start, max_years_between_matches=NEVER_FIRES_YEARS)
-    while True:
-        try:
-            yield float(it.get_prev(float))
+            yield float(step(float))
         except CroniterBadDateError:
             return
 
@@ -176,7 +170,7 @@ def next_runs(
     nor after `end_at`."""
     begin = after if start_at is None else max(after, start_at - 1.0)
     runs: list[float] = []
-    for at in _forward(spec, begin):
+    for at in _walk(spec, begin):
         if len(runs) >= count or (end_at is not None and at > end_at):
             break
         if start_at is None or at >= start_at:
@@ -198,7 +192,7 @@ def previous_runs(
     if start_at is not None:
         after = max(after, start_at - 1e-3)
     runs: list[float] = []
-    for at in _backward(spec, before):
+    for at in _walk(spec, before + 1e-3, backwards=True):  # `before` included
         if len(runs) >= count or at <= after:
             break
         runs.append(at)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.server.helpers import assert_error, poll
+from tests.server.helpers import assert_error
+from tests.server.test_api import wait_state
 
 API = ("awsjobs", "api")
 WEEKDAYS_AT_6 = {"cron": "0 6 * * 1-5", "timezone": "Europe/Paris"}
@@ -187,23 +188,13 @@ async def test_unknown_and_malformed_names(api: Any, service: Any) -> None:
 # -- runs ---------------------------------------------------------------------------------------
 
 
-async def _job_state(api: Any, job_id: str, *states: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        code, job = await api("GET", "jobs", job_id)
-        assert code == 200, job
-        return job if job["state"] in states else None
-
-    found: dict[str, Any] = await poll(check, f"job {job_id} to be {'/'.join(states)}")
-    return found
-
-
 async def test_run_now(api: Any, scripts: Path) -> None:
     await api("POST", "schedules", body=body())
     code, job = await api("POST", "schedules", "daily", "run", body=b"")
     assert code == 201, job
     assert job["schedule"] == "daily"
     assert job["path"] == "ok.py"
-    finished = await _job_state(api, job["id"], "succeeded", "failed")
+    finished = await wait_state(api, job["id"], "succeeded", "failed")
     assert finished["state"] == "succeeded", finished
     code, shown = await api("GET", "schedules", "daily")
     assert shown["runs"][0]["job_id"] == job["id"]
@@ -216,7 +207,7 @@ async def test_delete_leaves_its_running_job_running(api: Any, scripts: Path) ->
     await api("POST", "schedules", body=body(job={"path": "slow.py"}))
     code, job = await api("POST", "schedules", "daily", "run", body=b"")
     assert code == 201, job
-    await _job_state(api, job["id"], "running")
+    await wait_state(api, job["id"], "running")
     code, _ = await api("DELETE", "schedules", "daily")
     assert code == 204
     code, still = await api("GET", "jobs", job["id"])
@@ -224,7 +215,7 @@ async def test_delete_leaves_its_running_job_running(api: Any, scripts: Path) ->
     assert still["schedule"] == "daily"
     code, _ = await api("POST", "jobs", job["id"], "stop", body=b"")
     assert code == 202
-    await _job_state(api, job["id"], "stopped")
+    await wait_state(api, job["id"], "stopped")
 
 
 # -- preview ------------------------------------------------------------------------------------
