@@ -1,9 +1,17 @@
 /**
- * Schedules on the default local backend, in Chromium: a schedule created in
+ * Schedules in Chromium. On the default local backend: a schedule created in
  * the launch dialog ("On a schedule", the cron's reading beside it), seen in
  * the Schedules view, run now (its job carries the schedule's name and
- * succeeds), disabled, and deleted.
+ * succeeds), disabled, and deleted. On EC2 (the simulated AWS that
+ * playwright.config.js starts): a schedule created in the browser fires while
+ * the Jupyter server is stopped (the test starts and stops its own server),
+ * and after a restart its run shows as succeeded with its log.
  */
+import { ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
 import {
   expect,
   galata,
@@ -112,4 +120,210 @@ test('a schedule is created in the dialog, run now, disabled and deleted', async
   await expect(row).toHaveCount(0);
   const gone = await page.request.get(`/awsjobs/api/schedules/${name}`);
   expect(gone.status()).toBe(404);
+});
+
+const SIM_URL = `http://127.0.0.1:${process.env.AWSJOBS_SIM_PORT || '8897'}`;
+const SCHEDULE_PORT = process.env.AWSJOBS_UI_SCHEDULE_PORT || '8896';
+const SCHEDULE_URL = `http://127.0.0.1:${SCHEDULE_PORT}`;
+/** The owner's EventBridge Scheduler group (`awsjobs_lab/aws/scheduler.py`). */
+function groupOf(owner: string): string {
+  return `awsjobs-${owner.replace(/[^0-9A-Za-z_.-]/g, '_')}`.slice(0, 64);
+}
+
+const NIGHTLY = `print("hello from a schedule fired while the server was stopped", flush=True)
+`;
+
+/** Poll until `check` holds (or fail after `seconds`). */
+async function until(
+  check: () => Promise<boolean>,
+  seconds: number,
+  what: string
+): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}`);
+    }
+    await new Promise(resolve => setTimeout(resolve, 500));
+  }
+}
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    return (await fetch(url)).ok;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The EC2 JupyterLab of this test, which it stops and starts again: its root
+ * folder and job database are folders of the test, so they outlive it.
+ */
+class RestartableServer {
+  constructor() {
+    const base = fs.mkdtempSync(
+      path.join(os.tmpdir(), 'awsjobs-galata-sched-')
+    );
+    this.root = path.join(base, 'root');
+    this.data = path.join(base, 'data');
+    fs.mkdirSync(this.root);
+    fs.mkdirSync(this.data);
+  }
+
+  readonly root: string;
+  readonly data: string;
+
+  async start(): Promise<void> {
+    this._process = spawn(
+      'jupyter',
+      ['lab', '--config', 'jupyter_server_ec2_schedules_config.py'],
+      {
+        cwd: path.resolve(__dirname, '..'),
+        env: {
+          ...process.env,
+          AWSJOBS_UI_EC2_PORT: SCHEDULE_PORT,
+          AWSJOBS_SIM_URL: SIM_URL,
+          AWSJOBS_UI_DATA_PATH: this.data,
+          JUPYTERLAB_GALATA_ROOT_DIR: this.root
+        },
+        stdio: 'ignore'
+      }
+    );
+    await until(() => answers(`${SCHEDULE_URL}/lab`), 120, 'the server');
+  }
+
+  /** SIGTERM (SIGKILL if it lingers); resolves once it has exited. */
+  async stop(): Promise<void> {
+    const child = this._process;
+    this._process = null;
+    if (!child || child.exitCode !== null) {
+      return;
+    }
+    const exited = new Promise(resolve => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
+    await exited;
+    clearTimeout(timer);
+    await until(
+      async () => !(await answers(`${SCHEDULE_URL}/lab`)),
+      30,
+      'the stop'
+    );
+  }
+
+  private _process: ChildProcess | null = null;
+}
+
+/** The simulator's instances and their states. */
+async function simulatedInstances(): Promise<
+  { instance_id: string; state: string }[]
+> {
+  const response = await fetch(`${SIM_URL}/awssim/state`);
+  return (
+    (await response.json()) as {
+      instances: { instance_id: string; state: string }[];
+    }
+  ).instances;
+}
+
+test.describe('an EC2 schedule', () => {
+  const server = new RestartableServer();
+  test.use({ baseURL: SCHEDULE_URL });
+  test.beforeAll(async () => {
+    test.setTimeout(180 * 1000);
+    await server.start();
+  });
+  test.afterAll(async () => {
+    await server.stop();
+  });
+
+  test('fires with the Jupyter server stopped; after a restart its run has succeeded, with its log', async ({
+    page
+  }) => {
+    test.setTimeout(360 * 1000);
+    fs.writeFileSync(path.join(server.root, 'nightly.py'), NIGHTLY);
+    const name = uniqueName();
+
+    await runCommand(page, 'awsjobs:run-file', { path: 'nightly.py' });
+    const dialog = page.locator('.jp-Dialog');
+    await expect(dialog.locator('.jp-AWSJobs-launch')).toBeVisible();
+    await dialog.locator('select[name="backend"]').selectOption('ec2');
+    await dialog.locator('input[name="launchMode"][value="schedule"]').check();
+    await dialog.locator('input[name="schedule-name"]').fill(name);
+    await dialog.locator('input[name="schedule-cron"]').fill('0 6 * * *');
+    await expect(dialog.locator('.jp-AWSJobs-cronDescription')).toContainText(
+      '06:00'
+    );
+    await expect(dialog.locator('.jp-AWSJobs-scheduleNote')).toContainText(
+      'lives in AWS'
+    );
+    await dialog.locator('button.jp-mod-accept').click();
+    const row = page.locator(
+      `.jp-AWSJobs-scheduleRow[data-schedule="${name}"]`
+    );
+    await expect(row).toBeVisible({ timeout: 30000 });
+
+    const made = await page.request.get(`/awsjobs/api/schedules/${name}`);
+    const { owner, remote } = (await made.json()) as {
+      owner: string;
+      remote: boolean;
+    };
+    expect(remote).toBe(true);
+
+    // The server stops (the page leaves first: Galata proxies its polls and
+    // fails on a refused one); AWS fires the schedule: the worker runs the job alone.
+    await page.evaluate(() => window.location.assign('about:blank'));
+    await page.waitForURL('about:blank');
+    await server.stop();
+    const before = new Set(
+      (await simulatedInstances()).map(i => i.instance_id)
+    );
+    const fired = await fetch(
+      `${SIM_URL}/awssim/fire-schedule/${groupOf(owner)}/${name}`,
+      { method: 'POST', body: '{}' }
+    );
+    expect(fired.ok, await fired.text()).toBeTruthy();
+    await until(
+      async () => {
+        const runs = (await simulatedInstances()).filter(
+          i => !before.has(i.instance_id)
+        );
+        return runs.length > 0 && runs.every(i => i.state === 'terminated');
+      },
+      180,
+      'the scheduled run to end and its instance to terminate'
+    );
+
+    // The server is up again: it imports the run, succeeded, with its log.
+    await server.start();
+    await page.goto();
+    await runCommand(page, 'awsjobs:show-schedules');
+    await expect(row.locator('.jp-AWSJobs-lastRun')).toHaveAttribute(
+      'data-state',
+      'succeeded',
+      { timeout: 90000 }
+    );
+    await row.locator('.jp-AWSJobs-lastRunJob').click();
+    const details = page.locator('.jp-AWSJobs-details[data-job-id]');
+    await expect(details).toHaveAttribute('data-state', 'succeeded');
+    await expect(details.locator('[data-field="schedule"]')).toHaveText(name);
+    await expect(page.locator('.jp-AWSJobs-log')).toContainText(
+      'hello from a schedule fired while the server was stopped',
+      { timeout: 30000 }
+    );
+
+    // Deleting it leaves nothing of it in AWS.
+    await runCommand(page, 'awsjobs:delete-schedule', { name, confirm: false });
+    await until(
+      async () => {
+        const response = await page.request.get(
+          `/awsjobs/api/schedules/${name}`
+        );
+        return response.status() === 404;
+      },
+      30,
+      'the schedule to be deleted'
+    );
+  });
 });
