@@ -106,6 +106,18 @@ async def test_a_local_schedule_fires_on_time(make_schedules: Factory, script: s
     assert schedules.timer.next_at == T0 + 540
 
 
+async def test_with_no_grace_a_run_a_little_late_is_on_time(
+    make_schedules: Factory, script: str
+) -> None:
+    clock = Clock(T0)
+    schedules = make_schedules(clock, grace_seconds=0.0)
+    await schedules.start()
+    await schedules.create({"name": "nograce", **EVERY_5, "job": {"path": script}})
+    await _move_clock(schedules, clock, T0 + 241)  # the timer woke a second late
+    runs = await _runs(schedules, "nograce", 1)
+    assert runs[0]["job_id"] is not None
+
+
 async def test_a_paused_schedule_does_not_fire(make_schedules: Factory, script: str) -> None:
     clock = Clock(T0)
     schedules = make_schedules(clock)
@@ -140,7 +152,7 @@ async def test_a_missed_run_older_than_the_grace_is_recorded(
     clock = Clock(T0)
     schedules = make_schedules(clock, grace_seconds=120.0)
     await schedules.create({"name": "late", **EVERY_5, "job": {"path": script}})
-    clock.at = T0 + 7 * 60  # 10:08: the 10:05 run is 3 minutes old, the grace is 2
+    clock.at = T0 + 8 * 60  # 10:09: the 10:05 run is 4 minutes old, the grace is 2
     await schedules.start()
     runs = await _runs(schedules, "late", 1)
     assert runs == [
