@@ -8,7 +8,9 @@
 Sections: compare (vs jupyter-scheduler), scale (list/get at 10,000 jobs, log tail, event loop,
 idle cost), aws (monitor calls per cycle, launch overhead; moto on 127.0.0.1), capacity (the
 AWS calls a capacity failure costs; the simulated AWS), frontend (Playwright + Debian
-chromium), staging (a 1 GiB folder through S3, cold and after one edit). A run of some
+chromium), staging (a 1 GiB folder through S3, cold and after one edit), phases (our share of
+a user's wait beside AWS's: registration → command, end → final, overhead of a 30 s job, the
+first local notebook job; the simulated AWS with realistic delays, scaled). A run of some
 sections only rewrites their rows of RESULTS.md and keeps the others (with the date and
 commit of the run that measured them). Every server and job process started here is ended on
 exit, also on failure or Ctrl-C. The chaos run is its own command: `python -m benchmarks.chaos`
@@ -37,7 +39,7 @@ from .report import RESULTS, Report, load_text, machine_facts, table_text, write
 from .servers import PEER_VENV, ensure_peer_venv, log, package_version, start_server
 from .util import REPO, WORK, Processes, git_describe
 
-SECTIONS = ("compare", "scale", "aws", "capacity", "frontend", "staging")
+SECTIONS = ("compare", "scale", "aws", "capacity", "frontend", "staging", "phases")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +182,12 @@ def run_frontend(report: Report, procs: Processes, tmp: Path, quick: bool) -> No
     driver.run(report, procs, tmp, quick)
 
 
+def run_phases(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
+    from . import phases
+
+    phases.run(report, procs, tmp, quick)  # its own simulated AWS in this process
+
+
 def run_staging(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
     from . import staging
 
@@ -193,6 +201,7 @@ SECTION_RUNNERS: dict[str, Callable[[Report, Processes, Path, bool], None]] = {
     "capacity": run_capacity,
     "frontend": run_frontend,
     "staging": run_staging,
+    "phases": run_phases,
 }
 
 if __name__ == "__main__":

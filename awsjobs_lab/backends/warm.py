@@ -184,6 +184,11 @@ def serve() -> None:
     """The runner's main loop (single-threaded, so forking it is safe)."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server ends us by closing stdin
+    # jsonschema builds an IRI grammar at import when `rfc3987_syntax` is installed: most of
+    # papermill's import time (seconds on a loaded machine), for a format that no nbformat
+    # schema uses. Absent here (jsonschema then skips that format), the runner is ready
+    # sooner, and so is the first notebook job after the server starts.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     import papermill.cli  # noqa: F401  (the point of the runner: imported once)
 
     gates: dict[int, int] = {}

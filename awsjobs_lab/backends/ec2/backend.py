@@ -37,8 +37,10 @@ from .job_instances import JobInstances, cleanup_note
 from .settings import EC2Settings
 
 STOPPED = Outcome(JobState.STOPPED, error="stopped on request")
-# While SendCommand waits for the agent, every this many failures EC2 is asked whether the
-# instance is gone (a Stop from outside, a failed boot): the wait then ends early.
+# While SendCommand waits for the agent, longer than an agent usually takes to register (boot
+# and registration: about a minute), every 5th failure EC2 is asked whether the instance is
+# gone (terminated from outside, a failed boot): the wait then ends early.
+GONE_CHECK_AFTER_SECONDS = 60.0
 GONE_CHECK_EVERY = 5
 
 
@@ -287,11 +289,7 @@ class EC2Backend(EC2Settings):
         async def give_up(failures: int) -> bool:
             if job.id in self._stopping:
                 return True
-            return (
-                failures > 0
-                and failures % GONE_CHECK_EVERY == 0
-                and await instances.is_gone(ec2, iid)
-            )
+            return self._checks_gone(failures) and await instances.is_gone(ec2, iid)
 
         try:
             return await ssm.send_until_registered(
@@ -331,9 +329,16 @@ class EC2Backend(EC2Settings):
     def _send_pause(self, failures: int) -> float:
         """Seconds between SendCommand attempts while the agent registers: a steady cadence
         (the command is accepted within one pause of the registration), twice as long before
-        an attempt that first asks EC2 whether the instance is gone (`give_up`), so the launch
-        makes at most one AWS call per `ssm_retry_seconds` on average."""
-        return self.ssm_retry_seconds * (2 if failures % GONE_CHECK_EVERY == 0 else 1)
+        an attempt that first asks EC2 whether the instance is gone (`_checks_gone`), so the
+        launch makes at most one AWS call per `ssm_retry_seconds` on average."""
+        return self.ssm_retry_seconds * (2 if self._checks_gone(failures) else 1)
+
+    def _checks_gone(self, failures: int) -> bool:
+        """Whether the attempt after `failures` refusals first asks EC2 if the instance is gone:
+        never within the first minute (the usual boot and registration: no pause doubled
+        there), then every 5th."""
+        waited = failures * self.ssm_retry_seconds
+        return waited >= GONE_CHECK_AFTER_SECONDS and failures % GONE_CHECK_EVERY == 0
 
     # -- wait, stop, reattach ----------------------------------------------------------------
 
