@@ -81,6 +81,7 @@ class JobDriver:
         self.phases = PhaseRecorder(store, log)
         for backend in backends.values():
             backend.phases = self.phases
+            backend.save_job = store.update  # e.g. the S3 mode's transfer progress
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._stoppers: dict[str, asyncio.Task[None]] = {}
         # Job id → set once no launch is (or can be) in flight for that job.

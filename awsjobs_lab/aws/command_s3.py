@@ -158,7 +158,7 @@ def _download(attempt: int) -> list[str]:
         "# 1. the job's folder from S3 into the scratch folder on the instance's disk",
         'if ! aws s3 cp --only-show-errors --recursive "$awsjobs_in_url" "$AWSJOBS_WORK"'
         ' >> "$AWSJOBS_LOG" 2>&1; then',
-        "  echo '[awsjobs] could not download the job's files from S3' >> \"$AWSJOBS_LOG\"",
+        "  echo '[awsjobs] could not download the files of the job from S3' >> \"$AWSJOBS_LOG\"",
         f"  awsjobs_s3_finish {EXIT_NO_INPUTS}",
         "fi",
     ]

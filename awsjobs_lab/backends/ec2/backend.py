@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -34,6 +35,9 @@ from . import worker
 from .choice import InstanceChoice
 from .inventory import Inventory
 from .job_instances import JobInstances, cleanup_note
+from .s3mode import S3Mode
+from .scheduled_worker import SELF_RUN
+from .schedules import EC2Schedules
 from .settings import EC2Settings
 
 STOPPED = Outcome(JobState.STOPPED, error="stopped on request")
@@ -71,6 +75,9 @@ class EC2Backend(EC2Settings):
         self._stopping: set[str] = set()
         self._started = False  # start() was called: the monitor loop runs
         self._warmup: asyncio.Task[None] | None = None
+        self._s3mode: S3Mode | None = None
+        # Its schedules live in EventBridge Scheduler and fire without this server.
+        self.capabilities = dataclasses.replace(self.capabilities, schedules=EC2Schedules(self))
 
     # -- the AWS helpers, each made on first use ---------------------------------------------
 
@@ -123,6 +130,13 @@ class EC2Backend(EC2Settings):
         return self._launcher
 
     @property
+    def s3mode(self) -> S3Mode:
+        """Jobs whose files travel through S3 (storage "s3"): `s3mode.py`."""
+        if self._s3mode is None:
+            self._s3mode = S3Mode(self, self.clients)
+        return self._s3mode
+
+    @property
     def monitor(self) -> Monitor:
         if self._monitor is None:
             self._monitor = Monitor(
@@ -163,6 +177,8 @@ class EC2Backend(EC2Settings):
                 await warmup
         if self._monitor is not None:
             await self._monitor.close()
+        if self._s3mode is not None:
+            await self._s3mode.close()
         if self._inventory is not None:
             await self._inventory.close()
         if self._clients is not None:
@@ -198,8 +214,12 @@ class EC2Backend(EC2Settings):
     async def check_request(self, job: Job) -> None:
         """Optional async part of validation (the service may await it before accepting a
         job, to answer 400): a requested instance type must exist and be allowed, and some
-        type must have the GPUs asked for."""
+        type must have the GPUs asked for. In S3 mode, the folder's snapshot: over the
+        upload cap, a 400 (nothing launched)."""
         self.validate(job)
+        job.storage = self.storage
+        if self.uses_s3:
+            await self.s3mode.check(job)
         if job.requested_instance_type or job.gpu_need.wanted:
             await self.preview(
                 memory_gib=job.memory_gib,
@@ -217,12 +237,27 @@ class EC2Backend(EC2Settings):
         self._stopping.add(job_id)
         if self._monitor is not None:
             self._monitor.mark_stopping(job_id)
+        if self._s3mode is not None:
+            self._s3mode.cancel_upload(job_id)
 
     async def launch(self, job: Job, record: RecordHandle) -> None:
+        if job.storage != "s3":
+            return await self._launch(job, record, None)
+        upload = self.s3mode.start_upload(job, record)  # while the instance boots
+        try:
+            await self._launch(job, record, upload)
+        finally:
+            upload.cancel()  # the launch failed before the command: no more bytes for it
+
+    async def _launch(
+        self, job: Job, record: RecordHandle, upload: asyncio.Task[Any] | None
+    ) -> None:
         self.validate(job)
         await self.phases.report(job.id, phases.REQUESTING)
         argv = build_command(job, python=self.worker_python)
-        commands = worker.job_commands(self, job, argv)
+        commands = (
+            self.s3mode.commands(job, argv) if upload else worker.job_commands(self, job, argv)
+        )
         user_data = worker.user_data(self, job)
         await asyncio.to_thread(worker.prepare_files, self, job)
         with aws_errors("choosing an instance type failed"):
@@ -272,6 +307,10 @@ class EC2Backend(EC2Settings):
             await self.job_instances.terminate_quietly([iid], job.id)
             return  # stop() confirms the termination
         await self.phases.report(job.id, phases.BOOTING)
+        if upload is not None and not await self.s3mode.uploaded(
+            upload, iid, lambda: self.job_instances.terminate_until_confirmed([iid], job.id)
+        ):
+            return  # stopped while uploading: its instance is terminated
         command_id = await self._send_job_command(job, iid, commands, launched_at)
         if command_id is not None:
             await record({"command_id": command_id})
@@ -347,6 +386,23 @@ class EC2Backend(EC2Settings):
         return job.deadline(0.0, unit_seconds=self.lifetime_unit_seconds)
 
     async def wait(self, job: Job) -> Outcome:
+        if job.storage != "s3":
+            return await self._wait_instance(job)
+        self.s3mode.follow(job)  # its log, live
+        try:
+            outcome = await self._wait_instance(job)
+        except BaseException:
+            await self.s3mode.unfollow(job.id)
+            raise
+        if job.id not in self._stopping:  # (a Stop brings the outputs back itself)
+            await self.s3mode.finish(job, outcome, self.save_job)
+        return outcome
+
+    async def forget(self, job: Job) -> None:
+        if job.storage == "s3":
+            await self.s3mode.forget(job)
+
+    async def _wait_instance(self, job: Job) -> Outcome:
         if job.id in self._stopping:
             return STOPPED
         iid = job.instance_id
@@ -392,6 +448,8 @@ class EC2Backend(EC2Settings):
         await self.job_instances.terminate_confirmed(ids, ids)
         if ids:
             self.log.info("awsjobs: job %s stopped; terminated %s", job.id, ", ".join(sorted(ids)))
+        if job.storage == "s3":  # what the worker uploaded before it went
+            await self.s3mode.finish(job, STOPPED, self.save_job)
         if self._monitor is not None:
             self._monitor.resolve(job.id, STOPPED)
 
@@ -399,7 +457,11 @@ class EC2Backend(EC2Settings):
         """After a restart: None if the job's instance is alive with its command (the service
         then calls wait), else how it ended. Raises BackendError if AWS can't be read."""
         with aws_errors(f"looking up job {job.id} after a restart"):
+            if job.storage == "s3" and job.handle.get("command_id"):
+                await self.s3mode.sync(job)  # its log and exit code, as far as they got
             outcome = await self._reattach(job)
+        if outcome is not None and job.storage == "s3":
+            await self.s3mode.finish(job, outcome, self.save_job)  # (again, if cut short)
         if outcome is None:  # alive with its command: its phase, from its state folder
             progress = await asyncio.to_thread(read_progress, self.job_state_dir(job))
             phase = phases.RUNNING if progress.started else phases.PREPARING
@@ -453,8 +515,14 @@ class EC2Backend(EC2Settings):
         self, job: Job, iid: str, instance: dict[str, Any] | None
     ) -> Outcome | None:
         """Reattach a job without an exit code to its instance: alive, or how it ended."""
+        # A scheduled run's worker runs its job itself: no command is expected.
+        self_run = bool(job.handle.get(SELF_RUN))
         if instances.state_of(instance) in instances.ALIVE:
-            if not job.handle.get("command_id") and not await self.job_instances.has_command(iid):
+            if (
+                not self_run
+                and not job.handle.get("command_id")
+                and not await self.job_instances.has_command(iid)
+            ):
                 await self.job_instances.terminate_confirmed([iid])
                 return Outcome(
                     JobState.FAILED,
@@ -470,6 +538,7 @@ class EC2Backend(EC2Settings):
         if (
             outcome is not None
             and outcome.state is JobState.FAILED
+            and not self_run
             and not job.handle.get("command_id")
             and not await self.job_instances.has_command(iid)
         ):

@@ -32,7 +32,7 @@ class EC2Settings(Backend):
 
     id: ClassVar[str] = "ec2"
     label: ClassVar[str] = "AWS EC2"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: Capabilities = Capabilities(
         spot=True, instance_types=True, instances=True, hourly_price=True, gpus=True
     )
 
@@ -82,6 +82,13 @@ class EC2Settings(Backend):
         config=True
     )
     key_name = Unicode("", help="Optional EC2 key pair for SSH into workers.").tag(config=True)
+    scheduler_role_arn = Unicode(
+        "",
+        help="IAM role EventBridge Scheduler assumes to start the workers of EC2 schedules "
+        "(trusts scheduler.amazonaws.com; allows ec2:RunInstances, ec2:CreateTags and "
+        "iam:PassRole on the workers' role: README, 'Schedules on EC2'). Empty: EC2 schedules "
+        "are refused.",
+    ).tag(config=True)
     root_volume_gib = Int(30, help="Size of the worker's root volume (gp3), GiB.").tag(config=True)
     root_device_name = Unicode(
         "/dev/xvda",
@@ -127,6 +134,12 @@ class EC2Settings(Backend):
         2048,
         help="A job whose folder is larger than this (MiB, after the ignore rules) is refused "
         "with the biggest files named.",
+    ).tag(config=True)
+
+    s3_log_interval_seconds = Float(
+        3.0,
+        help="How often the server looks for a running S3 job's new log parts and its exit "
+        "code (one ListObjectsV2 and one GetObject per job); the worker sends its log every 3 s.",
     ).tag(config=True)
 
     # -- choice of instance ------------------------------------------------------------------

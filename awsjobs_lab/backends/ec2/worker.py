@@ -69,7 +69,8 @@ def user_data(settings: EC2Settings, job: Job) -> WorkerBoot:
     script = build_user_data(
         job_id=job.id,
         lifetime_minutes=job.max_lifetime_minutes,
-        efs_file_system_id=settings.efs_file_system_id,
+        # Storage "s3": no file system to mount (the command fetches the job's files).
+        efs_file_system_id="" if job.storage == "s3" else settings.efs_file_system_id,
         efs_access_point_id=settings.efs_access_point_id,
         efs_use_iam=settings.efs_use_iam,
         mount_path=settings.mount_path,

@@ -1,0 +1,377 @@
+"""The EC2 backend's S3 mode (issue 13) end to end, on the simulated AWS: moto's S3, and the
+simulator's worker running the real boot script and S3-mode command with its `aws` shim
+(tests/awssim/README.md), driven by the real JobService and store. No EFS: the worker's sandbox
+mounts nothing, the job runs in its scratch folder and everything comes back through S3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from awsjobs_lab.backends.ec2 import EC2Backend
+from awsjobs_lab.errors import InvalidRequest
+from awsjobs_lab.models import Job, JobState
+from awsjobs_lab.requests import LaunchDefaults
+from awsjobs_lab.service import JobService, ServiceOptions
+from awsjobs_lab.staging import StagingArea
+from awsjobs_lab.store import JobStore
+from tests.awssim.server import SimulatedAWS
+
+BUCKET = "team-jobs"
+WORKER_CLOCK = {
+    "boot_seconds": 0.05,
+    "agent_register_seconds": 0.05,
+    "halt_delay_seconds": 0.05,
+    "shutting_down_seconds": 0.05,
+}
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "metadata": {"tags": ["parameters"]},
+            "source": ["factor = 1\n"],
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": [
+                "import csv\n",
+                "rows = [int(x) for x in open('data/numbers.csv').read().split()]\n",
+                "with open('scaled.csv', 'w', newline='') as f:\n",
+                "    csv.writer(f).writerows([[r * factor] for r in rows])\n",
+                "print('scaled', len(rows), 'rows by', factor)\n",
+            ],
+            "outputs": [],
+            "execution_count": None,
+        },
+    ],
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+# Prints, waits for a file the test writes (so the log is read while it runs), then writes.
+SLOW = """import pathlib, time
+print("started", flush=True)
+while not pathlib.Path("go").exists():
+    time.sleep(0.1)
+pathlib.Path("result.txt").write_text("done")
+print("finished", flush=True)
+"""
+COUNT = """print(len(open("data/numbers.csv").read().split()), "numbers")
+"""
+LONG = """import time
+print("long job started", flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.fixture
+def worker(sim: SimulatedAWS) -> SimulatedAWS:
+    """The simulator's worker on, with no EFS folder: nothing to mount, files through S3."""
+    sim.configure({"clock": WORKER_CLOCK, "worker": {"enabled": True, "efs_root": None}})
+    return sim
+
+
+@pytest.fixture
+async def bucket(worker: SimulatedAWS, aws: Any) -> Any:
+    s3 = await aws("s3")
+    await s3.create_bucket(Bucket=BUCKET)
+    return s3
+
+
+@pytest.fixture
+def folder(root: Path) -> Path:
+    work = root / "work"
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    (work / "data" / "numbers.csv").write_text("1\n2\n3\n")
+    (work / "analysis.ipynb").write_text(json.dumps(NOTEBOOK))
+    (work / "slow.py").write_text(SLOW)
+    (work / "long.py").write_text(LONG)
+    (work / "count.py").write_text(COUNT)
+    return work
+
+
+def make_service(
+    make_backend: Callable[..., EC2Backend], root: Path, tmp_path: Path, **traits: Any
+) -> JobService:
+    settings: dict[str, Any] = {
+        "efs_file_system_id": "",
+        "s3_bucket": BUCKET,
+        "worker_python": sys.executable,
+        "launch_timeout_seconds": 20.0,
+        "exit_code_grace_seconds": 20.0,  # the follower fetches the exit code meanwhile
+        "s3_log_interval_seconds": 0.1,
+    }
+    settings.update(traits)
+    return JobService(
+        JobStore(tmp_path / "jobs.sqlite"),
+        {"ec2": make_backend(**settings)},
+        root,
+        ServiceOptions(
+            defaults=LaunchDefaults(backend="ec2"), retry_seconds=0.01, retry_max_seconds=0.05
+        ),
+    )
+
+
+@pytest.fixture
+async def service(
+    bucket: Any,
+    folder: Path,
+    make_backend: Callable[..., EC2Backend],
+    root: Path,
+    tmp_path: Path,
+) -> AsyncIterator[JobService]:
+    made = make_service(make_backend, root, tmp_path)
+    await made.start()
+    yield made
+    await made.close()
+
+
+def backend_of(service: JobService) -> EC2Backend:
+    backend = service.backends["ec2"]
+    assert isinstance(backend, EC2Backend)
+    return backend
+
+
+async def until(service: JobService, job_id: str, check: Callable[[Job], bool], what: str) -> Job:
+    """Monitor cycles until `check(job)` holds (many short turns, no timed assertion)."""
+    job = await service.get_job(job_id)
+    for _ in range(1500):
+        await backend_of(service).monitor.run_cycle()
+        job = await service.get_job(job_id)
+        if check(job):
+            return job
+        await asyncio.sleep(0.02)
+    raise AssertionError(
+        f"gave up waiting for {what}; the job: {job.to_dict()}; {worker_output(job)}"
+    )
+
+
+def worker_output(job: Job) -> str:
+    """The end of what the job's command wrote on the worker (stderr, its log), for a failure."""
+    if job.instance_id is None:
+        return "no instance"
+    sandbox = sandbox_of(job.instance_id)
+    paths = [*sorted((sandbox / "agent").glob("command-*.err"))]
+    paths.append(sandbox / "var/lib/awsjobs/state" / job.id / "log")
+    return "; ".join(f"{p.name}: {p.read_text()[-2000:]!r}" for p in paths if p.exists())
+
+
+def log_of(root: Path, job: Job) -> str:
+    path = root / job.log_path
+    return path.read_text() if path.exists() else ""
+
+
+async def live_instances(aws: Any) -> list[str]:
+    ec2 = await aws("ec2")
+    found = await ec2.describe_instances()
+    return [
+        i["InstanceId"]
+        for r in found["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] not in ("terminated", "shutting-down")
+    ]
+
+
+async def keys_under(s3: Any, prefix: str) -> list[str]:
+    listed = await s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return [row["Key"] for row in listed.get("Contents", [])]
+
+
+def area_of(job: Job) -> StagingArea:
+    recorded = job.handle["s3_area"]
+    return StagingArea(BUCKET, recorded["prefix"], recorded["owner"], job.id)
+
+
+async def test_a_notebook_with_parameters_runs_and_its_outputs_come_back(
+    service: JobService, folder: Path, root: Path, bucket: Any, aws: Any
+) -> None:
+    pytest.importorskip("papermill")
+    job = await service.create_job({"path": "work/analysis.ipynb", "parameters": {"factor": 10}})
+    assert job.storage == "s3"
+    done = await until(service, job.id, lambda j: j.state.is_terminal, "the notebook to end")
+    assert done.state is JobState.SUCCEEDED, done.to_dict()
+    assert (folder / "scaled.csv").read_text().split() == ["10", "20", "30"]
+    executed = json.loads((folder / f"analysis.{job.id}.ipynb").read_text())
+    printed = json.dumps(executed["cells"])
+    assert "scaled 3 rows by 10" in printed
+    assert "[awsjobs] exit code 0" in log_of(root, done)
+    assert done.progress is None and done.notes == []
+    assert (folder / "data" / "numbers.csv").read_text() == "1\n2\n3\n"  # untouched
+    assert await live_instances(aws) == []
+    area = area_of(done)
+    assert await keys_under(bucket, area.exit_code) == [area.exit_code]
+    await service.delete_job(job.id)
+    assert await keys_under(bucket, area.root) == []
+
+
+async def test_the_log_is_readable_while_it_runs(
+    service: JobService, folder: Path, root: Path, aws: Any
+) -> None:
+    job = await service.create_job({"path": "work/slow.py"})
+    running = await until(
+        service, job.id, lambda j: "started" in log_of(root, j), "the log to show the start"
+    )
+    assert running.state is JobState.RUNNING  # read while it ran
+    assert "finished" not in log_of(root, running)
+    await let_it_finish(service, running)
+    done = await until(service, job.id, lambda j: j.state.is_terminal, "the job to end")
+    assert done.state is JobState.SUCCEEDED, done.to_dict()
+    assert (folder / "result.txt").read_text() == "done"
+    assert "finished" in log_of(root, done)
+    assert await live_instances(aws) == []
+
+
+async def let_it_finish(service: JobService, running: Job) -> None:
+    """`slow.py` waits for `go` in its scratch folder on the worker (not on the server)."""
+    assert running.instance_id is not None
+    scratch = sandbox_of(running.instance_id) / "var/lib/awsjobs/work" / running.id
+    (scratch / "go").write_text("")
+
+
+def sandbox_of(instance_id: str) -> Path:
+    from conftest import _shared  # the folder's one simulated AWS
+
+    return _shared[0].sandbox(instance_id)
+
+
+async def count_sent_bytes(service: JobService) -> list[int]:
+    """Bytes of every PutObject / UploadPart body the server's S3 client sends to the job's
+    inputs and blobs (not the manifest), appended to the answer as they go."""
+    sent: list[int] = []
+    s3 = await backend_of(service).clients.s3()
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        body = params.get("Body")
+        if not str(params.get("Key", "")).endswith("manifest.json") and body is not None:
+            sent.append(len(body) if isinstance(body, (bytes, bytearray)) else -1)
+
+    s3.meta.events.register("provide-client-params.s3.PutObject", count)
+    s3.meta.events.register("provide-client-params.s3.UploadPart", count)
+    return sent
+
+
+async def test_a_second_run_of_the_folder_sends_only_the_changed_file(
+    service: JobService, folder: Path, root: Path
+) -> None:
+    (folder / "big.bin").write_bytes(b"x" * 300_000)
+    (root / "logs").mkdir()
+    sent = await count_sent_bytes(service)
+    # (its log outside the folder: a log beside the script would be a new input next time)
+    first = await service.create_job({"path": "work/count.py", "log_path": "logs/first.log"})
+    done = await until(service, first.id, lambda j: j.state.is_terminal, "the first run")
+    assert "3 numbers" in log_of(root, done)
+    assert sum(sent) >= 300_000 and -1 not in sent
+    sent.clear()
+    (folder / "data" / "numbers.csv").write_text("1\n2\n3\n4\n")
+    second = await service.create_job({"path": "work/count.py", "log_path": "logs/second.log"})
+    done = await until(service, second.id, lambda j: j.state.is_terminal, "the second run")
+    assert "4 numbers" in log_of(root, done)
+    assert sent == [len("1\n2\n3\n4\n")]  # the edited file; the rest copied inside S3
+
+
+async def test_a_conflicting_edit_is_kept_and_the_panel_is_told(
+    service: JobService, folder: Path, root: Path, aws: Any
+) -> None:
+    (folder / "result.txt").write_text("before")
+    job = await service.create_job({"path": "work/slow.py"})
+    running = await until(service, job.id, lambda j: "started" in log_of(root, j), "the start")
+    (folder / "result.txt").write_text("edited by the user while the job ran")
+    await let_it_finish(service, running)
+    done = await until(service, job.id, lambda j: j.state.is_terminal, "the job to end")
+    assert (folder / "result.txt").read_text() == "edited by the user while the job ran"
+    assert (folder / f"result.{job.id}.txt").read_text() == "done"
+    assert done.notes == [
+        f"result.txt changed since the job started: the job's version is result.{job.id}.txt"
+    ]
+
+
+async def test_a_folder_over_the_cap_is_refused_before_anything_launches(
+    bucket: Any,
+    folder: Path,
+    make_backend: Callable[..., EC2Backend],
+    root: Path,
+    tmp_path: Path,
+    aws: Any,
+) -> None:
+    (folder / "huge.bin").write_bytes(b"\0" * (2 * 1024 * 1024))
+    made = make_service(make_backend, root, tmp_path, s3_max_upload_mib=1)
+    await made.start()
+    try:
+        with pytest.raises(InvalidRequest, match=r"huge\.bin"):
+            await made.create_job({"path": "work/slow.py"})
+        assert (await made.list_jobs())[0] == []
+        assert await live_instances(aws) == []
+    finally:
+        await made.close()
+
+
+async def test_stop_while_it_runs_ends_its_instance(
+    service: JobService, root: Path, aws: Any
+) -> None:
+    job = await service.create_job({"path": "work/long.py"})
+    await until(service, job.id, lambda j: "long job started" in log_of(root, j), "the start")
+    await service.stop_job(job.id)
+    done = await until(service, job.id, lambda j: j.state.is_terminal, "the stop")
+    assert done.state is JobState.STOPPED
+    assert await live_instances(aws) == []
+
+
+async def test_stop_during_the_upload_launches_nothing_that_lives(
+    service: JobService, folder: Path, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from awsjobs_lab.backends.ec2 import s3mode
+
+    gate = asyncio.Event()
+    original = s3mode.upload_inputs
+
+    async def slow_upload(*args: Any, **kwargs: Any) -> Any:
+        await gate.wait()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(s3mode, "upload_inputs", slow_upload)
+    job = await service.create_job({"path": "work/long.py"})
+    await until(service, job.id, lambda j: j.instance_id is not None, "its instance")
+    await service.stop_job(job.id)
+    done = await until(service, job.id, lambda j: j.state.is_terminal, "the stop")
+    assert done.state is JobState.STOPPED
+    assert "command_id" not in done.handle  # the job's command never went out
+    assert await live_instances(aws) == []
+
+
+async def test_a_restart_mid_run_reattaches_and_brings_the_outputs_back(
+    bucket: Any,
+    folder: Path,
+    make_backend: Callable[..., EC2Backend],
+    root: Path,
+    tmp_path: Path,
+    aws: Any,
+) -> None:
+    first = make_service(make_backend, root, tmp_path)
+    await first.start()
+    job = await first.create_job({"path": "work/slow.py"})
+    running = await until(first, job.id, lambda j: "started" in log_of(root, j), "the start")
+    await first.close()  # the server goes away; the job goes on
+    await let_it_finish(first, running)
+    second = make_service(make_backend, root, tmp_path)
+    await second.start()
+    try:
+        done = await until(second, job.id, lambda j: j.state.is_terminal, "the job to end")
+        assert done.state is JobState.SUCCEEDED, done.to_dict()
+        assert (folder / "result.txt").read_text() == "done"
+        assert log_of(root, done).splitlines().count("started") == 1  # no part twice
+        assert "finished" in log_of(root, done)
+        assert await live_instances(aws) == []
+    finally:
+        await second.close()
