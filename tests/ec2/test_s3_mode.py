@@ -225,6 +225,8 @@ async def test_the_log_is_readable_while_it_runs(
     )
     assert running.state is JobState.RUNNING  # read while it ran
     assert "finished" not in log_of(root, running)
+    # Its first log part marked it started: the monitor's look at its files says `running`.
+    running = await until(service, job.id, lambda j: j.phase == "running", "its running phase")
     await let_it_finish(service, running)
     done = await until(service, job.id, lambda j: j.state.is_terminal, "the job to end")
     assert done.state is JobState.SUCCEEDED, done.to_dict()

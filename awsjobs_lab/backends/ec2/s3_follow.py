@@ -1,7 +1,8 @@
 """The S3 mode's log follower: a running job's log parts (`log/<attempt>-<part>`, written by
 the worker every few seconds: `aws/command_s3.py`) appended to the job's local log file, so the
 log endpoint and the panel read it as they read an EFS job's log; and its `exit_code` object
-copied to the local state folder, where the monitor reads exit codes.
+copied to the local state folder, where the monitor reads exit codes. The first part (the
+worker writes "job started" first) marks the job started there too (its `running` phase).
 
 One look (`sync`) costs one ListObjectsV2 of the new parts (`StartAfter` the last one taken)
 and one GetObject of `exit_code` (404 while the job runs). Which part was taken last is kept
@@ -23,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from ...aws.errors import aws_errors
 from ...aws.s3 import is_not_found
-from ...jobfiles import read_exit_code
+from ...jobfiles import STARTED_FILE, read_exit_code
 from ...staging import StagingArea
 
 CURSOR_FILE = "s3-log-cursor"
@@ -40,6 +41,10 @@ class LocalFiles:
     def cursor(self) -> Path:
         return self.exit_code.parent / CURSOR_FILE
 
+    @property
+    def started(self) -> Path:
+        return self.exit_code.parent / STARTED_FILE
+
 
 async def _get_body(s3: Any, bucket: str, key: str) -> bytes | None:
     """An object's bytes, or None when there is no such key."""
@@ -54,13 +59,15 @@ async def _get_body(s3: Any, bucket: str, key: str) -> bytes | None:
     return data
 
 
-def _append(path: Path, data: bytes, cursor: Path, key: str) -> None:
+def _append(files: LocalFiles, data: bytes, key: str) -> None:
     """Append a part to the log (never through a symlink), then remember it. Blocking."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "ab") as file:
+    files.log.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+    with os.fdopen(os.open(files.log, flags, 0o644), "ab") as file:
         file.write(data)
-    _write_atomically(cursor, key.encode())
+    _write_atomically(files.cursor, key.encode())
+    if not files.started.exists():
+        files.started.touch()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -89,7 +96,7 @@ async def sync(s3: Any, area: StagingArea, files: LocalFiles) -> int | None:
         for row in listing.get("Contents", []) or []:
             data = await _get_body(s3, area.bucket, row["Key"])
             if data is not None:
-                await asyncio.to_thread(_append, files.log, data, files.cursor, row["Key"])
+                await asyncio.to_thread(_append, files, data, row["Key"])
         if listing.get("IsTruncated"):
             return None  # more parts than one page: the next look takes the rest first
     if body is None:
