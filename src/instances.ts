@@ -4,10 +4,8 @@
  * and terminated on request (`POST instances/stop`).
  */
 import type { TranslationBundle } from '@jupyterlab/translation';
-import { ISignal, Signal } from '@lumino/signaling';
-
 import { formatCost } from './format';
-import { errorText } from './handler';
+import { PanelListModel } from './panellist';
 import type { JobsService } from './service';
 import { IJobsModel, IServerConfig, isActiveState } from './tokens';
 
@@ -147,54 +145,16 @@ export namespace InstancesModel {
 }
 
 /** The instance list, its last error and whether the view is shown. */
-export class InstancesModel {
+export class InstancesModel extends PanelListModel<IInstance> {
   constructor(options: InstancesModel.IOptions) {
+    super();
     this._service = options.service;
     this._jobs = options.jobs;
     this._jobs.changed.connect(this._onJobsChanged, this);
   }
 
-  get changed(): ISignal<InstancesModel, void> {
-    return this._changed;
-  }
   get jobs(): IJobsModel {
     return this._jobs;
-  }
-  /** Orphans first. */
-  get rows(): ReadonlyArray<IInstance> {
-    return this._rows;
-  }
-  /** The server's message when the list cannot be read (not configured, AWS down). */
-  get error(): string | null {
-    return this._error;
-  }
-  get loaded(): boolean {
-    return this._loaded;
-  }
-  /** Whether the Jobs panel shows this view (rather than the job list). */
-  get shown(): boolean {
-    return this._shown;
-  }
-
-  setShown(shown: boolean): void {
-    if (this._shown === shown) {
-      return;
-    }
-    this._shown = shown;
-    this._changed.emit();
-    if (shown) {
-      void this.refresh();
-    }
-  }
-
-  /** Read the list now (sharing a read in flight); failures become `error`. */
-  refresh(): Promise<void> {
-    if (!this._reading) {
-      this._reading = this._read().finally(() => {
-        this._reading = null;
-      });
-    }
-    return this._reading;
   }
 
   /**
@@ -204,31 +164,25 @@ export class InstancesModel {
   async terminate(ids: ReadonlyArray<string>): Promise<string[]> {
     const { terminated } = await this._service.terminateInstances(ids);
     const ending = new Set(terminated);
-    this._rows = this._rows.map(r =>
-      ending.has(r.instance_id) ? { ...r, state: SHUTTING_DOWN } : r
+    this.setRows(
+      this.rows.map(r =>
+        ending.has(r.instance_id) ? { ...r, state: SHUTTING_DOWN } : r
+      )
     );
-    this._changed.emit();
     // Jobs on these instances are stopping now: show it without waiting.
     void this._jobs.refresh().catch(() => undefined);
     return terminated;
   }
 
-  dispose(): void {
-    Signal.clearData(this);
+  /** Orphans first. */
+  protected async readRows(): Promise<IInstance[]> {
+    const { instances } = await this._service.listInstances();
+    return sortInstances(instances);
   }
 
-  private async _read(): Promise<void> {
-    this._lastRead = Date.now();
-    try {
-      const { instances } = await this._service.listInstances();
-      this._rows = sortInstances(instances);
-      this._error = null;
-    } catch (reason) {
-      this._rows = [];
-      this._error = errorText(reason);
-    }
-    this._loaded = true;
-    this._changed.emit();
+  /** None: a list that cannot be read shows only the server's message. */
+  protected rowsOnError(): IInstance[] {
+    return [];
   }
 
   /**
@@ -246,11 +200,11 @@ export class InstancesModel {
     this._activeKey = active;
     const interval = this._jobs.settings.pollIntervalSeconds * 1000;
     const due =
-      this._shown &&
+      this.shown &&
       this._jobs.visible &&
-      Date.now() - this._lastRead >= interval * 0.9;
+      Date.now() - this.lastRead >= interval * 0.9;
     const stale =
-      (jobsMoved || !this._loaded) && instancesConfigured(this._jobs.config);
+      (jobsMoved || !this.loaded) && instancesConfigured(this._jobs.config);
     if (due || stale) {
       void this.refresh();
     }
@@ -258,13 +212,6 @@ export class InstancesModel {
 
   private _service: JobsService;
   private _jobs: IJobsModel;
-  private _rows: IInstance[] = [];
-  private _error: string | null = null;
-  private _loaded = false;
-  private _shown = false;
-  private _lastRead = 0;
   /** The active jobs and their states at the last change (`id:state,…`). */
   private _activeKey: string | null = null;
-  private _reading: Promise<void> | null = null;
-  private _changed = new Signal<InstancesModel, void>(this);
 }

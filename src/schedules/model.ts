@@ -4,9 +4,7 @@
  * the panel), and the calls on one schedule: create, enable/disable, run now,
  * delete, and the dialog's preview of a cron expression.
  */
-import { ISignal, Signal } from '@lumino/signaling';
-
-import { errorText } from '../handler';
+import { PanelListModel } from '../panellist';
 import type { IJob, IJobsModel } from '../tokens';
 import type { SchedulesService } from './service';
 import type {
@@ -45,63 +43,30 @@ export namespace SchedulesModel {
   }
 }
 
-export class SchedulesModel implements ISchedulesModel {
+export class SchedulesModel
+  extends PanelListModel<ISchedule>
+  implements ISchedulesModel
+{
   constructor(options: SchedulesModel.IOptions) {
+    super();
     this._service = options.service;
     this._jobs = options.jobs;
     this._jobs.changed.connect(this._onJobsChanged, this);
   }
 
-  get changed(): ISignal<ISchedulesModel, void> {
-    return this._changed;
-  }
-  get rows(): ReadonlyArray<ISchedule> {
-    return this._rows;
-  }
-  get error(): string | null {
-    return this._error;
-  }
-  get loaded(): boolean {
-    return this._loaded;
-  }
-  get shown(): boolean {
-    return this._shown;
-  }
-
   get(name: string): ISchedule | undefined {
-    return this._rows.find(r => r.name === name);
-  }
-
-  setShown(shown: boolean): void {
-    if (this._shown === shown) {
-      return;
-    }
-    this._shown = shown;
-    this._changed.emit();
-    if (shown) {
-      void this.refresh();
-    }
-  }
-
-  /** Read the list now (sharing a read in flight); failures become `error`. */
-  refresh(): Promise<void> {
-    if (!this._reading) {
-      this._reading = this._read().finally(() => {
-        this._reading = null;
-      });
-    }
-    return this._reading;
+    return this.rows.find(r => r.name === name);
   }
 
   async create(request: IScheduleCreate): Promise<ISchedule> {
     const schedule = await this._service.create(request);
-    this._put(schedule);
+    this.setRows(putRow(this.rows, schedule));
     return schedule;
   }
 
   async setEnabled(name: string, enabled: boolean): Promise<ISchedule> {
     const schedule = await this._service.patch(name, { enabled });
-    this._put(schedule);
+    this.setRows(putRow(this.rows, schedule));
     return schedule;
   }
 
@@ -115,8 +80,7 @@ export class SchedulesModel implements ISchedulesModel {
 
   async remove(name: string): Promise<void> {
     await this._service.remove(name);
-    this._rows = this._rows.filter(r => r.name !== name);
-    this._changed.emit();
+    this.setRows(this.rows.filter(r => r.name !== name));
   }
 
   preview(cron: string, timezone: string): Promise<ISchedulePreview> {
@@ -125,25 +89,12 @@ export class SchedulesModel implements ISchedulesModel {
 
   dispose(): void {
     this._jobs.changed.disconnect(this._onJobsChanged, this);
-    Signal.clearData(this);
+    super.dispose();
   }
 
-  private _put(schedule: ISchedule): void {
-    this._rows = putRow(this._rows, schedule);
-    this._changed.emit();
-  }
-
-  private async _read(): Promise<void> {
-    this._lastRead = Date.now();
-    try {
-      const { schedules } = await this._service.list();
-      this._rows = sortSchedules(schedules);
-      this._error = null;
-    } catch (reason) {
-      this._error = errorText(reason);
-    }
-    this._loaded = true;
-    this._changed.emit();
+  protected async readRows(): Promise<ISchedule[]> {
+    const { schedules } = await this._service.list();
+    return sortSchedules(schedules);
   }
 
   /**
@@ -154,25 +105,18 @@ export class SchedulesModel implements ISchedulesModel {
     const key = scheduledJobsKey(this._jobs.jobs);
     const moved = key !== this._runsKey;
     this._runsKey = key;
-    if (!this._shown || !this._jobs.visible) {
+    if (!this.shown || !this._jobs.visible) {
       return;
     }
     const interval = this._jobs.settings.pollIntervalSeconds * 1000;
-    if (moved || Date.now() - this._lastRead >= interval * 0.9) {
+    if (moved || Date.now() - this.lastRead >= interval * 0.9) {
       void this.refresh();
     }
   }
 
   private _service: SchedulesService;
   private _jobs: IJobsModel;
-  private _rows: ISchedule[] = [];
-  private _error: string | null = null;
-  private _loaded = false;
-  private _shown = false;
-  private _lastRead = 0;
   private _runsKey = '';
-  private _reading: Promise<void> | null = null;
-  private _changed = new Signal<ISchedulesModel, void>(this);
 }
 
 /** A run's time in epoch seconds (0 when unknown). */
