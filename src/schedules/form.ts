@@ -165,7 +165,7 @@ export function whereSchedulesRun(
     );
   }
   return trans.__(
-    "This schedule runs only while this Jupyter server runs. Runs missed while it is stopped fire once when it starts again if they are recent enough (the server's grace period, 60 minutes by default), and are otherwise recorded as missed."
+    "This schedule runs only while this Jupyter server runs. Nothing fires while it is stopped; when it starts again, the latest missed run fires once if it is recent enough (the server's grace period, 60 minutes by default), and missed runs are otherwise recorded as missed."
   );
 }
 
