@@ -37,7 +37,6 @@ LOCAL_SECTION = "phases (ours, local)"
 SCALE = 5.0  # AWS's delays and the script divided by this
 BOOT, REGISTER, MOUNT, SCRIPT = 30.0, 15.0, 5.0, 30.0  # seconds on AWS (unscaled)
 JOBS = 4
-REGION = "us-east-1"
 
 
 def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
@@ -62,24 +61,17 @@ def _clock() -> dict[str, float]:
 
 
 def _service(endpoint: str, subnets: list[str], root: Path) -> Any:
-    from awsjobs_lab.backends.ec2 import EC2Backend
+    """The real JobService on the capacity section's EC2 backend, with SendCommand's cadence
+    at its default (that section shortens it)."""
     from awsjobs_lab.requests import LaunchDefaults
     from awsjobs_lab.service import JobService, ServiceOptions
     from awsjobs_lab.store import JobStore
 
-    backend = EC2Backend(
-        endpoint_url=endpoint,
-        pricing_endpoint_url="http://127.0.0.1:9",  # no Pricing API: the bundled prices
-        region=REGION,
-        image_id="ami-12c6146b",
-        subnet_ids=subnets,
-        efs_file_system_id="fs-0123456789abcdef0",
-        instance_profile_name="awsjobs-bench-worker",
-        owner="bench",
-        allowed_families=["m7i", "c7i"],
-        cache_dir=str(root.parent / "cache"),
-    )
-    backend.root_dir = str(root)
+    from .capacity import _backend
+
+    backend = _backend(endpoint, subnets, root)
+    backend.ssm_retry_seconds = 2.0
+    backend.ssm_retry_max_seconds = 15.0
     options = ServiceOptions(defaults=LaunchDefaults(backend="ec2"))
     return JobService(JobStore(root.parent / "jobs.sqlite"), {"ec2": backend}, root, options)
 
