@@ -32,7 +32,6 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import InvalidRequest
 from ..jobfiles import STARTED_FILE
-from ..jobfiles import STARTED_FILE
 from ..patterns import ENV_NAME
 from .userdata import FAILED_MARKER, MARKER_DIR, READY_MARKER
 
@@ -213,8 +212,6 @@ def build_commands(
         *(f'export {name}="$awsjobs_env_{i}"' for i, name in enumerate(names)),
         'export AWSJOBS_JOB_ID="$awsjobs_job_id"',
         f"export AWSJOBS_ATTEMPT={int(attempt)}",
-        # The server's monitor reads this marker: the job's `running` phase begins.
-        f'printf \'%s\\n\' "$AWSJOBS_ATTEMPT" > "$awsjobs_exit_dir/{STARTED_FILE}"',
         # The server's monitor reads this marker: the job's `running` phase begins.
         f'printf \'%s\\n\' "$AWSJOBS_ATTEMPT" > "$awsjobs_exit_dir/{STARTED_FILE}"',
         'echo "[awsjobs] job started on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ)"'
