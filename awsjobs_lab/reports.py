@@ -2,7 +2,8 @@
 and the format it renders to (so the job knows the name of the file it will produce).
 
 The YAML header is the block between a first line `---` and the next line `---` or `...`; it
-is read with PyYAML's safe loader (plain data only, never an object). What counts as declared:
+is read with PyYAML's safe loader (plain data only, never an object; an R expression tagged
+`!r` or `!expr` is kept as its text). What counts as declared:
 
 - the keys of the header's `params` mapping (R Markdown and Quarto's knitr engine);
 - for Quarto with a Python (Jupyter) engine, also the names assigned at the top level of a
@@ -55,13 +56,31 @@ def _header_text(text: str) -> str | None:
     raise ReportError("its YAML header (from the first line ---) is never closed")
 
 
+class _HeaderLoader(yaml.SafeLoader):
+    """The safe loader, plus the R-expression tags R Markdown and Quarto evaluate in a header
+    (`start: !r Sys.Date()`, `!expr`): kept as their text, since only the header's names and
+    format are read here."""
+
+
+def _r_expression(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    if not isinstance(node, yaml.ScalarNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.tag} takes an R expression", node.start_mark
+        )
+    return str(loader.construct_scalar(node))
+
+
+for _tag in ("!r", "!expr"):
+    _HeaderLoader.add_constructor(_tag, _r_expression)
+
+
 def parse_header(text: str) -> dict[str, Any]:
     """The YAML header of a document's text as a mapping ({} when it has none)."""
     header = _header_text(text)
     if header is None:
         return {}
     try:
-        data = yaml.safe_load(header)
+        data = yaml.load(header, Loader=_HeaderLoader)
     except yaml.YAMLError as err:
         raise ReportError(f"its YAML header is not valid YAML: {err}") from None
     if data is None:

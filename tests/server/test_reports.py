@@ -30,6 +30,19 @@ output: html_document
 The square of `r params$n` is `r params$n^2`, for `r params$who`.
 """
 
+# R Markdown evaluates `!r` and `!expr` values in R; the header's reader keeps their text.
+RMD_R_EXPRESSIONS = """---
+title: "Since"
+output: html_document
+params:
+  start: !r as.Date("2024-05-01")
+  regions: !expr c("north", "south")
+  n: 3
+---
+
+From `r format(params$start)`, `r length(params$regions)` regions, n = `r params$n`.
+"""
+
 QMD_KNITR = """---
 title: Knitr
 format:
@@ -122,6 +135,18 @@ def test_header_is_plain_data_only() -> None:
     # The safe loader: a Python object tag is refused, never built.
     with pytest.raises(ReportError):
         parse_header("---\nx: !!python/object/apply:os.system ['true']\n---\n")
+
+
+def test_r_expression_params_are_declared() -> None:
+    info = describe_text(RMD_R_EXPRESSIONS, ".Rmd")
+    assert info.declared_params == ("n", "regions", "start")
+    header = parse_header(RMD_R_EXPRESSIONS)
+    assert header["params"]["start"] == 'as.Date("2024-05-01")'
+
+
+def test_r_expression_tag_takes_a_scalar_only() -> None:
+    with pytest.raises(ReportError, match="!r takes an R expression"):
+        parse_header("---\nparams:\n  x: !r [1, 2]\n---\n")
 
 
 @pytest.mark.parametrize(
@@ -245,6 +270,16 @@ async def test_rmd_without_params_uses_its_defaults(api: Any, jp_root_dir: Path)
     done = await finished(api, job["id"])
     assert done["state"] == "succeeded", (jp_root_dir / done["log_path"]).read_text()
     assert "The square of 3 is 9, for nobody." in (jp_root_dir / done["output_path"]).read_text()
+
+
+async def test_rmd_with_r_expression_params_renders(api: Any, jp_root_dir: Path) -> None:
+    (jp_root_dir / "since.Rmd").write_text(RMD_R_EXPRESSIONS)
+    code, job = await api("POST", "jobs", body={"path": "since.Rmd", "parameters": {"n": 7}})
+    assert code == 201, job
+    done = await finished(api, job["id"])
+    assert done["state"] == "succeeded", (jp_root_dir / done["log_path"]).read_text()
+    html = (jp_root_dir / done["output_path"]).read_text()
+    assert "From 2024-05-01, 2 regions, n = 7." in html, html[-2000:]
 
 
 async def test_failing_rmd_fails(api: Any, jp_root_dir: Path) -> None:
