@@ -43,10 +43,15 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 def client() -> Any:
+    """boto3 on the simulator only: dummy credentials unless the environment has some, and
+    never the instance metadata service (botocore would look there for credentials)."""
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     return boto3.client(
         "s3",
         endpoint_url=os.environ["AWS_ENDPOINT_URL"],
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
         config=Config(retries={"mode": "standard", "max_attempts": 3}),
     )
 

@@ -31,6 +31,7 @@ from ...aws.command_s3 import S3Locations, build_s3_commands
 from ...errors import BackendError
 from ...models import Job, JobState, Outcome
 from ...staging import (
+    UPLOADING_INPUTS,
     InputManifest,
     Progress,
     Snapshot,
@@ -176,6 +177,8 @@ class S3Mode:
             root = Path(self.settings.root_dir)
             snapshot = await asyncio.to_thread(snapshot_folder, self.folder(job), root)
         progress = ProgressWriter(lambda **fields: record(None, **fields))
+        files = len(snapshot.entries)
+        progress.report(Progress(UPLOADING_INPUTS, 0, snapshot.total_bytes, 0, files))  # at once
         try:
             manifest = await upload_inputs(
                 await self.clients.s3(), area, snapshot, self.max_bytes, progress.report
