@@ -48,20 +48,18 @@ test.use({
   }
 });
 
-async function upload(
-  page: IJupyterLabPageFixture,
-  path: string,
-  content: string
-): Promise<void> {
-  await page.contents.uploadContent(content, 'text', path);
-  await page.filebrowser.refresh();
-}
-
-/** Right-click a file in the file browser → "Run as Job…": the launch dialog. */
+/**
+ * Write a file into the test's folder, then right-click it in the file
+ * browser → "Run as Job…": the launch dialog.
+ */
 async function runFromFileBrowser(
   page: IJupyterLabPageFixture,
-  name: string
+  folder: string,
+  name: string,
+  content: string
 ): Promise<Locator> {
+  await page.contents.uploadContent(content, 'text', `${folder}/${name}`);
+  await page.filebrowser.refresh();
   await page
     .locator('.jp-DirListing-content .jp-DirListing-item', {
       has: page.getByText(name, { exact: true })
@@ -74,15 +72,21 @@ async function runFromFileBrowser(
   return dialog;
 }
 
-/** The panel's row of the job launched last (the launch selects it). */
-async function launchedRow(page: IJupyterLabPageFixture): Promise<Locator> {
-  const details = page.locator(
-    '.jp-AWSJobs-panel .jp-AWSJobs-details[data-job-id]'
+/** Wait for the job launched last (the launch selects it) to succeed. */
+async function launchedJobSucceeds(
+  page: IJupyterLabPageFixture,
+  name: string
+): Promise<void> {
+  const row = page.locator(
+    '.jp-AWSJobs-panel .jp-AWSJobs-job[aria-selected="true"]'
   );
-  await expect(details).toBeVisible({ timeout: 30000 });
-  const id = await details.getAttribute('data-job-id');
-  expect(id).toBeTruthy();
-  return page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
+  await expect(row.locator('.jp-AWSJobs-jobName')).toHaveText(name, {
+    timeout: 30000
+  });
+  // An R start and a pandoc render take a while on a busy machine.
+  await expect(row).toHaveAttribute('data-state', 'succeeded', {
+    timeout: 90000
+  });
 }
 
 test.describe('R and R Markdown jobs', () => {
@@ -90,8 +94,12 @@ test.describe('R and R Markdown jobs', () => {
     page,
     tmpPath
   }) => {
-    await upload(page, `${tmpPath}/report.Rmd`, REPORT);
-    const dialog = await runFromFileBrowser(page, 'report.Rmd');
+    const dialog = await runFromFileBrowser(
+      page,
+      tmpPath,
+      'report.Rmd',
+      REPORT
+    );
 
     // A report takes parameters, not arguments.
     await expect(dialog).toContainText('Report parameters');
@@ -109,11 +117,7 @@ test.describe('R and R Markdown jobs', () => {
     await again.locator('textarea[name="parameters"]').fill('{"n": 7}');
     await again.locator('button.jp-mod-accept').click();
 
-    const row = await launchedRow(page);
-    await expect(row.locator('.jp-AWSJobs-jobName')).toHaveText('report.Rmd');
-    await expect(row).toHaveAttribute('data-state', 'succeeded', {
-      timeout: 90000
-    });
+    await launchedJobSucceeds(page, 'report.Rmd');
     // The rendered file, next to the source.
     const output = page.locator(
       '.jp-AWSJobs-details [data-field="output_path"]'
@@ -144,19 +148,19 @@ test.describe('R and R Markdown jobs', () => {
     page,
     tmpPath
   }) => {
-    await upload(page, `${tmpPath}/args.R`, ARGS_SCRIPT);
-    const dialog = await runFromFileBrowser(page, 'args.R');
+    const dialog = await runFromFileBrowser(
+      page,
+      tmpPath,
+      'args.R',
+      ARGS_SCRIPT
+    );
 
     // A script takes arguments, not parameters.
     await expect(dialog.locator('textarea[name="parameters"]')).toHaveCount(0);
     await dialog.locator('textarea[name="args"]').fill(ARGUMENTS.join('\n'));
     await dialog.locator('button.jp-mod-accept').click();
 
-    const row = await launchedRow(page);
-    await expect(row.locator('.jp-AWSJobs-jobName')).toHaveText('args.R');
-    await expect(row).toHaveAttribute('data-state', 'succeeded', {
-      timeout: 60000
-    });
+    await launchedJobSucceeds(page, 'args.R');
     const log = page.locator('.jp-AWSJobs-log');
     await expect(log).toContainText('argument count: 2');
     await expect(log).toContainText('arg 1: [two words]');
