@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ sleep "$CHAOS_SLEEP"
 exit "$CHAOS_EXIT"
 """
 TRIGGER_PATIENCE = 12.0  # seconds an armed kill waits for its call; then it kills at once
+UPLOAD_PATIENCE = 12.0  # seconds a during-upload kill watches for an upload
 SAMPLE_EVERY = 1.0
 WORKER_PATIENCE = 8.0  # seconds a worker event waits for a running worker
 SETTLE_GRACE = 2.0  # seconds after the last job ended, before the final check
@@ -70,6 +72,7 @@ class Driver:
         self.rng = random.Random(the_plan.seed + 1)
         self.log = RunLog()
         self._last_sample = 0.0
+        self._watchers: list[threading.Thread] = []  # during-upload kills still watching
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, settle_timeout: float) -> RunLog:
@@ -84,6 +87,9 @@ class Driver:
             if number % 20 == 0:
                 log(f"step {number}/{len(self.plan.steps)}; {self.stage.crashes} crashes")
         self.drain_triggers()
+        for watcher in self._watchers:
+            watcher.join()
+            self.ensure_up()
         self.settle(settle_timeout)
         return self.log
 
@@ -151,6 +157,10 @@ class Driver:
             self.log.events[f"{step.detail} shortage"] += 1
         elif step.action == "capacity-off":
             self.stage.aws.configure({"capacity": plan.NO_SHORTAGE})
+        elif step.action in ("s3-dies-on", "s3-dies-off"):
+            dies = step.action == "s3-dies-on"
+            self.stage.aws.configure({"worker": {"s3_upload_dies": dies}})
+            self.log.events["workers dying mid-upload"] += int(dies)
 
     def submit(self, spec: plan.JobSpec) -> None:
         body = {
@@ -178,6 +188,9 @@ class Driver:
         if kind == "at-random":
             self.tap.kill_now(kind)
             return
+        if kind == "during-upload":
+            self.kill_during_upload()
+            return
         if kind == "while-stopping":
             job_id = self.running_job()
             self.tap.arm(Trigger(kind, STOP_CALLS, job=job_id))
@@ -186,6 +199,31 @@ class Driver:
         calls = SEND_CALLS if kind == "send-command-unanswered" else LAUNCH_CALLS
         delay = self.rng.uniform(0.0, 0.05) if kind == "after-launch" else 0.0
         self.tap.arm(Trigger(kind, calls, delay=delay))
+
+    def kill_during_upload(self) -> None:
+        """Kill the server while an S3 job's inputs are being uploaded (its `progress` says
+        so), watching from a thread while the steps go on (the next submissions upload); after
+        a while without one, at random. S3 calls do not pass the simulator's dispatcher, so no
+        trigger can be armed on them: the jobs are watched instead."""
+
+        def watch() -> None:
+            deadline = time.monotonic() + UPLOAD_PATIENCE
+            while time.monotonic() < deadline:
+                page = self.api("GET", "/awsjobs/api/jobs?state=launching,pending&limit=500")
+                uploading = tuple(
+                    str(job["id"])
+                    for job in (page or {}).get("jobs", [])
+                    if (job.get("progress") or {}).get("phase") == "uploading_inputs"
+                )
+                if uploading and self.tap.kill_now("during-upload", "s3:upload", uploading):
+                    for job in uploading:
+                        self.log.event("server kill during upload", job)
+                    return
+                time.sleep(0.01)
+            self.tap.kill_now("during-upload (none seen: at random)")
+
+        self._watchers.append(threading.Thread(target=watch, name="chaos-upload", daemon=True))
+        self._watchers[-1].start()
 
     def worker_event(self, kind: str) -> None:
         """Interrupt, reboot or terminate (from outside) a running worker chosen at random;

@@ -8,6 +8,7 @@ in reply depends on timing, as on AWS.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from .timing import MINUTE
 
 # Where the server is SIGKILLed. Every kind of the list is used once before any repeats.
 KILL_KINDS = (
+    "during-upload",  # an S3 job's inputs are being uploaded (its instance booting meanwhile)
     "launch-unanswered",  # RunInstances (or CreateFleet) applied, its answer not yet sent
     "after-launch",  # RunInstances (or CreateFleet) answered, the server killed 0-50 ms later
     "send-command-unanswered",  # SendCommand applied, its answer not yet sent
@@ -46,7 +48,8 @@ class JobSpec:
 @dataclass(frozen=True)
 class Step:
     pause: float  # seconds before the step
-    action: str  # submit | stop-newest | stop-running | kill | worker | capacity-on/off
+    action: str  # submit | stop-newest | stop-running | kill | worker | capacity-on/off |
+    # s3-dies-on/off
     detail: str = ""  # the kill kind, the worker event
     job: JobSpec | None = None
 
@@ -73,10 +76,11 @@ def make_plan(seed: int, jobs: int, kills: int, short: bool) -> Plan:
     specs = [_job_spec(rng, i, short) for i in range(jobs)]
     steps = [Step(rng.uniform(0.1, 0.8), "submit", job=spec) for spec in specs]
     extra: list[Step] = []
-    kinds = list(KILL_KINDS)
+    kinds = list(KILL_KINDS[1:])
     rng.shuffle(kinds)
-    for i in range(kills):
-        extra.append(Step(rng.uniform(0.2, 1.0), "kill", kinds[i % len(kinds)]))
+    kinds.insert(0, KILL_KINDS[0])  # the first server has storage "s3": its kill is this one
+    for _ in range(kills):
+        extra.append(Step(rng.uniform(0.2, 1.0), "kill"))
     stops = max(2, jobs // 8)
     for i in range(stops):
         extra.append(Step(rng.uniform(0.0, 0.3), "stop-newest" if i % 2 else "stop-running"))
@@ -85,6 +89,16 @@ def make_plan(seed: int, jobs: int, kills: int, short: bool) -> Plan:
     # Everything lands between submissions, never before the first two.
     for step in extra:
         steps.insert(rng.randint(2, len(steps)), step)
+    # The kinds in the order the kills come: the first (S3's upload) while the first server runs.
+    order = iter(range(kills))
+    steps = [
+        dataclasses.replace(s, detail=kinds[next(order) % len(kinds)]) if s.action == "kill" else s
+        for s in steps
+    ]
+    # A window in which workers die in the middle of uploading their outputs (S3 mode).
+    start = rng.randint(2, len(steps) - 1)
+    steps.insert(start, Step(0.0, "s3-dies-on"))
+    steps.insert(min(len(steps), start + rng.randint(4, 10)), Step(0.0, "s3-dies-off"))
     for i in range(2 if short else 4):  # capacity shortages, each over a few steps
         start = rng.randint(2, len(steps) - 1)
         kind = SHORTAGE_KINDS[i % len(SHORTAGE_KINDS)]

@@ -38,6 +38,7 @@ class Stage:
         self.aws = SimulatedAWS(timing.simulator_config(seed, str(sandbox), str(self.root)))
         self.server: Server | None = None
         self.crashes = 0
+        self.starts = 0  # servers started so far: which storage the next one has
         self._config: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -48,7 +49,10 @@ class Stage:
         self.restart()
 
     def restart(self) -> Server:
-        """Start the server (again) on the same store; waits until its API answers."""
+        """Start the server (again) on the same store; waits until its API answers. Its
+        storage alternates (`timing.STORAGES`), so S3 and EFS jobs both meet every fault."""
+        self._config["EC2Backend"]["storage"] = timing.STORAGES[self.starts % 2]
+        self.starts += 1
         server = start_ours(
             self.procs, self.base, self._config, env={"AWS_ENDPOINT_URL": self.aws.endpoint_url}
         )
@@ -67,6 +71,11 @@ class Stage:
             self.server = None
         _reap(server.proc)
         return True
+
+    @property
+    def storage(self) -> str:
+        """The storage of the server running now (of the last one started)."""
+        return str(self._config.get("EC2Backend", {}).get("storage", ""))
 
     @property
     def up(self) -> bool:
@@ -112,6 +121,7 @@ def _prepare_account(endpoint_url: str) -> list[str]:
     ec2 = boto3.client("ec2", **kwargs)
     iam = boto3.client("iam", **kwargs)
     iam.create_instance_profile(InstanceProfileName=timing.INSTANCE_PROFILE)
+    boto3.client("s3", **kwargs).create_bucket(Bucket=timing.BUCKET)
     found = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
     zones = {s["AvailabilityZone"]: s["SubnetId"] for s in found["Subnets"]}
     return [zones[zone] for zone in sorted(zones)][:2]

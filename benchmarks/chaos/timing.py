@@ -18,6 +18,10 @@ IMAGE_ID = "ami-12c6146b"  # the simulator does not validate image ids
 INSTANCE_PROFILE = "awsjobs-chaos-worker"
 OWNER = "chaos"
 FAMILIES = ["m7i", "c7i"]  # small catalogue: moto serialises each instance type
+BUCKET = "awsjobs-chaos"  # the S3 mode's bucket (on the simulator's S3)
+# The server's storage, by how often it has started: S3 first, then EFS, S3, ... Each job keeps
+# the storage it was accepted with, so jobs of both kinds live through every kill.
+STORAGES = ("s3", "efs")
 
 
 def simulator_config(seed: int, sandbox_dir: str, efs_root: str) -> dict[str, Any]:
@@ -73,6 +77,8 @@ def app_config(endpoint_url: str, subnets: list[str], cache_dir: str) -> dict[st
             "image_id": IMAGE_ID,
             "subnet_ids": subnets,
             "efs_file_system_id": "fs-0123456789abcdef0",
+            "s3_bucket": BUCKET,
+            "s3_log_interval_seconds": 0.5,
             "instance_profile_name": INSTANCE_PROFILE,
             "owner": OWNER,
             "allowed_families": FAMILIES,

@@ -1,6 +1,7 @@
 """The chaos run's short form (`python -m benchmarks.chaos --short`): a dozen EC2 jobs on the
 simulated AWS with faults in every AWS call type, server SIGKILLs and restarts, Stops and
-worker events. It fails the suite if any invariant breaks: a leaked instance, a job final while
+worker events; jobs in both storages (EFS, S3), a server kill during an S3 upload and workers
+dying mid-upload. It fails the suite if any invariant breaks: a leaked instance, a job final while
 its instance runs, a job run twice, a job without a reason or never ending.
 
 It runs as its own process (the simulator patches moto's dispatcher, one per process) and
