@@ -19,6 +19,8 @@ from jupyter_server.base.handlers import APIHandler
 
 from .errors import AWSJobsError, InvalidRequest, NotFound
 from .patterns import JOB_ID_TEXT
+from .schedules.requests import check_name
+from .schedules.service import ScheduleService
 from .service import JobService
 from .store import DEFAULT_PAGE
 
@@ -131,9 +133,12 @@ class JobsHandler(AWSJobsHandler):
     async def get(self) -> None:
         states_raw = self.query("state")
         states = [s.strip() for s in states_raw.split(",") if s.strip()] if states_raw else None
+        schedule = self.query("schedule")
+        if schedule is not None:
+            check_name(schedule, "schedule")
         # The page arrives encoded (store thread): the loop only writes the bytes.
         body = await self.service.list_jobs_json(
-            states, self.int_query("limit", DEFAULT_PAGE), self.query("cursor")
+            states, self.int_query("limit", DEFAULT_PAGE), self.query("cursor"), schedule
         )
         self.set_header("Content-Type", "application/json")
         self.finish(body)
@@ -181,7 +186,11 @@ class ConfigHandler(AWSJobsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.reply(await self.service.config_now())
+        config = await self.service.config_now()
+        schedules = self.settings.get("awsjobs_schedules")
+        if isinstance(schedules, ScheduleService):
+            config["schedules"] = schedules.describe_config()
+        self.reply(config)
 
 
 class InstanceTypesHandler(AWSJobsHandler):

@@ -242,19 +242,22 @@ class JobService:
         states: Iterable[str] | None = None,
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
+        schedule: str | None = None,
     ) -> tuple[list[Job], str | None]:
+        """Newest first; `schedule`: only the jobs that schedule started."""
         wanted = self._wanted_states(states, limit)
-        return await self.store.list_jobs(wanted or None, limit, cursor)
+        return await self.store.list_jobs(wanted or None, limit, cursor, schedule=schedule)
 
     async def list_jobs_json(
         self,
         states: Iterable[str] | None = None,
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
+        schedule: str | None = None,
     ) -> bytes:
         """`list_jobs` as the REST answer's JSON bytes, encoded off the event loop."""
         wanted = self._wanted_states(states, limit)
-        return await self.store.list_jobs_json(wanted or None, limit, cursor)
+        return await self.store.list_jobs_json(wanted or None, limit, cursor, schedule=schedule)
 
     async def stop_job(self, job_id: str) -> Job:
         """Ask a job to stop; returns at once with the job `stopping` (or as it is if it has

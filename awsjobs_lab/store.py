@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from .errors import Conflict, InvalidRequest, JobNotFound, StoreUnavailable
 from .models import ALLOWED_TRANSITIONS, InvalidTransition, Job, JobState, Transition, now
-from .schedules.schema import SCHEDULES_MIGRATION
+from .schedules.schema import JOB_SCHEDULE, SCHEDULES_MIGRATION
 
 T = TypeVar("T")
 
@@ -286,9 +286,11 @@ class JobStore:
         limit: int,
         cursor: str | None,
         backend: str | None,
+        schedule: str | None = None,
     ) -> tuple[str, list[Any]]:
         """SQL and arguments of one page, newest first, with one row more than `limit` (it
-        tells whether a next page exists). Raises InvalidRequest for a bad cursor."""
+        tells whether a next page exists); `schedule`: only the jobs it started. Raises
+        InvalidRequest for a bad cursor."""
         where: list[str] = []
         args: list[Any] = []
         if states:
@@ -297,6 +299,9 @@ class JobStore:
         if backend is not None:
             where.append("backend = ?")
             args.append(backend)
+        if schedule is not None:
+            where.append(f"{JOB_SCHEDULE} = ?")  # the jobs_by_schedule index
+            args.append(schedule)
         if cursor:
             created_at, job_id = _decode_cursor(cursor)
             where.append("(created_at < ? OR (created_at = ? AND id < ?))")
@@ -314,10 +319,11 @@ class JobStore:
         limit: int,
         cursor: str | None,
         backend: str | None,
+        schedule: str | None = None,
     ) -> tuple[list[Job], str | None]:
         """One page and the cursor of the next (None at the end); in the store thread."""
         limit = max(1, min(limit, MAX_PAGE))
-        sql, args = self._page_query(states, limit, cursor, backend)
+        sql, args = self._page_query(states, limit, cursor, backend, schedule)
         rows = self._db.execute(sql, args).fetchall()
         jobs = [Job.from_record(json.loads(r[0])) for r in rows]
         if len(jobs) > limit:
@@ -331,9 +337,11 @@ class JobStore:
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
         backend: str | None = None,
+        schedule: str | None = None,
     ) -> tuple[list[Job], str | None]:
-        """Newest first. Returns the page and the cursor of the next page (None at the end)."""
-        return await self._run(self._read_page, states, limit, cursor, backend)
+        """Newest first. Returns the page and the cursor of the next page (None at the end);
+        `schedule`: only the jobs that schedule started."""
+        return await self._run(self._read_page, states, limit, cursor, backend, schedule)
 
     async def list_jobs_json(
         self,
@@ -341,6 +349,7 @@ class JobStore:
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
         backend: str | None = None,
+        schedule: str | None = None,
     ) -> bytes:
         """The same page as `list_jobs`, as the REST answer `{"jobs": [...], "next_cursor"}`
         encoded to JSON bytes. Decoding the records, converting and encoding all happen in
@@ -348,7 +357,7 @@ class JobStore:
         a page of 50 jobs costs it nothing per job."""
 
         def page() -> bytes:
-            jobs, next_cursor = self._read_page(states, limit, cursor, backend)
+            jobs, next_cursor = self._read_page(states, limit, cursor, backend, schedule)
             body = {"jobs": [j.to_dict() for j in jobs], "next_cursor": next_cursor}
             return json.dumps(body).encode()
 

@@ -17,10 +17,11 @@ FIELDS = frozenset({"name", "cron", "timezone", "start_at", "end_at", "enabled",
 NAME_RULE = "1 to 64 letters, digits, '-' or '_'"
 
 
-def check_name(name: object) -> str:
+def check_name(name: object, field: str = "name") -> str:
+    """`name` if it is a schedule name, else `InvalidRequest` starting with `field`."""
     if not isinstance(name, str) or not SCHEDULE_NAME.match(name):
         shown = repr(name[:70]) if isinstance(name, str) else "this"
-        raise InvalidRequest(f"name: {shown} is not a schedule name ({NAME_RULE})")
+        raise InvalidRequest(f"{field}: {shown} is not a schedule name ({NAME_RULE})")
     return name
 
 

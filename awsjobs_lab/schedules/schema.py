@@ -1,6 +1,10 @@
 """The schedules' tables: one store migration (appended to `store.MIGRATIONS`), here so the job
 store module stays about jobs. No imports: `store.py` imports this file."""
 
+# The schedule a job's record names, as the `jobs_by_schedule` index spells it: a query
+# filtering on this very expression (`= ?`) is answered from that index.
+JOB_SCHEDULE = "json_extract(record, '$.schedule')"
+
 # Schedules (a JSON record, like jobs), what happened to firings that started no job (missed
 # while the server was down, refused), and the index of a schedule's runs among the jobs.
 SCHEDULES_MIGRATION = """

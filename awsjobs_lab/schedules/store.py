@@ -15,11 +15,10 @@ from ..errors import Conflict
 from ..models import now
 from ..store import JobStore
 from .model import Schedule, ScheduleNotFound
+from .schema import JOB_SCHEDULE
 
 # A change applied to the loaded schedule inside the write transaction.
 ScheduleChange = Callable[[Schedule], None]
-
-_BY_SCHEDULE = "json_extract(record, '$.schedule')"
 
 
 class ScheduleStore:
@@ -118,7 +117,7 @@ class ScheduleStore:
         def query() -> list[dict[str, Any]]:
             db = self.jobs._db
             jobs = db.execute(
-                f"SELECT record FROM jobs WHERE {_BY_SCHEDULE} = ? ORDER BY created_at DESC"
+                f"SELECT record FROM jobs WHERE {JOB_SCHEDULE} = ? ORDER BY created_at DESC"
                 " LIMIT ?",
                 (name, limit),
             ).fetchall()
@@ -149,7 +148,7 @@ class ScheduleStore:
 
         def query() -> set[str]:
             rows = self.jobs._db.execute(
-                f"SELECT id FROM jobs WHERE {_BY_SCHEDULE} IS NOT NULL"
+                f"SELECT id FROM jobs WHERE {JOB_SCHEDULE} IS NOT NULL"
             ).fetchall()
             return {r[0] for r in rows}
 

@@ -101,6 +101,7 @@ async def test_config(api: Any) -> None:
     }
     assert config["aws_configured"] is False
     assert config["extensions"] == [".ipynb", ".py", ".R", ".Rmd", ".qmd", ".sh"]
+    assert config["schedules"] == {"missed_run_grace_minutes": 60}  # the default
 
 
 # -- hostile input ----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Schedules through the REST API of a real Jupyter server (auth required): validation, CRUD,
 duplicates, next runs in UTC and local time, run now, delete leaving a running job running,
-the preview, and authentication on every endpoint."""
+the preview, the jobs of one schedule (`GET jobs?schedule=`), the grace in `GET config`, and
+authentication on every endpoint."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.server.helpers import assert_error
+from awsjobs_lab.models import JobState
+from awsjobs_lab.service import JobService
+from tests.server.helpers import assert_error, make_job
 from tests.server.test_api import wait_state
 
 API = ("awsjobs", "api")
@@ -235,3 +238,67 @@ async def test_preview(api: Any, service: Any) -> None:
     assert_error(code, answer, 400, "cron:")
     code, answer = await api("GET", "schedule-preview")
     assert_error(code, answer, 400, "cron:")
+
+
+# -- the jobs of one schedule -------------------------------------------------------------------
+
+
+async def stored_runs(service: JobService) -> dict[str, list[str]]:
+    """65 finished jobs, newest last: every 13th is a run of "daily", one of "weekly", the rest
+    started by no schedule. The ids of each, newest first."""
+    ids: dict[str, list[str]] = {"daily": [], "weekly": [], "none": []}
+    for n in range(65):
+        schedule = "daily" if n % 13 == 0 else ("weekly" if n == 30 else None)
+        job = make_job(
+            "ok.py", state=JobState.SUCCEEDED, created_at=1_000_000.0 + n, schedule=schedule
+        )
+        await service.store.insert(job)
+        ids[schedule or "none"].insert(0, job.id)
+    return ids
+
+
+async def test_jobs_of_one_schedule_page_by_page(api: Any, service: JobService) -> None:
+    ids = await stored_runs(service)
+    # The unfiltered first page (50) holds only some of "daily"'s runs: the server filters.
+    code, page = await api("GET", "jobs")
+    assert code == 200 and len(page["jobs"]) == 50
+    assert len([j for j in page["jobs"] if j["schedule"] == "daily"]) < len(ids["daily"])
+
+    seen, cursor = [], None
+    while True:
+        params = {"schedule": "daily", "limit": "2", **({"cursor": cursor} if cursor else {})}
+        code, page = await api("GET", "jobs", params=params)
+        assert code == 200 and len(page["jobs"]) <= 2, page
+        assert {j["schedule"] for j in page["jobs"]} == {"daily"}
+        seen += [j["id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == ids["daily"] and len(seen) == 5
+
+    code, page = await api("GET", "jobs", params={"schedule": "weekly"})
+    assert [j["id"] for j in page["jobs"]] == ids["weekly"]
+    code, page = await api("GET", "jobs", params={"schedule": "weekly", "state": "running"})
+    assert page == {"jobs": [], "next_cursor": None}
+    code, page = await api("GET", "jobs", params={"schedule": "never-ran"})
+    assert page == {"jobs": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("value", ["has space", "x" * 65, "a/b", "daily'--"])
+async def test_a_bad_schedule_filter_is_refused(api: Any, service: Any, value: str) -> None:
+    code, answer = await api("GET", "jobs", params={"schedule": value})
+    assert_error(code, answer, 400, "schedule:", "letters, digits")
+
+
+# -- the grace of local schedules in GET config -------------------------------------------------
+
+
+class TestGraceInConfig:
+    @pytest.fixture
+    def awsjobs_config(self) -> dict[str, Any]:
+        return {"missed_run_grace_minutes": 15}
+
+    async def test_config_says_the_grace(self, api: Any) -> None:
+        code, config = await api("GET", "config")
+        assert code == 200
+        assert config["schedules"] == {"missed_run_grace_minutes": 15}
