@@ -12,6 +12,12 @@ from .model import Schedule
 
 @runtime_checkable
 class RemoteSchedules(Protocol):
+    @property
+    def owner(self) -> str:
+        """The owner its schedules are grouped and tagged under, the one its runs' machines
+        are tagged with (for EC2, c.EC2Backend.owner): a remote schedule's owner."""
+        ...
+
     def check(self, schedule: Schedule) -> None:
         """`InvalidRequest` if the remote service cannot express `schedule`,
         `BackendNotConfigured` (naming the setting) if it is not set up."""

@@ -6,6 +6,11 @@ service and fires without this server: create/patch/delete go there, the list me
 found there, and its runs are imported as jobs. Any other schedule is local: the one timer
 fires it while the server runs; at start, a run missed while the server was down fires once if
 it is younger than the grace, and is otherwise recorded `missed`.
+
+One owner rule: a remote schedule belongs to its backend's owner (`RemoteSchedules.owner`, the
+one its runs' instances are tagged with: c.EC2Backend.owner), which groups and tags it in AWS
+and finds its runs; a local schedule belongs to the server's user (`ScheduleOptions.owner`).
+The store keeps each under its owner; the API's `owner` field says it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ ON_TIME_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class ScheduleOptions:
-    owner: str  # whose schedules this server shows (the OS user)
+    owner: str  # the owner of local schedules (the OS user); remote ones have their backend's
     default_timezone: str = "UTC"
     missed_run_grace_seconds: float = 3600.0  # c.AWSJobs.missed_run_grace_minutes
     import_interval_seconds: float = 60.0  # how often remote schedules' runs are imported
@@ -62,7 +67,13 @@ class ScheduleService:
 
     @property
     def owner(self) -> str:
+        """The owner of local schedules."""
         return self.options.owner
+
+    def describe_config(self) -> dict[str, float]:
+        """`GET config` `schedules`: what the launch dialog tells of local schedules."""
+        minutes = self.options.missed_run_grace_seconds / 60.0
+        return {"missed_run_grace_minutes": int(minutes) if minutes.is_integer() else minutes}
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -98,6 +109,9 @@ class ScheduleService:
         schedule = new_schedule(body, self.owner, self.options.default_timezone, at)
         job = await self._check_job(schedule)
         remote = self._remote_of(schedule)
+        schedule.owner = self._owner_of(schedule)
+        if await self._stored(schedule.name) is not None:  # any owner's: names are the API's ids
+            raise Conflict(f"a schedule named {schedule.name!r} already exists")
         if remote is not None:
             remote.check(schedule)
             if any(s.name == schedule.name for s in await self._remote_list(remote)):
@@ -106,7 +120,7 @@ class ScheduleService:
             try:
                 await remote.put(schedule, job)
             except BaseException:
-                await self.store.delete(self.owner, schedule.name)
+                await self.store.delete(schedule.owner, schedule.name)
                 raise
         else:
             await self.store.insert(schedule)
@@ -118,7 +132,7 @@ class ScheduleService:
         views = []
         for schedule in await self._all():
             view = self._view(schedule, at)
-            runs = await self.store.runs(self.owner, schedule.name, 1)
+            runs = await self.store.runs(schedule.owner, schedule.name, 1)
             view["last_run"] = runs[0] if runs else None
             views.append(view)
         return views
@@ -126,7 +140,7 @@ class ScheduleService:
     async def get(self, name: str) -> dict[str, Any]:
         schedule = await self._find(name)
         view = self._view(schedule, self.clock())
-        view["runs"] = await self.store.runs(self.owner, schedule.name, RUNS_SHOWN)
+        view["runs"] = await self.store.runs(schedule.owner, schedule.name, RUNS_SHOWN)
         return view
 
     async def patch(self, name: str, body: Any) -> dict[str, Any]:
@@ -135,12 +149,16 @@ class ScheduleService:
         schedule = changed_schedule(current, body, at)
         job = await self._check_job(schedule)
         remote = self._remote_of(schedule)
+        schedule.owner = self._owner_of(schedule)
         if remote is not None:
             remote.check(schedule)
             await remote.put(schedule, job)
         old_remote = self._remote_of(current)
-        if old_remote is not None and old_remote is not remote:
-            await old_remote.delete(self.owner, name)  # it moved to another backend
+        if old_remote is not None and (old_remote is not remote or current.owner != schedule.owner):
+            await old_remote.delete(current.owner, name)  # it moved (another backend or owner)
+        if current.owner != schedule.owner:  # kept under its new owner only
+            with contextlib.suppress(ScheduleNotFound):
+                await self.store.delete(current.owner, name)
         await self.store.put(schedule)
         self.timer.rearm()
         return self._view(schedule, at)
@@ -151,9 +169,9 @@ class ScheduleService:
         schedule = await self._find(name)
         remote = self._remote_of(schedule)
         if remote is not None:
-            await remote.delete(self.owner, schedule.name)
+            await remote.delete(schedule.owner, schedule.name)
         with contextlib.suppress(ScheduleNotFound):  # one found only remotely
-            await self.store.delete(self.owner, schedule.name)
+            await self.store.delete(schedule.owner, schedule.name)
         self.timer.rearm()
 
     async def run_now(self, name: str) -> Job:
@@ -184,9 +202,26 @@ class ScheduleService:
     def _remote_of(self, schedule: Schedule) -> RemoteSchedules | None:
         return self._remotes().get(schedule.backend())
 
+    def _owner_of(self, schedule: Schedule) -> str:
+        """The owner rule: a remote schedule's is its backend's, a local one's the server's."""
+        remote = self._remote_of(schedule)
+        return remote.owner if remote is not None else self.owner
+
+    def _owners(self) -> list[str]:
+        """Every owner whose schedules this server shows: its own, then its backends'."""
+        owners = [self.owner, *(remote.owner for remote in self._remotes().values())]
+        return list(dict.fromkeys(owners))
+
+    async def _stored(self, name: str) -> Schedule | None:
+        """The stored schedule of that name, whichever owner it is kept under."""
+        for owner in self._owners():
+            with contextlib.suppress(ScheduleNotFound):
+                return await self.store.get(owner, name)
+        return None
+
     async def _remote_list(self, remote: RemoteSchedules) -> list[Schedule]:
         try:
-            return await remote.list(self.owner)
+            return await remote.list(remote.owner)
         except AWSJobsError as err:
             self.log.warning("awsjobs: cannot list remote schedules: %s", err)
             return []
@@ -194,7 +229,7 @@ class ScheduleService:
     async def _all(self) -> list[Schedule]:
         """The store's schedules merged with those found remotely (these win: they are what
         fires; one created elsewhere shows up too)."""
-        merged = {s.name: s for s in await self.store.of_owner(self.owner)}
+        merged = {s.name: s for o in self._owners() for s in await self.store.of_owner(o)}
         for remote in self._remotes().values():
             for found in await self._remote_list(remote):
                 known = merged.get(found.name)
@@ -205,8 +240,9 @@ class ScheduleService:
 
     async def _find(self, name: str) -> Schedule:
         check_name_or_404(name)
-        with contextlib.suppress(ScheduleNotFound):
-            return await self.store.get(self.owner, name)
+        stored = await self._stored(name)
+        if stored is not None:
+            return stored
         for schedule in await self._all():
             if schedule.name == name:
                 return schedule
@@ -245,11 +281,11 @@ class ScheduleService:
             fresh.last_fired_at = newest
 
         # Recorded before the fire: a crash in between loses one run rather than doubling it.
-        schedule = await self.store.update(self.owner, schedule.name, fired)
+        schedule = await self.store.update(schedule.owner, schedule.name, fired)
         for missed in reversed(due[1:]):
-            await self.store.record_event(self.owner, schedule.name, "missed", missed)
+            await self.store.record_event(schedule.owner, schedule.name, "missed", missed)
         if at - newest > max(self.options.missed_run_grace_seconds, ON_TIME_SECONDS):
-            await self.store.record_event(self.owner, schedule.name, "missed", newest)
+            await self.store.record_event(schedule.owner, schedule.name, "missed", newest)
             return
         await self._fire(schedule, newest)
 
@@ -265,7 +301,7 @@ class ScheduleService:
         else:
             return
         self.log.warning("awsjobs: schedule %s: run refused: %s", schedule.name, error)
-        await self.store.record_event(self.owner, schedule.name, "failed", scheduled_for, error)
+        await self.store.record_event(schedule.owner, schedule.name, "failed", scheduled_for, error)
 
     # -- remote schedules: importing their runs ----------------------------------------------
 
@@ -281,7 +317,7 @@ class ScheduleService:
         for backend_id, remote in self._remotes().items():
             try:
                 known = await self.store.scheduled_job_ids()
-                found = await remote.import_runs(self.owner, known)
+                found = await remote.import_runs(remote.owner, known)
             except Exception as err:
                 self.log.warning("awsjobs: cannot import %s schedule runs: %s", backend_id, err)
                 continue

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from ec2_helpers import make_job
 
-from awsjobs_lab.aws import scheduler, tags
+from awsjobs_lab.aws import instances, scheduler, tags
 from awsjobs_lab.aws.aws_cron import to_aws_cron
 from awsjobs_lab.aws.scheduled_boot import (
     RUN_TOKEN,
@@ -309,20 +309,26 @@ async def test_a_cron_aws_cannot_express_is_refused_before_anything_is_made(back
 @pytest.fixture
 async def make_services(
     make_backend: Callable[..., EC2Backend], root: Path, tmp_path: Path, scheduler_role: str
-) -> AsyncIterator[Callable[[], Awaitable[ScheduleService]]]:
-    """A server's services (jobs and schedules) on the EC2 backend, started on demand."""
+) -> AsyncIterator[Callable[..., Awaitable[ScheduleService]]]:
+    """A server's services (jobs and schedules) on the EC2 backend, started on demand: by
+    default its user and c.EC2Backend.owner are both OWNER; `server_user` (the OS user),
+    `data` (the job store's folder) and backend settings may differ."""
     made: list[ScheduleService] = []
 
-    async def factory() -> ScheduleService:
+    async def factory(
+        server_user: str = OWNER, data: Path = tmp_path, **traits: Any
+    ) -> ScheduleService:
         jobs = JobService(
-            JobStore(tmp_path / "jobs.sqlite"),
-            {"ec2": make_backend(scheduler_role_arn=scheduler_role)},
+            JobStore(data / "jobs.sqlite"),
+            {"ec2": make_backend(scheduler_role_arn=scheduler_role, **traits)},
             root,
             ServiceOptions(
                 defaults=LaunchDefaults(backend="ec2"), retry_seconds=0.01, retry_max_seconds=0.05
             ),
         )
-        service = ScheduleService(jobs, ScheduleOptions(owner=OWNER, import_interval_seconds=3600))
+        service = ScheduleService(
+            jobs, ScheduleOptions(owner=server_user, import_interval_seconds=3600)
+        )
         await jobs.start()
         made.append(service)
         return service
@@ -437,3 +443,69 @@ async def test_a_disabled_schedule_does_not_fire(backend, sim, root):
     await remote(backend).put(schedule, job)
     with pytest.raises(ValueError, match="disabled"):
         sim.fire_schedule(GROUP, "nightly")
+
+
+async def test_an_ec2_schedule_belongs_to_the_ec2_owner_not_the_os_user(
+    worker, root, aws, make_services, tmp_path
+):
+    # The server runs as one OS user, c.EC2Backend.owner names another (as the ui-tests'
+    # "galata"): the schedule's group, its runs' tags, the import and the API all say the
+    # EC2 owner, the one the backend's instances (and its sweep and Instances view) use.
+    team = {"server_user": "os-user", "owner": "ec2-team"}
+    (root / "work" / "hello.py").write_text("print('hello from the team')\n")
+    service = await make_services(**team)
+    created = await service.create(
+        {
+            "name": "nightly",
+            "cron": "0 6 * * 1-5",
+            "timezone": "Europe/Paris",
+            "job": {"path": "work/hello.py", "backend": "ec2", "cpus": 2},
+        }
+    )
+    assert (created["owner"], created["remote"]) == ("ec2-team", True)
+
+    client = await aws("scheduler")
+    groups = [g["Name"] for g in (await client.list_schedule_groups())["ScheduleGroups"]]
+    assert sorted(groups) == ["awsjobs-ec2-team", "default"]
+    group = await client.get_schedule_group(Name="awsjobs-ec2-team")
+    found_tags = await client.list_tags_for_resource(ResourceArn=group["Arn"])
+    assert {t["Key"]: t["Value"] for t in found_tags["Tags"]}[tags.OWNER] == "ec2-team"
+
+    [iid] = await asyncio.to_thread(worker.fire_schedule, "awsjobs-ec2-team", "nightly")
+    run_id = run_id_of_instance(iid)
+    exit_code = root / ".awsjobs" / "jobs" / run_id / "exit_code"
+
+    async def done() -> bool:
+        return exit_code.exists()
+
+    await eventually(done, timeout=60)
+    run_tags = tags.tags_of(await instance_of(aws, iid))
+    assert (run_tags[tags.OWNER], run_tags[tags.SCHEDULE]) == ("ec2-team", "nightly")
+    # Found by the filter the sweep and the Instances view use for this owner's instances.
+    owned = await instances.describe_instances(
+        await aws("ec2"), instances.managed_filters("ec2-team")
+    )
+    assert iid in owned
+
+    await service.close()  # the server restarts
+    await service.jobs.close()
+    service = await make_services(**team)
+    [shown] = await service.list_schedules()
+    assert (shown["name"], shown["owner"], shown["remote"]) == ("nightly", "ec2-team", True)
+    assert shown["error"] is None
+    assert await service.import_runs() == 1
+    imported = await service.jobs.get_job(run_id)
+    assert imported.schedule == "nightly" and imported.instance_id == iid
+    assert [r["job_id"] for r in (await service.get("nightly"))["runs"]] == [run_id]
+
+    # A server with an empty job store finds it in AWS alone, under the same owner.
+    (tmp_path / "elsewhere").mkdir()
+    fresh = await make_services(data=tmp_path / "elsewhere", **team)
+    [found] = await fresh.list_schedules()
+    assert (found["name"], found["owner"]) == ("nightly", "ec2-team")
+    assert found["job"]["path"] == "work/hello.py"
+    assert await fresh.import_runs() == 1
+
+    await service.delete("nightly")
+    groups = [g["Name"] for g in (await client.list_schedule_groups())["ScheduleGroups"]]
+    assert groups == ["default"]

@@ -27,8 +27,12 @@ BODY = {"name": "nightly", "cron": "0 2 * * *", "timezone": "UTC", "job": {"path
 
 
 class FakeRemote:
+    # Not the server's user ("me"): the backend's owner (c.EC2Backend.owner in production).
+    owner = "cloud-owner"
+
     def __init__(self) -> None:
         self.schedules: dict[str, Schedule] = {}
+        self.owners_asked: set[str] = set()
         self.put_jobs: list[Job] = []
         self.runs: list[Job] = []
         self.problem: str | None = None
@@ -43,13 +47,16 @@ class FakeRemote:
         self.put_jobs.append(job)
 
     async def delete(self, owner: str, name: str) -> None:
+        self.owners_asked.add(owner)
         self.deleted.append(name)
         self.schedules.pop(name, None)
 
     async def list(self, owner: str) -> builtins.list[Schedule]:
+        self.owners_asked.add(owner)
         return list(self.schedules.values())
 
     async def import_runs(self, owner: str, known_job_ids: set[str]) -> builtins.list[Job]:
+        self.owners_asked.add(owner)
         return [job for job in self.runs if job.id not in known_job_ids]
 
 
@@ -82,6 +89,13 @@ class CloudBackend(Backend):
         return None
 
 
+class PlainBackend(CloudBackend):
+    """A backend whose schedules are local (the server's timer fires them)."""
+
+    id: ClassVar[str] = "plain"
+    label: ClassVar[str] = "Plain"
+
+
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[tuple[ScheduleService, FakeRemote]]:
     (tmp_path / "root").mkdir()
@@ -90,9 +104,11 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[ScheduleService, FakeRemo
     backend = CloudBackend()
     backend.capabilities = Capabilities(schedules=remote)  # type: ignore[misc]
     backend.root_dir = str(tmp_path / "root")
+    plain = PlainBackend()
+    plain.root_dir = backend.root_dir
     jobs = JobService(
         JobStore(tmp_path / "jobs.sqlite"),
-        {"cloud": backend},
+        {"cloud": backend, "plain": plain},
         tmp_path / "root",
         ServiceOptions(defaults=LaunchDefaults(backend="cloud"), retry_seconds=0.01),
     )
@@ -191,3 +207,47 @@ async def test_the_local_timer_never_fires_a_remote_schedule(
     await schedules.create(dict(BODY))
     assert await schedules._tick(schedules.clock() + 3 * 86400) is None
     assert (await schedules.get("nightly"))["runs"] == []
+
+
+async def test_a_remote_schedule_belongs_to_its_backends_owner(
+    setup: tuple[ScheduleService, FakeRemote],
+) -> None:
+    schedules, remote = setup
+    created = await schedules.create(dict(BODY))
+    assert created["owner"] == "cloud-owner"  # not the server's user
+    assert remote.schedules["nightly"].owner == "cloud-owner"
+    [kept] = await schedules.store.of_owner("cloud-owner")
+    assert kept.name == "nightly"
+    assert await schedules.store.of_owner("me") == []
+    local = await schedules.create(
+        {**BODY, "name": "here", "job": {"path": "x.py", "backend": "plain"}}
+    )
+    assert local["owner"] == "me" and local["remote"] is False
+
+    listed = {s["name"]: s["owner"] for s in await schedules.list_schedules()}
+    assert listed == {"here": "me", "nightly": "cloud-owner"}
+    assert (await schedules.get("nightly"))["owner"] == "cloud-owner"
+    await schedules.import_runs()
+    assert remote.owners_asked == {"cloud-owner"}
+    # Names are the API's ids: one name across owners.
+    with pytest.raises(Conflict):
+        await schedules.create({**BODY, "name": "here"})
+    with pytest.raises(Conflict):
+        await schedules.create({**BODY, "job": {"path": "x.py", "backend": "plain"}})
+
+
+async def test_a_schedule_moved_between_backends_changes_owner(
+    setup: tuple[ScheduleService, FakeRemote],
+) -> None:
+    schedules, remote = setup
+    await schedules.create({**BODY, "job": {"path": "x.py", "backend": "plain"}})
+    moved = await schedules.patch("nightly", {"job": {"path": "x.py", "backend": "cloud"}})
+    assert (moved["owner"], moved["remote"]) == ("cloud-owner", True)
+    assert remote.schedules["nightly"].owner == "cloud-owner"
+    assert await schedules.store.of_owner("me") == []
+    back = await schedules.patch("nightly", {"job": {"path": "x.py", "backend": "plain"}})
+    assert (back["owner"], back["remote"]) == ("me", False)
+    assert remote.deleted == ["nightly"] and remote.owners_asked == {"cloud-owner"}
+    assert [s.name for s in await schedules.store.of_owner("me")] == ["nightly"]
+    assert await schedules.store.of_owner("cloud-owner") == []
+    assert [s["name"] for s in await schedules.list_schedules()] == ["nightly"]

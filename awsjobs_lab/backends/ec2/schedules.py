@@ -4,6 +4,7 @@ start their workers with no server running.
 - `put`: the schedule's worker is chosen when it is saved (the cheapest fitting type now, the
   first zone that has it: one RunInstances request is fixed for every firing), and written to
   AWS (`aws.scheduler`); saving it again re-chooses.
+- `owner`: c.EC2Backend.owner, as the workers are tagged (the service's owner of EC2 schedules).
 - `list`: the owner's schedules in AWS, with the job each runs read back from its boot script
   (so one made elsewhere the same way shows up).
 - `import_runs`: the runs AWS started that the server has not seen (`scheduled_runs`).
@@ -49,6 +50,12 @@ class EC2Schedules:
 
     def __init__(self, backend: EC2Backend) -> None:
         self.backend = backend
+
+    @property
+    def owner(self) -> str:
+        """c.EC2Backend.owner as its workers carry it in `awsjobs:owner` (worker.job_tags):
+        the schedules' group, tags and run records, and the import, all use this one."""
+        return self.backend.owner_tag or tags.UNKNOWN_OWNER
 
     async def _client(self) -> Any:
         return await self.backend.clients.get("scheduler")
