@@ -185,24 +185,11 @@ def build_commands(
         *(decode_line(f"awsjobs_env_{i}", env[name]) for i, name in enumerate(names)),
         *(decode_line(f"awsjobs_arg_{i}", arg) for i, arg in enumerate(argv)),
         *after_decoding,
-        "awsjobs_finish() {",
-        '  printf \'%s\\n\' "$1" > "$AWSJOBS_EXIT.tmp.$$" &&',
-        '    mv -f "$AWSJOBS_EXIT.tmp.$$" "$AWSJOBS_EXIT"',
-        "  awsjobs_halt",
-        '  exit "$1"',
-        "}",
+        *FINISH,
         *(_spot_watcher(notice_marker) if watch_spot else []),
         *_wait_for_mount(ready_marker, failed_marker, ready_wait_seconds),
         "# 2. once per instance: a repeated SendCommand must not run the job twice",
-        f"if ! mkdir {shlex.quote(started_marker)} 2>/dev/null; then",
-        # A second command for the same job (SendCommand retried after a lost answer, by
-        # botocore or by us) lives as long as the first run and ends with its exit code: the
-        # server may have recorded either command, and must not judge the job by a copy that
-        # ended at once.
-        "  echo 'awsjobs: this job has already started on this instance; waiting for it' >&2",
-        f'  while [ ! -s "$AWSJOBS_EXIT" ]; do sleep {DUPLICATE_POLL_SECONDS}; done',
-        '  exit "$(head -n 1 "$AWSJOBS_EXIT")"',
-        "fi",
+        *once_per_instance(started_marker),
         "# 3. run the job in its folder, output appended to its log on the shared file system",
         'mkdir -p "$awsjobs_exit_dir" "$awsjobs_log_dir"',
         'if ! cd "$awsjobs_cwd"; then',
@@ -223,6 +210,30 @@ def build_commands(
         'awsjobs_finish "$awsjobs_rc"',
     ]
     return lines
+
+
+# `awsjobs_finish CODE`: the exit code to `$AWSJOBS_EXIT` atomically, then the halt.
+FINISH = [
+    "awsjobs_finish() {",
+    '  printf \'%s\\n\' "$1" > "$AWSJOBS_EXIT.tmp.$$" &&',
+    '    mv -f "$AWSJOBS_EXIT.tmp.$$" "$AWSJOBS_EXIT"',
+    "  awsjobs_halt",
+    '  exit "$1"',
+    "}",
+]
+
+
+def once_per_instance(started_marker: str) -> list[str]:
+    """A second command for the same job (SendCommand retried after a lost answer, by botocore
+    or by us) lives as long as the first run and ends with its exit code: the server may have
+    recorded either command, and must not judge the job by a copy that ended at once."""
+    return [
+        f"if ! mkdir {shlex.quote(started_marker)} 2>/dev/null; then",
+        "  echo 'awsjobs: this job has already started on this instance; waiting for it' >&2",
+        f'  while [ ! -s "$AWSJOBS_EXIT" ]; do sleep {DUPLICATE_POLL_SECONDS}; done',
+        '  exit "$(head -n 1 "$AWSJOBS_EXIT")"',
+        "fi",
+    ]
 
 
 def _wait_for_mount(ready_marker: str, failed_marker: str, wait_seconds: int) -> list[str]:

@@ -47,6 +47,16 @@ async def bucket_with_inputs(aws: Clients) -> Any:
     return s3
 
 
+async def run_on_a_worker(sim: SimulatedAWS, aws: Clients, job: str) -> tuple[Any, str]:
+    """A new instance (terminated when it halts) running COMMAND with `job`: its EC2 client
+    and id."""
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    instance_id = await launch(ec2, UserData=BOOT, InstanceInitiatedShutdownBehavior="terminate")
+    await registered(sim, instance_id)
+    await run_job(ssm, instance_id, COMMAND.format(bucket=BUCKET, job=job).splitlines())
+    return ec2, instance_id
+
+
 async def body(s3: Any, key: str) -> bytes:
     answer = await s3.get_object(Bucket=BUCKET, Key=key)
     async with answer["Body"] as stream:
@@ -58,11 +68,8 @@ async def test_a_job_downloads_its_folder_and_uploads_log_outputs_and_exit_code(
     sim: SimulatedAWS, aws: Clients
 ) -> None:
     s3 = await bucket_with_inputs(aws)
-    ec2, ssm = await aws("ec2"), await aws("ssm")
-    instance_id = await launch(ec2, UserData=BOOT, InstanceInitiatedShutdownBehavior="terminate")
-    await registered(sim, instance_id)
     job = "bash run.sh; wc -l < data/numbers.csv > data/count.txt; exit 3"
-    await run_job(ssm, instance_id, COMMAND.format(bucket=BUCKET, job=job).splitlines())
+    ec2, instance_id = await run_on_a_worker(sim, aws, job)
     await reaches(ec2, instance_id, "terminated")
     assert await body(s3, "exit_code") == b"3\n"
     assert await body(s3, "log/01-000001") == b"ran\n"
@@ -128,11 +135,9 @@ async def test_refuses_what_it_does_not_implement(
 async def test_s3_upload_dies_halts_the_worker_mid_upload(sim: SimulatedAWS, aws: Clients) -> None:
     sim.configure({"worker": {"s3_upload_dies": True}})
     s3 = await bucket_with_inputs(aws)
-    ec2, ssm = await aws("ec2"), await aws("ssm")
-    instance_id = await launch(ec2, UserData=BOOT, InstanceInitiatedShutdownBehavior="terminate")
-    await registered(sim, instance_id)
-    job = "echo a > a.txt; echo b > b.txt; echo c > c.txt"
-    await run_job(ssm, instance_id, COMMAND.format(bucket=BUCKET, job=job).splitlines())
+    ec2, instance_id = await run_on_a_worker(
+        sim, aws, "echo a > a.txt; echo b > b.txt; echo c > c.txt"
+    )
 
     async def gone() -> bool:
         return await state_of(ec2, instance_id) == "terminated"

@@ -7,7 +7,9 @@ mounts nothing, the job runs in its scratch folder and everything comes back thr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -124,6 +126,15 @@ def make_service(
     )
 
 
+@contextlib.asynccontextmanager
+async def started(service: JobService) -> AsyncIterator[JobService]:
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
 @pytest.fixture
 async def service(
     bucket: Any,
@@ -132,10 +143,8 @@ async def service(
     root: Path,
     tmp_path: Path,
 ) -> AsyncIterator[JobService]:
-    made = make_service(make_backend, root, tmp_path)
-    await made.start()
-    yield made
-    await made.close()
+    async with started(make_service(make_backend, root, tmp_path)) as made:
+        yield made
 
 
 def backend_of(service: JobService) -> EC2Backend:
@@ -308,15 +317,11 @@ async def test_a_folder_over_the_cap_is_refused_before_anything_launches(
     aws: Any,
 ) -> None:
     (folder / "huge.bin").write_bytes(b"\0" * (2 * 1024 * 1024))
-    made = make_service(make_backend, root, tmp_path, s3_max_upload_mib=1)
-    await made.start()
-    try:
+    async with started(make_service(make_backend, root, tmp_path, s3_max_upload_mib=1)) as made:
         with pytest.raises(InvalidRequest, match=r"huge\.bin"):
             await made.create_job({"path": "work/slow.py"})
         assert (await made.list_jobs())[0] == []
         assert await live_instances(aws) == []
-    finally:
-        await made.close()
 
 
 async def test_stop_while_it_runs_ends_its_instance(
@@ -366,14 +371,55 @@ async def test_a_restart_mid_run_reattaches_and_brings_the_outputs_back(
     running = await until(first, job.id, lambda j: "started" in log_of(root, j), "the start")
     await first.close()  # the server goes away; the job goes on
     await let_it_finish(first, running)
-    second = make_service(make_backend, root, tmp_path)
-    await second.start()
-    try:
+    async with started(make_service(make_backend, root, tmp_path)) as second:
         done = await until(second, job.id, lambda j: j.state.is_terminal, "the job to end")
         assert done.state is JobState.SUCCEEDED, done.to_dict()
         assert (folder / "result.txt").read_text() == "done"
         assert log_of(root, done).splitlines().count("started") == 1  # no part twice
         assert "finished" in log_of(root, done)
         assert await live_instances(aws) == []
-    finally:
-        await second.close()
+
+
+def test_storage_follows_the_settings_and_the_message_names_what_is_missing() -> None:
+    assert EC2Backend(efs_file_system_id="fs-1").storage == "efs"
+    assert EC2Backend(s3_bucket="b").storage == "s3"
+    assert EC2Backend(efs_file_system_id="fs-1", s3_bucket="b").storage == "efs"
+    assert EC2Backend(efs_file_system_id="fs-1", storage="s3").missing_settings() == [
+        "image_id",
+        "subnet_ids",
+        "s3_bucket",
+        "instance_profile_name",
+    ]
+    problem = EC2Backend().configuration_problem() or ""
+    assert "c.EC2Backend.efs_file_system_id" in problem
+    assert "c.EC2Backend.s3_bucket" in problem  # the way without EFS is named too
+    s3_only = EC2Backend(s3_bucket="b", root_dir="/anywhere", efs_mount_path="/elsewhere")
+    assert s3_only.mount_problem() is None  # no shared file system to be inside of
+
+
+def test_the_worker_script_is_valid_shell_and_uses_only_what_the_shim_implements(
+    tmp_path: Path,
+) -> None:
+    from awsjobs_lab.aws.command_s3 import S3Locations, build_s3_commands
+
+    lines = build_s3_commands(
+        job_id="0123456789abcdef",
+        argv=["python3", "it's {x}.py"],
+        locations=S3Locations("s3://b/p/in/", "s3://b/p/out/", "s3://b/p/log/", "s3://b/p/x"),
+        region="eu-west-1",
+        env={"NAME": "a 'quoted' $value"},
+        attempt=2,
+        watch_spot=True,
+    )
+    script = tmp_path / "command.sh"
+    script.write_text("\n".join(lines) + "\n")
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    calls = [line.split("aws ", 1)[1] for line in lines if "aws s3" in line]
+    assert calls and all(call.startswith("s3 cp --only-show-errors") for call in calls)
+    with pytest.raises(InvalidRequest):
+        build_s3_commands(
+            job_id="../etc",
+            argv=["x"],
+            locations=S3Locations("s3://b/in/", "s3://b/out/", "s3://b/log/", "s3://b/x"),
+            region="eu-west-1",
+        )
