@@ -423,3 +423,23 @@ def test_the_worker_script_is_valid_shell_and_uses_only_what_the_shim_implements
             locations=S3Locations("s3://b/in/", "s3://b/out/", "s3://b/log/", "s3://b/x"),
             region="eu-west-1",
         )
+
+
+async def test_a_failed_upload_fails_the_job_and_ends_its_instance(
+    service: JobService, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from awsjobs_lab.backends.ec2 import s3mode
+    from awsjobs_lab.errors import BackendError
+
+    async def failing_upload(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.2)  # the instance is launched meanwhile
+        raise BackendError("PutObject s3://team-jobs/...: AccessDenied")
+
+    monkeypatch.setattr(s3mode, "upload_inputs", failing_upload)
+    job = await service.create_job({"path": "work/long.py"})
+    done = await until(service, job.id, lambda j: j.state.is_terminal, "the failure")
+    assert done.state is JobState.FAILED
+    assert "uploading the job's files failed" in (done.error or "")
+    assert "AccessDenied" in (done.error or "")
+    assert "command_id" not in done.handle
+    assert await live_instances(aws) == []
