@@ -22,11 +22,12 @@ sleep 4
 echo "phases job done"
 `;
 
-// AWS's share, slowed so each phase is seen: the instance boots in 6 s, its
-// agent registers 2 s later, and the boot script's EFS mount (started at
-// boot) takes 9 s, so the command handed over waits a few seconds for it.
+// AWS's share, slowed so each phase is seen: the instance boots in 9 s (long
+// enough to see the elapsed time tick on a busy machine), its agent registers
+// 2 s later, and the boot script's EFS mount (started at boot) takes 9 s, so
+// the command handed over waits a few seconds for it.
 const SLOW_CLOCK = {
-  boot_seconds: 6,
+  boot_seconds: 9,
   agent_register_seconds: 2,
   mount_seconds: 9
 };
@@ -214,10 +215,14 @@ test('a script job on EC2 shows its phases as they happen, then how long each to
       }
     }
   } finally {
-    await simulatorConfig(page.request, {
+    const restored = await simulatorConfig(page.request, {
       clock: saved.clock,
       faults: saved.faults
     });
+    expect([restored.clock, restored.faults]).toEqual([
+      saved.clock,
+      saved.faults
+    ]);
     if (
       id !== null &&
       ACTIVE.includes((await getJob(page.request, id)).state)
