@@ -6,14 +6,10 @@
  * the state, with their elapsed time ticking, and the finished job's details
  * say how long each took. The simulator's configuration is restored after.
  */
-import {
-  expect,
-  galata,
-  IJupyterLabPageFixture,
-  test
-} from '@jupyterlab/galata';
+import { expect, galata, test } from '@jupyterlab/galata';
 import type { APIRequestContext, Locator } from '@playwright/test';
 
+import { getJob, openLaunchDialog, selectedJob } from './ec2jobs';
 import { EC2_URL, SIM_URL } from './simulated';
 
 // Its `running` phase lasts a few seconds too.
@@ -89,36 +85,6 @@ async function simulatorConfig(
   return (await response.json()) as ISimConfig;
 }
 
-async function getJob(
-  request: APIRequestContext,
-  id: string
-): Promise<IJobJSON> {
-  const response = await request.get(`/awsjobs/api/jobs/${id}`);
-  expect(response.ok()).toBeTruthy();
-  return (await response.json()) as IJobJSON;
-}
-
-/** Launches `path` on EC2 from its launch dialog; the new job's id. */
-async function launchOnEC2(
-  page: IJupyterLabPageFixture,
-  path: string
-): Promise<string> {
-  await page.evaluate(path => {
-    // Not awaited in the page: the command waits for the dialog.
-    void window.jupyterapp.commands.execute('awsjobs:run-file', { path });
-  }, path);
-  const dialog = page.locator('.jp-Dialog');
-  await expect(dialog.locator('.jp-AWSJobs-launch')).toBeVisible();
-  await dialog.locator('select[name="backend"]').selectOption('ec2');
-  await dialog.locator('button.jp-mod-accept').click();
-  // A launch selects its job.
-  const details = page.locator(
-    '.jp-AWSJobs-panel .jp-AWSJobs-details[data-job-id]'
-  );
-  await expect(details).toBeVisible({ timeout: 30000 });
-  return (await details.getAttribute('data-job-id')) as string;
-}
-
 /** Seconds shown in `phase`'s line ("booting · 0:03" → 3), or -1 in another. */
 async function secondsIn(line: Locator, phase: string): Promise<number> {
   const text = (await line.textContent()) ?? '';
@@ -147,7 +113,9 @@ test('a script job on EC2 shows its phases as they happen, then how long each to
       clock: SLOW_CLOCK,
       faults: SLOW_FLEET
     });
-    id = await launchOnEC2(page, path);
+    const dialog = await openLaunchDialog(page, path);
+    await dialog.locator('button.jp-mod-accept').click();
+    id = await selectedJob(page);
     const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
     const line = row.locator('.jp-AWSJobs-phase');
 
@@ -198,7 +166,7 @@ test('a script job on EC2 shows its phases as they happen, then how long each to
     expect(shown.get('preparing')).toBeGreaterThanOrEqual(2);
     expect(shown.get('running')).toBeGreaterThanOrEqual(3);
 
-    const done = await getJob(page.request, id);
+    const done = await getJob<IJobJSON>(page.request, id);
     expect([done.phase ?? null, done.phase_since ?? null]).toEqual([
       null,
       null

@@ -16,6 +16,7 @@ import {
 } from '@jupyterlab/galata';
 import type { APIRequestContext, Locator } from '@playwright/test';
 
+import { getJob, openLaunchDialog, selectedJob } from './ec2jobs';
 import { EC2_URL, SIM_URL } from './simulated';
 
 // Its first attempt runs until AWS reclaims the instance; the next finishes.
@@ -69,35 +70,11 @@ async function upload(
   await page.filebrowser.refresh();
 }
 
-/** The launch dialog of `path`, on the EC2 backend. */
-async function openLaunchDialog(
-  page: IJupyterLabPageFixture,
-  path: string
-): Promise<Locator> {
-  await page.evaluate(path => {
-    // Not awaited in the page: the command waits for the dialog.
-    void window.jupyterapp.commands.execute('awsjobs:run-file', { path });
-  }, path);
-  const dialog = page.locator('.jp-Dialog');
-  await expect(dialog.locator('.jp-AWSJobs-launch')).toBeVisible();
-  await dialog.locator('select[name="backend"]').selectOption('ec2');
-  return dialog;
-}
-
 async function setSpot(dialog: Locator, spot: boolean): Promise<void> {
   const box = dialog.locator('input[name="spot"]');
   if ((await box.isChecked()) !== spot) {
     await box.click();
   }
-}
-
-async function getJob(
-  request: APIRequestContext,
-  id: string
-): Promise<IJobJSON> {
-  const response = await request.get(`/awsjobs/api/jobs/${id}`);
-  expect(response.ok()).toBeTruthy();
-  return (await response.json()) as IJobJSON;
 }
 
 async function activeJobs(request: APIRequestContext): Promise<IJobJSON[]> {
@@ -115,15 +92,6 @@ async function simulatorInstances(request: APIRequestContext): Promise<number> {
     record: { instances: unknown[] };
   };
   return state.record.instances.length;
-}
-
-/** The job selected in the panel (a launch selects its job); its id. */
-async function selectedJob(page: IJupyterLabPageFixture): Promise<string> {
-  const details = page.locator(
-    '.jp-AWSJobs-panel .jp-AWSJobs-details[data-job-id]'
-  );
-  await expect(details).toBeVisible({ timeout: 30000 });
-  return (await details.getAttribute('data-job-id')) as string;
 }
 
 test.describe('spot recovery, GPUs and the spending cap on the simulated AWS', () => {
@@ -144,7 +112,7 @@ test.describe('spot recovery, GPUs and the spending cap on the simulated AWS', (
     const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
     const log = page.locator('.jp-AWSJobs-log');
     await expect(log).toContainText('attempt 1 starts', { timeout: 60000 });
-    const first = (await getJob(page.request, id)).attempts[0];
+    const first = (await getJob<IJobJSON>(page.request, id)).attempts[0];
     expect(first.spot).toBe(true);
     expect(first.instance_id).toBeTruthy();
 
@@ -176,7 +144,7 @@ test.describe('spot recovery, GPUs and the spending cap on the simulated AWS', (
     await expect(items.nth(0)).toContainText(first.instance_id as string);
     await expect(items.nth(1)).toHaveAttribute('data-outcome', 'succeeded');
 
-    const done = await getJob(page.request, id);
+    const done = await getJob<IJobJSON>(page.request, id);
     expect(done.attempts.map(a => a.outcome)).toEqual([
       'interrupted',
       'succeeded'
@@ -213,7 +181,7 @@ test.describe('spot recovery, GPUs and the spending cap on the simulated AWS', (
     await expect(row).toHaveAttribute('data-state', 'succeeded', {
       timeout: 60000
     });
-    const job = await getJob(page.request, id);
+    const job = await getJob<IJobJSON>(page.request, id);
     expect([job.gpus, job.gpu_model]).toEqual([1, 'T4']);
     expect(job.instance_type).toMatch(/^g4dn\./);
   });
