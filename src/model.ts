@@ -211,7 +211,12 @@ export class JobsModel implements IJobsModel {
     this._loadedMore = false;
     this._list = this._list.filter(j => this._passes(j));
     this._changed.emit();
-    void this.refresh();
+    // The server filters (state, schedule): a refresh in flight asked with the
+    // old filter, so ask again once it is done.
+    const inFlight = this._refreshing;
+    void (inFlight
+      ? inFlight.catch(() => undefined).then(() => this.refresh())
+      : this.refresh());
   }
 
   /** List only the jobs of one schedule (null: all). */
@@ -494,6 +499,11 @@ export class JobsModel implements IJobsModel {
     this._changed.emit();
   }
 
+  /**
+   * Whether a job belongs in the list under the current filters. The server
+   * filters pages already; this keeps a submitted job, the list at a filter
+   * change and a page asked with the previous filter right.
+   */
   private _passes(job: IJob): boolean {
     return (
       (this._filter.length === 0 || this._filter.includes(job.state)) &&

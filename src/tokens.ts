@@ -307,6 +307,17 @@ export interface IServerConfig {
   extensions: string[];
   /** The spending cap and the figures now (absent from an older server). */
   budget?: ISpendFigures;
+  /** What the server does with local schedules (absent from an older server). */
+  schedules?: IScheduleSettings;
+}
+
+/** `GET config` `schedules`. */
+export interface IScheduleSettings {
+  /**
+   * `c.AWSJobs.missed_run_grace_minutes`: a local schedule's run missed
+   * while the server was down fires once at start if younger than this.
+   */
+  missed_run_grace_minutes: number;
 }
 
 /**

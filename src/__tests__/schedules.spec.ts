@@ -145,6 +145,23 @@ describe('the schedule fields', () => {
     const remote = makeBackend('ec2', { capabilities: { schedules: true } });
     expect(whereSchedulesRun(remote, trans)).toContain('lives in AWS');
   });
+
+  it("say the server's grace for a missed local run", () => {
+    expect(whereSchedulesRun(LOCAL, trans, 15)).toContain(
+      'the latest missed run fires once if it is at most 15 minutes old'
+    );
+    expect(whereSchedulesRun(LOCAL, trans, 1)).toContain(
+      'at most 1 minute old'
+    );
+    const none = whereSchedulesRun(LOCAL, trans, 0);
+    expect(none).toContain('runs missed meanwhile are recorded as missed');
+    expect(none).not.toContain('fires once');
+    // An older server does not say: its default is told as such.
+    expect(whereSchedulesRun(LOCAL, trans, null)).toContain(
+      '60 minutes by default'
+    );
+    expect(whereSchedulesRun(LOCAL, trans, 15)).not.toContain('by default');
+  });
 });
 
 describe('a schedule’s last run', () => {
@@ -177,7 +194,10 @@ describe('the launch dialog, "On a schedule"', () => {
     body = null;
   });
 
-  const create = (preview: (cron: string) => Promise<ISchedulePreview>) => {
+  const create = (
+    preview: (cron: string) => Promise<ISchedulePreview>,
+    config: ReturnType<typeof makeConfig> | null = null
+  ) => {
     const asked: string[] = [];
     const schedules = {
       preview: (cron: string) => {
@@ -193,7 +213,7 @@ describe('the launch dialog, "On a schedule"', () => {
         backends: [LOCAL, EC2],
         limits: { memory_gib: 0, cpus: 0, max_lifetime_minutes: 0 }
       },
-      model: {} as never,
+      model: { config } as never,
       trans,
       schedule: {
         form: makeScheduleForm({ mode: 'now' }),
@@ -234,6 +254,16 @@ describe('the launch dialog, "On a schedule"', () => {
       'runs only while this Jupyter server runs'
     );
     expect(b.scheduleChoice?.fields?.cron).toBe('0 8 * * 1-5');
+  });
+
+  it("tells the server's grace for missed runs (GET config)", async () => {
+    const config = makeConfig({ schedules: { missed_run_grace_minutes: 25 } });
+    const { body: b } = create(async () => PREVIEW, config);
+    await choose(b);
+    expect(b.node.textContent).toContain(
+      'the latest missed run fires once if it is at most 25 minutes old'
+    );
+    expect(b.node.textContent).not.toContain('60 minutes');
   });
 
   it("shows the server's refusal inline and blocks the accept button", async () => {
@@ -410,6 +440,57 @@ describe('the Schedules view', () => {
       ?.click();
     await sleep(100);
     expect(p.node.querySelectorAll('.jp-AWSJobs-job')).toHaveLength(2);
+  });
+
+  it('asks the server for the jobs of a schedule, beyond the newest page', async () => {
+    // The newest page of every job holds none of the schedule's runs.
+    const newest = makeJob({ id: 'eeeeeeeeeeeeeeee', state: 'succeeded' });
+    server = serve({
+      'GET jobs': request =>
+        request.query.get('schedule') === 'report-daily'
+          ? { status: 200, body: { jobs: [scheduled], next_cursor: null } }
+          : { status: 200, body: { jobs: [newest], next_cursor: 'page-2' } }
+    });
+    const { panel: p } = await open();
+    expect(jobs?.jobs.map(j => j.id)).toEqual([newest.id]);
+    p.node.querySelector<HTMLElement>('.jp-AWSJobs-scheduleJobs')?.click();
+    await sleep(100);
+    expect(
+      Array.from(p.node.querySelectorAll<HTMLElement>('.jp-AWSJobs-job')).map(
+        r => r.dataset.jobId
+      )
+    ).toEqual([scheduled.id]);
+    expect(jobs?.hasMore).toBe(false);
+  });
+
+  it('asks again when the filter changes while a page is on its way', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>(resolve => (release = resolve));
+    server = serve({
+      'GET jobs': async request => {
+        if (!request.query.get('schedule')) {
+          await held; // the unfiltered page arrives after the filter changed
+          return { status: 200, body: { jobs: [other], next_cursor: 'x' } };
+        }
+        return { status: 200, body: { jobs: [scheduled], next_cursor: null } };
+      }
+    });
+    jobs = new JobsModel({
+      service: new JobsService(settings()),
+      autoStart: false
+    });
+    const first = jobs.refresh();
+    await sleep(20);
+    jobs.setScheduleFilter('report-daily');
+    release();
+    await first;
+    await sleep(100);
+    const listed = server.requests.filter(r => r.path === 'jobs');
+    expect(listed[listed.length - 1].query.get('schedule')).toBe(
+      'report-daily'
+    );
+    expect(jobs.jobs.map(j => j.id)).toEqual([scheduled.id]);
+    expect(jobs.hasMore).toBe(false);
   });
 
   it("tells the server's message when schedules cannot be listed", async () => {

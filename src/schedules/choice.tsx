@@ -23,6 +23,8 @@ export namespace ScheduleChoice {
     form: IScheduleForm;
     model: ISchedulesModel;
     trans: TranslationBundle;
+    /** The server's grace for missed local runs (`GET config`; null: not said). */
+    missedRunGraceMinutes?: number | null;
     /** Re-render the dialog's body. */
     onUpdate: () => void;
   }
@@ -98,7 +100,11 @@ export class ScheduleChoice {
             }}
             errors={shown}
             model={model}
-            note={whereSchedulesRun(backend, trans)}
+            note={whereSchedulesRun(
+              backend,
+              trans,
+              this._options.missedRunGraceMinutes ?? null
+            )}
             onCronError={error => {
               if (error !== this._cronError) {
                 this._cronError = error;

@@ -154,19 +154,39 @@ export function scheduleRequest(
   return { ...fields, job };
 }
 
-/** Where a backend's schedules fire, in one plain sentence. */
+/**
+ * Where a backend's schedules fire, in plain sentences; for a local schedule,
+ * what happens to runs missed while the server is down, with the server's
+ * grace (`GET config` `schedules`; null: an older server that does not say).
+ */
 export function whereSchedulesRun(
   backend: IBackendInfo | undefined,
-  trans: TranslationBundle
+  trans: TranslationBundle,
+  graceMinutes: number | null = null
 ): string {
   if (backend?.capabilities?.schedules) {
     return trans.__(
       'This schedule lives in AWS: its runs start on time even with JupyterLab and this server stopped; the Jobs panel shows them when the server is up again.'
     );
   }
-  return trans.__(
-    "This schedule runs only while this Jupyter server runs. Nothing fires while it is stopped; when it starts again, the latest missed run fires once if it is recent enough (the server's grace period, 60 minutes by default), and missed runs are otherwise recorded as missed."
+  const local = trans.__(
+    'This schedule runs only while this Jupyter server runs. Nothing fires while it is stopped.'
   );
+  if (graceMinutes === null) {
+    return `${local} ${trans.__(
+      "When it starts again, the latest missed run fires once if it is recent enough (the server's grace period, 60 minutes by default), and missed runs are otherwise recorded as missed."
+    )}`;
+  }
+  if (graceMinutes <= 0) {
+    return `${local} ${trans.__(
+      'When it starts again, runs missed meanwhile are recorded as missed.'
+    )}`;
+  }
+  return `${local} ${trans._n(
+    'When it starts again, the latest missed run fires once if it is at most %1 minute old (this server’s setting), and missed runs are otherwise recorded as missed.',
+    'When it starts again, the latest missed run fires once if it is at most %1 minutes old (this server’s setting), and missed runs are otherwise recorded as missed.',
+    graceMinutes
+  )}`;
 }
 
 /** One upcoming run, in the schedule's own zone (the server's words if the browser cannot). */

@@ -93,6 +93,8 @@ export class LaunchDialogBody extends ReactWidget {
       ? new ScheduleChoice({
           ...options.schedule,
           trans: options.trans,
+          missedRunGraceMinutes:
+            options.model.config?.schedules?.missed_run_grace_minutes ?? null,
           onUpdate: () => this.update()
         })
       : null;
