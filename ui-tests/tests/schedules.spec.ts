@@ -69,6 +69,10 @@ test('a schedule is created in the dialog, run now, disabled and deleted', async
   await expect(dialog.locator('.jp-AWSJobs-scheduleNote')).toContainText(
     'runs only while this Jupyter server runs'
   );
+  // The server's grace for a missed run (GET config; its default here).
+  await expect(dialog.locator('.jp-AWSJobs-scheduleNote')).toContainText(
+    'at most 60 minutes old'
+  );
   // A cron the server refuses is said inline and blocks the button.
   await dialog.locator('input[name="schedule-cron"]').fill('* * * * *');
   await expect(
@@ -270,6 +274,8 @@ test.describe('an EC2 schedule', () => {
       remote: boolean;
     };
     expect(remote).toBe(true);
+    // c.EC2Backend.owner, as its instances are tagged, not the OS user.
+    expect(owner).toBe('galata');
 
     // The server stops (the page leaves first: Galata proxies its polls and
     // fails on a refused one); AWS fires the schedule: the worker runs the job alone.
