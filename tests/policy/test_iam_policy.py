@@ -2,8 +2,11 @@
 
 The actions are read from the code itself (every call of a boto operation on an AWS client, and
 every paginator/waiter named), so a new call without a policy statement fails here instead of
-failing a user's first job with AccessDenied. The image builder (`awsjobs build-image`) is left
-out on purpose: the README says to run it as an administrator.
+failing a user's first job with AccessDenied. The S3 mode's staging (`awsjobs_lab/staging/`)
+runs with the server's credentials too and is scanned. Left out on purpose, as the README says
+they run with the user's own credentials: the image builder (`awsjobs build-image`, as an
+administrator) and the bucket's lifecycle rule (`awsjobs s3-lifecycle`, whose two actions the
+README names beside the command: checked below).
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from botocore.session import get_session
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PACKAGE = ROOT / "awsjobs_lab"
-# Modules that run with the Jupyter server's credentials. The image builder is not one of them.
-SERVER_CODE = [PACKAGE / "aws", PACKAGE / "backends"]
-NOT_SERVER_CODE = {"image.py"}
+# Modules that run with the Jupyter server's credentials. The image builder and the lifecycle
+# command are not among them (administrator's commands, with the user's own credentials).
+SERVER_CODE = [PACKAGE / "aws", PACKAGE / "backends", PACKAGE / "staging"]
+LIFECYCLE_COMMAND = PACKAGE / "staging" / "lifecycle.py"
+NOT_SERVER_CODE = {"image.py", LIFECYCLE_COMMAND.name}
+LIFECYCLE_HEADING = "**Lifecycle.**"
 SERVICES = ("ec2", "ssm", "pricing", "s3", "scheduler")
 POLICY_HEADING = "### 6. IAM permissions of the Jupyter server"
 
@@ -45,22 +51,26 @@ RUN_INSTANCES_RESOURCES = (
 CREATE_FLEET_RESOURCES = ("fleet/", *RUN_INSTANCES_RESOURCES)
 
 
-# S3's IAM actions are not always its operations' names (AWS's list of S3 actions).
-S3_ACTIONS = {
-    "HeadObject": "GetObject",
-    "ListObjectsV2": "ListBucket",
-    "ListObjects": "ListBucket",
-    "DeleteObjects": "DeleteObject",
-    "ListMultipartUploads": "ListBucketMultipartUploads",
-    "ListParts": "ListMultipartUploadParts",
-    "CopyObject": "PutObject",  # and s3:GetObject on the source, in the same prefix here
-    "CreateMultipartUpload": "PutObject",
-    "UploadPart": "PutObject",
-    "UploadPartCopy": "PutObject",
-    "CompleteMultipartUpload": "PutObject",
-    "GetBucketLifecycleConfiguration": "GetLifecycleConfiguration",
-    "PutBucketLifecycleConfiguration": "PutLifecycleConfiguration",
+# S3's IAM actions are not always its operations' names (AWS's list of S3 actions). A copy needs
+# s3:GetObject on its source as well (a blob under the same prefix here).
+S3_ACTIONS: dict[str, tuple[str, ...]] = {
+    "HeadObject": ("GetObject",),
+    "ListObjectsV2": ("ListBucket",),
+    "ListObjects": ("ListBucket",),
+    "DeleteObjects": ("DeleteObject",),
+    "ListMultipartUploads": ("ListBucketMultipartUploads",),
+    "ListParts": ("ListMultipartUploadParts",),
+    "CopyObject": ("PutObject", "GetObject"),
+    "CreateMultipartUpload": ("PutObject",),
+    "UploadPart": ("PutObject",),
+    "UploadPartCopy": ("PutObject", "GetObject"),
+    "CompleteMultipartUpload": ("PutObject",),
+    "GetBucketLifecycleConfiguration": ("GetLifecycleConfiguration",),
+    "PutBucketLifecycleConfiguration": ("PutLifecycleConfiguration",),
 }
+# The only S3 actions AWS gives the `s3:prefix` condition key (a statement conditioned on it
+# allows no other action: the key is absent from their requests, so the condition fails).
+S3_PREFIX_CONDITION_ACTIONS = {"s3:ListBucket", "s3:ListBucketVersions"}
 
 
 def _operations() -> dict[str, list[str]]:
@@ -71,8 +81,8 @@ def _operations() -> dict[str, list[str]]:
         model = session.get_service_model(service)
         prefix = model.signing_name if service != "scheduler" else "scheduler"
         for name in model.operation_names:
-            action = S3_ACTIONS.get(name, name) if service == "s3" else name
-            found.setdefault(xform_name(name), []).append(f"{prefix}:{action}")
+            actions = S3_ACTIONS.get(name, (name,)) if service == "s3" else (name,)
+            found.setdefault(xform_name(name), []).extend(f"{prefix}:{a}" for a in actions)
     return found
 
 
@@ -102,6 +112,15 @@ def _calls(tree: ast.AST) -> Iterator[tuple[str, str]]:
             yield receiver, name
 
 
+def _actions_in(path: Path, operations: dict[str, list[str]]) -> Iterator[str]:
+    """The `service:Action` names the calls in one file need."""
+    for receiver, name in _calls(ast.parse(path.read_text("utf-8"))):
+        candidates = operations.get(name, [])
+        chosen = [a for a in candidates if a.split(":")[0] in receiver.lower()]
+        services = {a.split(":")[0] for a in candidates}
+        yield from chosen or (candidates if len(services) == 1 else [])
+
+
 def called_actions() -> dict[str, set[str]]:
     """`service:Action` → the files that call it."""
     operations = _operations()
@@ -110,11 +129,8 @@ def called_actions() -> dict[str, set[str]]:
         for path in sorted(folder.rglob("*.py")):
             if path.name in NOT_SERVER_CODE:
                 continue
-            for receiver, name in _calls(ast.parse(path.read_text("utf-8"))):
-                candidates = operations.get(name, [])
-                chosen = [a for a in candidates if a.split(":")[0] in receiver.lower()]
-                for action in chosen or (candidates if len(candidates) == 1 else []):
-                    actions.setdefault(action, set()).add(str(path.relative_to(ROOT)))
+            for action in _actions_in(path, operations):
+                actions.setdefault(action, set()).add(str(path.relative_to(ROOT)))
     return actions
 
 
@@ -155,8 +171,11 @@ def test_the_scan_finds_the_calls_we_know_of() -> None:
         "pricing:GetProducts",
         "scheduler:CreateSchedule",
         "scheduler:DeleteScheduleGroup",
+        "s3:ListMultipartUploadParts",  # staging/upload.py only
     ):
         assert known in actions, f"the scan no longer finds {known}"
+    # The staging's copies read their source: CopyObject needs s3:GetObject too.
+    assert "awsjobs_lab/staging/upload.py" in actions["s3:GetObject"]
 
 
 @pytest.mark.parametrize("action", sorted(called_actions()))
@@ -219,3 +238,44 @@ def test_schedule_actions_are_confined_to_our_groups() -> None:
             for resource in _as_list(statement.get("Resource"))
         ]
         assert resources and all("awsjobs-" in r for r in resources), (action, resources)
+
+
+def _s3_statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for statement in policy["Statement"]
+        if any(a.startswith("s3:") for a in _as_list(statement.get("Action")))
+    ]
+
+
+def test_s3_statements_are_confined_to_the_bucket_and_prefix() -> None:
+    statements = _s3_statements(readme_policy())
+    assert statements
+    for statement in statements:
+        resources = _as_list(statement.get("Resource"))
+        assert resources, statement
+        for resource in resources:
+            assert resource.startswith("arn:aws:s3:::BUCKET"), (statement.get("Sid"), resource)
+            assert resource == "arn:aws:s3:::BUCKET" or resource.startswith(
+                "arn:aws:s3:::BUCKET/awsjobs/"
+            ), (statement.get("Sid"), resource)
+
+
+def test_s3_prefix_conditions_only_on_the_actions_that_carry_the_key() -> None:
+    # ListBucketMultipartUploads on the bucket cannot be confined by s3:prefix: under such a
+    # condition AWS would refuse the upload's resume look with AccessDenied.
+    for statement in _s3_statements(readme_policy()):
+        if "s3:prefix" in json.dumps(statement.get("Condition", {})):
+            actions = set(_as_list(statement.get("Action")))
+            assert actions <= S3_PREFIX_CONDITION_ACTIONS, (statement.get("Sid"), actions)
+
+
+def test_readme_names_the_lifecycle_commands_actions() -> None:
+    # `awsjobs s3-lifecycle` runs with the user's credentials: the README says which actions.
+    operations = _operations()
+    text = README.read_text("utf-8")
+    section = text[text.index(LIFECYCLE_HEADING) :].split("\n\n", 1)[0]
+    actions = set(_actions_in(LIFECYCLE_COMMAND, operations))
+    assert actions == {"s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration"}
+    for action in actions:
+        assert f"`{action}`" in section, f"README's lifecycle paragraph does not name {action}"
