@@ -11,6 +11,8 @@ import re
 # A job id as `models.new_job_id` makes it: 16 lowercase hex digits.
 JOB_ID_TEXT = r"[0-9a-f]{16}"
 JOB_ID = re.compile(JOB_ID_TEXT + r"\Z")
+# The same as a glob (gitignore syntax): file names that carry a job id.
+JOB_ID_GLOB = "[0-9a-f]" * 16
 
 # An environment variable name, portable across shells (POSIX).
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -1,7 +1,8 @@
 """How far a transfer got, for the panel: bytes and files done of the total, per phase.
 
-Transfers report through a `ProgressThrottle`, so the callback runs at most about twice a
-second however many parts complete, and always once at the end.
+Transfers report through a `ProgressThrottle`, so the callback runs at once (nothing done
+yet: the panel shows the phase and its total from the start), then at most about twice a second
+however many parts complete, and always once at the end.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def ignore_progress(_progress: Progress) -> None:
 
 
 class ProgressThrottle:
-    """Counts a transfer's bytes and files; calls `callback` with a copy at most every
-    `interval` seconds (and at `finish()`)."""
+    """Counts a transfer's bytes and files; calls `callback` with a copy when made (0 done),
+    then at most every `interval` seconds, and at `finish()`."""
 
     def __init__(
         self,
@@ -50,7 +51,8 @@ class ProgressThrottle:
         self.progress = Progress(phase, 0, bytes_total, 0, files_total)
         self._callback = callback
         self._interval = interval
-        self._last = float("-inf")
+        self._last = time.monotonic()
+        self._emit(self._last)  # at once: the phase and its total before the first file is done
 
     def add(self, nbytes: int = 0, files: int = 0) -> None:
         self.progress.bytes_done += nbytes
@@ -60,7 +62,8 @@ class ProgressThrottle:
             self._emit(now)
 
     def finish(self) -> None:
-        self._emit(time.monotonic())
+        self._last = time.monotonic()
+        self._emit(self._last)  # at once: the phase and its total before the first file is done
 
     def _emit(self, now: float) -> None:
         self._last = now

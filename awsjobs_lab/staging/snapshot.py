@@ -1,10 +1,13 @@
 """What a job's folder sends: its files, minus what never belongs in a job, with their hashes.
 
 Pure file-system work (no AWS), meant to run in a thread. Skipped: `.git`, `node_modules`,
-`.ipynb_checkpoints`, `__pycache__`, `.awsjobs` anywhere; whatever the folder's
-`.awsjobsignore` matches (gitignore syntax, negation included; an ignored folder is not entered,
-as in git); symlinks that lead outside the server root (those inside are followed: the job sees
-the file they point to); FIFOs, sockets and devices. Sizes are summed before a byte is read,
+`.ipynb_checkpoints`, `__pycache__`, `.awsjobs` anywhere; this tool's by-products of earlier
+jobs, named `<stem>.<job id>.<ext>` (logs, executed notebooks, rendered reports, a conflicting
+output's copy: sent, each rerun would bring them back as outputs); whatever the folder's
+`.awsjobsignore` matches (gitignore syntax, negation included, so `!name` there sends a
+by-product anyway; an ignored folder is not entered, as in git); symlinks that lead outside the
+server root (those inside are followed: the job sees the file they point to); FIFOs, sockets
+and devices. Sizes are summed before a byte is read,
 so an oversized folder is refused at once. Each file's SHA-256 is cached by (path, size,
 mtime_ns) in `<server root>/.awsjobs/hash-cache.json`: re-running a job in a folder of 1 GB of
 unchanged data reads none of it again.
@@ -26,6 +29,7 @@ from typing import BinaryIO
 import pathspec
 
 from ..errors import InvalidRequest
+from ..patterns import JOB_ID_GLOB
 from ..safeopen import open_regular
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,9 @@ ALWAYS_SKIPPED = frozenset(
     {".git", "node_modules", ".ipynb_checkpoints", "__pycache__", ".awsjobs"}
 )
 IGNORE_FILE = ".awsjobsignore"
+# Earlier jobs' by-products beside their script (`<stem>.<job id>.<ext>`, see `runners.py`,
+# `reports.py`, `requests.py`, `download.py`): a rule read before the folder's own lines.
+BY_PRODUCTS_RULE = f"*.{JOB_ID_GLOB}.?*"
 HASH_CACHE = Path(".awsjobs") / "hash-cache.json"
 MAX_CACHE_ENTRIES = 100_000  # ~15 MB of JSON at most; the least recently used go first
 READ_CHUNK = 1 << 20
@@ -119,7 +126,8 @@ def snapshot_folder(folder: Path, server_root: Path, *, max_bytes: int | None = 
 
 
 def _ignore_spec(folder: Path, root: Path) -> pathspec.GitIgnoreSpec:
-    """The folder's `.awsjobsignore` (a symlink to a file inside the root is followed)."""
+    """The by-products rule, then the folder's `.awsjobsignore` (a symlink to a file inside the
+    root is followed)."""
     path = folder / IGNORE_FILE
     real = _followed(path, path.is_symlink(), root)
     lines: list[str] = []
@@ -131,7 +139,7 @@ def _ignore_spec(folder: Path, root: Path) -> pathspec.GitIgnoreSpec:
         pass
     except OSError as exc:  # not a regular file, unreadable: only the defaults apply
         log.warning("snapshot: %s not read: %s", path, exc)
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    return pathspec.GitIgnoreSpec.from_lines([BY_PRODUCTS_RULE, *lines])
 
 
 def _walk(

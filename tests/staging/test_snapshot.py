@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from awsjobs_lab.models import new_job_id
+from awsjobs_lab.patterns import JOB_ID
 from awsjobs_lab.staging import StagingArea, TooLarge, snapshot_folder
 from awsjobs_lab.staging import snapshot as snapshot_module
 from awsjobs_lab.staging.snapshot import HASH_CACHE
@@ -61,6 +63,45 @@ def test_awsjobsignore_patterns_negation_and_folders(root: Path) -> None:
         "sub/keep.parquet",
         "sub/results/kept.csv",
     ]
+
+
+def test_earlier_jobs_by_products_are_skipped(root: Path) -> None:
+    """Logs, executed notebooks, rendered reports of earlier jobs (`<stem>.<job id>.<ext>`):
+    sent, every rerun would re-send them and bring them back as outputs."""
+    work = root / "work"
+    job_id = new_job_id()
+    for name in (
+        "analysis.ipynb",
+        f"analysis.{job_id}.ipynb",
+        f"analysis.{job_id}.log",
+        f"report.{job_id}.html",
+        f"report.{job_id}.nb.html",
+        f"sub/run.{job_id}.log",  # a script of a subfolder ran there
+        # Not a job id in that place: sent.
+        f"data.{job_id}",
+        f"{job_id}.csv",
+        "weights.0123456789abcde.bin",  # 15 digits
+        "weights.0123456789ABCDEF.bin",  # ids are lowercase
+    ):
+        write(work / name)
+    assert JOB_ID.match(job_id)
+    assert sent(work, root) == sorted(
+        [
+            f"{job_id}.csv",
+            "analysis.ipynb",
+            f"data.{job_id}",
+            "weights.0123456789ABCDEF.bin",
+            "weights.0123456789abcde.bin",
+        ]
+    )
+
+
+def test_a_by_product_listed_with_a_bang_in_awsjobsignore_is_sent(root: Path) -> None:
+    work = root / "work"
+    write(work / ".awsjobsignore", "!baseline.0123456789abcdef.csv\n")
+    write(work / "baseline.0123456789abcdef.csv")
+    write(work / "run.0123456789abcdef.log")
+    assert sent(work, root) == [".awsjobsignore", "baseline.0123456789abcdef.csv"]
 
 
 def test_a_symlinked_awsjobsignore_inside_the_root_applies(root: Path) -> None:

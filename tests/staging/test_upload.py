@@ -24,6 +24,7 @@ from awsjobs_lab.staging import (
     upload_inputs,
 )
 from awsjobs_lab.staging import upload as upload_module
+from awsjobs_lab.staging.progress import ProgressThrottle
 from awsjobs_lab.staging.upload import MULTIPART_THRESHOLD, PART_SIZE, FileChanged
 
 GiB = 1 << 30
@@ -124,6 +125,26 @@ async def test_a_big_file_goes_in_parts_and_reports_progress(
     }
     done = [p.bytes_done for p in seen]
     assert done == sorted(done)
+    assert (seen[0].bytes_done, seen[0].bytes_total) == (0, len(data))  # reported at once
+
+
+def test_progress_is_reported_at_once_then_throttled() -> None:
+    """The panel shows the phase and its total before the first file is done."""
+    seen: list[Progress] = []
+    throttle = ProgressThrottle("uploading_inputs", 300, 3, seen.append, interval=3600)
+    assert [p.to_dict() for p in seen] == [
+        {
+            "phase": "uploading_inputs",
+            "bytes_done": 0,
+            "bytes_total": 300,
+            "files_done": 0,
+            "files_total": 3,
+        }
+    ]
+    throttle.add(100, files=1)
+    assert len(seen) == 1  # within the interval: not reported
+    throttle.finish()
+    assert (seen[-1].bytes_done, seen[-1].files_done) == (100, 1)
 
 
 async def test_a_repeat_after_a_crash_sends_only_the_missing_parts(
