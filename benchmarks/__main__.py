@@ -5,16 +5,17 @@
     python -m benchmarks --only compare,scale
     python -m benchmarks --only capacity   # one section: RESULTS.md keeps the others' rows
 
-Sections: compare (vs jupyter-scheduler), scale (list/get at 10,000 jobs, log tail, event loop,
-idle cost), aws (monitor calls per cycle, launch overhead; moto on 127.0.0.1), capacity (the
-AWS calls a capacity failure costs; the simulated AWS), frontend (Playwright + Debian
-chromium), staging (a 1 GiB folder through S3, cold and after one edit), phases (our share of
-a user's wait beside AWS's: registration → command, end → final, overhead of a 30 s job, the
-first local notebook job; the simulated AWS with realistic delays, scaled). A run of some
-sections only rewrites their rows of RESULTS.md and keeps the others (with the date and
-commit of the run that measured them). Every server and job process started here is ended on
-exit, also on failure or Ctrl-C. The chaos run is its own command: `python -m benchmarks.chaos`
-(its section of RESULTS.md is kept when this rewrites the file).
+Sections: compare (vs jupyter-scheduler), scale (list/get at 10,000 jobs, log tail, idle cost),
+loop (the event loop while 200 local jobs are created and 50 logs followed: tick lag, largest
+stall, asyncio's slow callbacks of ours), aws (monitor calls per cycle, launch overhead; moto
+on 127.0.0.1), capacity (the AWS calls a capacity failure costs; the simulated AWS), frontend
+(Playwright + Debian chromium), staging (a 1 GiB folder through S3, cold and after one edit),
+phases (our share of a user's wait beside AWS's: registration → command, end → final, overhead
+of a 30 s job, the first local notebook job; the simulated AWS with realistic delays, scaled).
+A run of some sections only rewrites their rows of RESULTS.md and keeps the others (with the
+date and commit of the run that measured them). Every server and job process started here is
+ended on exit, also on failure or Ctrl-C. The chaos run is its own command: `python -m
+benchmarks.chaos` (its section of RESULTS.md is kept when this rewrites the file).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .report import RESULTS, Report, load_text, machine_facts, table_text, write
 from .servers import PEER_VENV, ensure_peer_venv, log, package_version, start_server
 from .util import REPO, WORK, Processes, git_describe
 
-SECTIONS = ("compare", "scale", "aws", "capacity", "frontend", "staging", "phases")
+SECTIONS = ("compare", "scale", "loop", "aws", "capacity", "frontend", "staging", "phases")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +165,12 @@ def run_scale(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
     scale.run(report, procs, tmp, quick)
 
 
+def run_loop(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
+    from . import loop
+
+    loop.run(report, procs, tmp, quick)
+
+
 def run_aws(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
     from . import aws
 
@@ -197,6 +204,7 @@ def run_staging(report: Report, procs: Processes, tmp: Path, quick: bool) -> Non
 SECTION_RUNNERS: dict[str, Callable[[Report, Processes, Path, bool], None]] = {
     "compare": run_compare,
     "scale": run_scale,
+    "loop": run_loop,
     "aws": run_aws,
     "capacity": run_capacity,
     "frontend": run_frontend,

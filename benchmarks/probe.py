@@ -5,21 +5,28 @@ It measures from inside the server process, where only it can:
 - the event loop's lag: a periodic tick records how late each wake-up is;
 - AWS calls at the aiobotocore client boundary: every `_make_api_call`, with service,
   operation and wall-clock time (so a client-side timestamp can be compared with it);
-- the start and end of each EC2 monitor cycle (`Monitor.run_cycle`), to group calls by cycle.
+- the start and end of each EC2 monitor cycle (`Monitor.run_cycle`), to group calls by cycle;
+- garbage collections (`gc.callbacks`): each one stops every thread, the loop's too.
 
 `GET /bench-probe/stats` returns the figures; `POST /bench-probe/reset` clears them (and starts the
-tick); `POST /bench-probe/stop` stops the tick. All need the server's token like any request.
+tick; with `?debug=1`, asyncio's debug mode and its slow-callback report, `slow_callbacks.py`);
+`POST /bench-probe/stop` stops the tick (and debug mode). All need the server's token like any
+request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from typing import Any
 
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
+
+from .slow_callbacks import REPORTS
+from .threadstat import run_delay
 
 TICK = 0.005  # seconds between ticks
 
@@ -35,6 +42,9 @@ class _State:
         self.queued: list[float] = []
         self.calls: list[tuple[float, str, str]] = []  # (time.time(), service, operation)
         self.cycles: list[tuple[float, float]] = []  # EC2 monitor cycles: (start, end) times
+        # Garbage collections: (generation, seconds), and when the running one started.
+        self.collections: list[tuple[int, float]] = []
+        self.collecting_since = 0.0
         self.tick_task: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
@@ -43,18 +53,18 @@ class _State:
         self.queued = []
         self.calls = []
         self.cycles = []
+        self.collections = []
+
+
+def _time_collections(phase: str, info: dict[str, int]) -> None:
+    """A `gc.callbacks` entry: a collection stops every thread of the process (the loop's)."""
+    if phase == "start":
+        STATE.collecting_since = time.perf_counter()
+    elif len(STATE.collections) < 100_000:
+        STATE.collections.append((info["generation"], time.perf_counter() - STATE.collecting_since))
 
 
 STATE = _State()
-
-
-def _run_delay() -> float:
-    """Seconds this thread has spent runnable but waiting for a CPU (0 if unknown)."""
-    try:
-        with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 async def _tick() -> None:
@@ -62,11 +72,11 @@ async def _tick() -> None:
     while True:
         before = loop.time()
         cpu = time.thread_time()
-        queued = _run_delay()
+        queued = run_delay()
         await asyncio.sleep(TICK)
         STATE.lags.append(max(0.0, loop.time() - before - TICK))
         STATE.busy.append(time.thread_time() - cpu)
-        STATE.queued.append(_run_delay() - queued)
+        STATE.queued.append(run_delay() - queued)
         if len(STATE.lags) > 200_000:  # bounded: about 17 minutes of ticks
             del STATE.lags[:100_000]
             del STATE.busy[:100_000]
@@ -116,8 +126,13 @@ class ResetHandler(JupyterHandler):
     @web.authenticated
     async def post(self) -> None:
         STATE.reset()
+        loop = asyncio.get_running_loop()
+        if self.get_query_argument("debug", "0") == "1":
+            REPORTS.start(loop)
+        else:
+            REPORTS.stop()
         if STATE.tick_task is None or STATE.tick_task.done():
-            STATE.tick_task = asyncio.get_running_loop().create_task(_tick())
+            STATE.tick_task = loop.create_task(_tick())
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"ok": True}))
 
@@ -130,6 +145,7 @@ class StopHandler(JupyterHandler):
         task, STATE.tick_task = STATE.tick_task, None
         if task is not None:
             task.cancel()
+        REPORTS.stop()
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"ok": True}))
 
@@ -139,6 +155,9 @@ class StatsHandler(JupyterHandler):
     async def get(self) -> None:
         since = float(self.get_query_argument("since", "0"))
         lags = sorted(STATE.lags)
+        # What is left of each tick's lag once its wait for a CPU is taken out: the loop
+        # itself busy or blocked, rather than the machine's other processes.
+        own = sorted(max(0.0, lag - q) for lag, q in zip(STATE.lags, STATE.queued, strict=True))
         worst = max(range(len(STATE.lags)), key=STATE.lags.__getitem__, default=None)
         self.set_header("Content-Type", "application/json")
         self.finish(
@@ -147,12 +166,19 @@ class StatsHandler(JupyterHandler):
                     "ticks": len(lags),
                     "max_lag": lags[-1] if lags else None,
                     "p99_lag": lags[int(0.99 * (len(lags) - 1))] if lags else None,
+                    "p99_own_lag": own[int(0.99 * (len(own) - 1))] if own else None,
+                    "max_own_lag": own[-1] if own else None,
                     # the loop thread's CPU during the worst tick, and the most in any tick
                     "worst_tick_cpu": STATE.busy[worst] if worst is not None else None,
                     "worst_tick_queued": STATE.queued[worst] if worst is not None else None,
                     "max_tick_cpu": max(STATE.busy, default=None),
                     "calls": [c for c in STATE.calls if c[0] >= since],
                     "cycles": [c for c in STATE.cycles if c[0] >= since],
+                    "slow_callbacks": REPORTS.reports,
+                    "collections": STATE.collections,
+                    # what a full collection walks, and what it no longer does (gc.freeze)
+                    "tracked_objects": len(gc.get_objects()),
+                    "frozen_objects": gc.get_freeze_count(),
                 }
             )
         )
@@ -163,6 +189,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
+    gc.callbacks.append(_time_collections)
     _count_aws_calls()
     _time_monitor_cycles()
     base = serverapp.web_app.settings.get("base_url", "/")

@@ -1,5 +1,5 @@
 """Scale targets of our server alone: list/get with 10,000 stored jobs, log tail on a 1 GiB log,
-the event loop under load, and the idle cost of 100 running jobs.
+and the idle cost of 100 running jobs (the event loop under load: `loop.py`).
 
 The store is seeded through the store's own API (`JobStore.insert`) before the server starts;
 the 10,000 jobs are records, not runs.
@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from .ours import data_path, start_ours
-from .report import Report, Row
+from .report import Report
 from .servers import Server, log
 from .util import (
     Client,
@@ -26,8 +24,6 @@ from .util import (
     ms,
     p50,
     percentile,
-    probe_reset,
-    probe_stats,
     probe_stop,
     wait_until,
 )
@@ -133,7 +129,6 @@ def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
     try:
         list_and_get(report, client, count, 60 if quick else 300)
         log_tail(report, server, client, big, 40 if quick else 200)
-        event_loop(report, server, client, jobs=40 if quick else 200, followers=10 if quick else 50)
         idle(report, server, client, jobs=20 if quick else 100, seconds=15.0 if quick else 60.0)
     finally:
         client.close()
@@ -219,124 +214,6 @@ def log_tail(report: Report, server: Server, client: Client, big: int, n: int) -
             "rchar of the server process (all read()/pread() bytes)"
         ),
     )
-
-
-async def _event_loop_load(
-    server: Server, jobs: int, followers: int, follow_seconds: float
-) -> dict[str, float]:
-    headers = {"Authorization": f"token {server.token}"}
-    url = f"http://127.0.0.1:{server.port}/awsjobs/api"
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(
-        headers=headers, connector=connector, timeout=timeout
-    ) as session:
-
-        async def create(i: int) -> str:
-            async with session.post(f"{url}/jobs", json={"path": "load/chatty.sh"}) as resp:
-                body = await resp.json()
-                if resp.status != 201:
-                    raise RuntimeError(f"POST jobs: {resp.status} {body}")
-                return str(body["id"])
-
-        polls = 0
-        got = 0
-
-        async def follow(job_id: str, until: float) -> None:
-            nonlocal polls, got
-            offset = 0
-            while time.monotonic() < until:
-                async with session.get(f"{url}/jobs/{job_id}/log?offset={offset}") as resp:
-                    body = await resp.json()
-                polls += 1
-                got += body["next_offset"] - offset
-                offset = body["next_offset"]
-                if body["complete"]:
-                    return
-                await asyncio.sleep(0.1 if body["eof"] else 0)
-
-        start = time.monotonic()
-        # The followers start on the first jobs as soon as they exist, while the rest are created.
-        first = await asyncio.gather(*(create(i) for i in range(followers)))
-        until = time.monotonic() + follow_seconds
-        following = [asyncio.ensure_future(follow(job_id, until)) for job_id in first]
-        await asyncio.gather(*(create(i) for i in range(followers, jobs)))
-        created = time.monotonic() - start
-        await asyncio.gather(*following)
-    return {"created_s": created, "polls": polls, "bytes": got}
-
-
-async def _concurrent_gets(server: Server, path: str, n: int) -> None:
-    headers = {"Authorization": f"token {server.token}"}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-
-        async def one() -> None:
-            async with session.get(f"http://127.0.0.1:{server.port}{path}") as resp:
-                await resp.read()
-
-        await asyncio.gather(*(one() for _ in range(n)))
-
-
-def event_loop(report: Report, server: Server, client: Client, jobs: int, followers: int) -> None:
-    script = server.root / "load" / "chatty.sh"
-    script.parent.mkdir(parents=True, exist_ok=True)
-    # About 6 s of output, a line every 0.1 s, and no CPU: bash builtins only (`read -t` on a
-    # pipe nobody writes is a sleep without a fork), so the machine is not what is measured.
-    script.write_text(
-        "exec 3<> <(:)\n"
-        'for i in {1..60}; do echo "line $i of a job that talks"; read -t 0.1 -u 3 || true; done\n'
-    )
-    probe_reset(client)
-    time.sleep(1.0)
-    quiet = probe_stats(client)
-    probe_reset(client)
-    load = asyncio.run(_event_loop_load(server, jobs, followers, follow_seconds=10.0))
-    stats = probe_stats(client)
-    max_lag = stats["max_lag"]
-    report.limit_row(
-        SECTION,
-        f"event loop: largest stall while {jobs} jobs are created concurrently "
-        f"and {followers} logs followed",
-        ms(max_lag) if max_lag is not None else None,
-        20.0,
-        note=(
-            f"p99 {ms(stats['p99_lag']):.1f} ms over {stats['ticks']} ticks of 5 ms; "
-            f"{jobs} POSTs took {load['created_s']:.1f} s; {load['polls']:.0f} log polls; "
-            f"idle max before: {ms(quiet['max_lag'] or 0):.1f} ms; worst tick: loop thread "
-            f"on CPU {ms(stats['worst_tick_cpu'] or 0):.1f} ms, waiting for a CPU "
-            f"{ms(stats['worst_tick_queued'] or 0):.1f} ms, the rest blocked (GIL held by "
-            f"another thread, or a blocking call); most CPU in any tick "
-            f"{ms(stats['max_tick_cpu'] or 0):.1f} ms"
-        ),
-    )
-    # Control: the same number of concurrent requests that start nothing (GET one job). asyncio
-    # runs every ready callback of a loop iteration before the tick's timer, so a burst of
-    # simultaneous requests alone shows up as one stall; this separates that from launching.
-    probe_reset(client)
-    time.sleep(0.5)
-    job_id = client.get("/awsjobs/api/jobs?limit=1").json()["jobs"][0]["id"]
-    asyncio.run(_concurrent_gets(server, f"/awsjobs/api/jobs/{job_id}", jobs))
-    control = probe_stats(client)
-    report.add(
-        Row(
-            SECTION,
-            f"event loop, control: largest stall during {jobs} concurrent GETs of one job",
-            "ms",
-            ms(control["max_lag"] or 0),
-            note=(
-                f"worst tick: loop thread on CPU {ms(control['worst_tick_cpu'] or 0):.1f} ms, "
-                f"waiting for a CPU {ms(control['worst_tick_queued'] or 0):.1f} ms"
-            ),
-        )
-    )
-    # Let the chatty jobs end (bounded) so they do not load the idle measurement.
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        active = client.get("/awsjobs/api/jobs?state=pending,launching,running,stopping").json()
-        if not active["jobs"]:
-            break
-        time.sleep(1.0)
 
 
 def idle(report: Report, server: Server, client: Client, jobs: int, seconds: float) -> None:

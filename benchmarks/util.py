@@ -118,9 +118,10 @@ class Client:
         return self.request("POST", path, body if body is not None else {}, ok=ok)
 
 
-def probe_reset(client: Client) -> None:
-    """Clear the in-server probe's figures and (re)start its tick (`benchmarks/probe.py`)."""
-    client.post("/bench-probe/reset")
+def probe_reset(client: Client, debug: bool = False) -> None:
+    """Clear the in-server probe's figures and (re)start its tick (`benchmarks/probe.py`);
+    `debug`: asyncio's debug mode and its slow-callback report too (off otherwise)."""
+    client.post("/bench-probe/reset" + ("?debug=1" if debug else ""))
 
 
 def probe_stop(client: Client) -> None:

@@ -1,0 +1,263 @@
+"""Our server's event loop under load (issue 15): 200 local jobs created at once while 50 logs
+are followed, through the REST API of the real server.
+
+Two passes of the same load on one server: the first measures the loop's tick lag (the probe's
+5 ms tick, `probe.py`); the second runs in asyncio's debug mode with a 5 ms slow-callback
+threshold and counts its reports (`slow_callbacks.py`), attributed to our code or not. Debug
+mode costs every callback something, so it does not time the lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .ours import start_ours
+from .report import Report, Row
+from .servers import Server, log
+from .util import Client, Processes, ms, probe_reset, probe_stats, probe_stop
+
+SECTION = "loop (ours, local)"
+SLOW_CALLBACK = 0.005  # seconds: asyncio's slow_callback_duration in the debug pass
+FOLLOW_SECONDS = 10.0
+
+
+def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
+    server = start_ours(procs, tmp / "ours-loop")
+    log(f"our server on 127.0.0.1:{server.port}")
+    client = server.client()
+    jobs, followers = (40, 10) if quick else (200, 50)
+    try:
+        write_chatty_script(server.root)
+        lag_pass(report, server, client, jobs, followers)
+        slow_callback_pass(report, server, client, jobs, followers)
+        control_burst(report, server, client, jobs)
+    finally:
+        client.close()
+        procs.stop(server.proc)
+
+
+def write_chatty_script(root: Path) -> None:
+    script = root / "load" / "chatty.sh"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    # About 6 s of output, a line every 0.1 s, and no CPU: bash builtins only (`read -t` on a
+    # pipe nobody writes is a sleep without a fork), so the machine is not what is measured.
+    script.write_text(
+        "exec 3<> <(:)\n"
+        'for i in {1..60}; do echo "line $i of a job that talks"; read -t 0.1 -u 3 || true; done\n'
+    )
+
+
+async def create_and_follow(
+    server: Server, jobs: int, followers: int, follow_seconds: float = FOLLOW_SECONDS
+) -> dict[str, float]:
+    """POST `jobs` jobs at once; the first `followers` have their logs followed (`offset`
+    polls, as the panel's log view does) while the rest are created."""
+    headers = {"Authorization": f"token {server.token}"}
+    url = f"http://127.0.0.1:{server.port}/awsjobs/api"
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    # Keep the login cookie the server sets, as a browser does (aiohttp's default jar drops
+    # cookies of an IP address), so each request is not a new token login.
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(
+        headers=headers, connector=connector, timeout=timeout, cookie_jar=jar
+    ) as session:
+
+        async def create() -> str:
+            async with session.post(f"{url}/jobs", json={"path": "load/chatty.sh"}) as resp:
+                body = await resp.json()
+                if resp.status != 201:
+                    raise RuntimeError(f"POST jobs: {resp.status} {body}")
+                return str(body["id"])
+
+        polls = 0
+
+        async def follow(job_id: str, until: float) -> None:
+            nonlocal polls
+            offset = 0
+            while time.monotonic() < until:
+                async with session.get(f"{url}/jobs/{job_id}/log?offset={offset}") as resp:
+                    body = await resp.json()
+                polls += 1
+                offset = body["next_offset"]
+                if body["complete"]:
+                    return
+                await asyncio.sleep(0.1 if body["eof"] else 0)
+
+        start = time.monotonic()
+        first = await asyncio.gather(*(create() for _ in range(followers)))
+        until = time.monotonic() + follow_seconds
+        following = [asyncio.ensure_future(follow(job_id, until)) for job_id in first]
+        await asyncio.gather(*(create() for _ in range(followers, jobs)))
+        created = time.monotonic() - start
+        await asyncio.gather(*following)
+    return {"created_s": created, "polls": polls}
+
+
+def wait_for_jobs_to_end(client: Client, timeout: float = 90.0) -> None:
+    """Bounded: the chatty jobs of a pass end by themselves in seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = client.get("/awsjobs/api/jobs?state=pending,launching,running,stopping").json()
+        if not active["jobs"]:
+            return
+        time.sleep(1.0)
+    log("some jobs were still active after 90 s")
+
+
+def lag_pass(report: Report, server: Server, client: Client, jobs: int, followers: int) -> None:
+    probe_reset(client)
+    time.sleep(1.0)
+    quiet = probe_stats(client)
+    probe_reset(client)
+    load_average = os.getloadavg()[0]
+    load = asyncio.run(create_and_follow(server, jobs, followers))
+    stats = probe_stats(client)
+    wait_for_jobs_to_end(client)
+    what = f"while {jobs} jobs are created concurrently and {followers} logs followed"
+    report.limit_row(
+        SECTION,
+        f"event loop: p99 tick lag {what}",
+        ms(stats["p99_lag"]) if stats["p99_lag"] is not None else None,
+        20.0,
+        note=(
+            f"{stats['ticks']} ticks of 5 ms; without the loop thread's wait for a CPU "
+            f"(other processes had the cores) p99 {ms(stats['p99_own_lag'] or 0):.1f} ms; "
+            f"{jobs} POSTs took {load['created_s']:.1f} s; {load['polls']:.0f} log polls; "
+            f"idle before: max {ms(quiet['max_lag'] or 0):.1f} ms; load average "
+            f"{load_average:.1f} on {os.cpu_count()} cores at the start"
+        ),
+    )
+    report.limit_row(
+        SECTION,
+        f"event loop: largest single stall {what}",
+        ms(stats["max_lag"]) if stats["max_lag"] is not None else None,
+        100.0,
+        note=(
+            f"worst tick: loop thread on CPU {ms(stats['worst_tick_cpu'] or 0):.1f} ms, "
+            f"waiting for a CPU {ms(stats['worst_tick_queued'] or 0):.1f} ms, the rest "
+            "blocked (the GIL held by another thread, or a blocking call); the largest "
+            f"without its CPU wait {ms(stats['max_own_lag'] or 0):.1f} ms; most CPU in any "
+            f"tick {ms(stats['max_tick_cpu'] or 0):.1f} ms; {_collections(stats)}"
+        ),
+    )
+
+
+def _collections(stats: dict[str, Any]) -> str:
+    """The full garbage collections of the pass (each one stops every thread)."""
+    full = [seconds for generation, seconds in stats["collections"] if generation == 2]
+    return (
+        f"{len(full)} full garbage collections, the longest {ms(max(full, default=0)):.0f} ms "
+        f"({stats['tracked_objects']:,} objects tracked, {stats['frozen_objects']:,} frozen "
+        "at the start)"
+    )
+
+
+def _sites(reports: list[dict[str, Any]], key: str, top: int = 3) -> str:
+    """'site xcount (max N ms)' for the most frequent sites of `reports`."""
+    counts = Counter(r[key] or "not sampled" for r in reports)
+    longest: dict[str, float] = defaultdict(float)
+    for r in reports:
+        site = r[key] or "not sampled"
+        longest[site] = max(longest[site], r["seconds"])
+    return "; ".join(
+        f"{site} x{n} (max {ms(longest[site]):.0f} ms)" for site, n in counts.most_common(top)
+    )
+
+
+def slow_callback_pass(
+    report: Report, server: Server, client: Client, jobs: int, followers: int
+) -> None:
+    probe_reset(client, debug=True)
+    asyncio.run(create_and_follow(server, jobs, followers))
+    stats = probe_stats(client)
+    probe_stop(client)
+    wait_for_jobs_to_end(client)
+    reports: list[dict[str, Any]] = stats["slow_callbacks"]
+    for r in sorted(reports, key=lambda r: -r["seconds"])[:15]:
+        log(
+            f"slow callback {ms(r['seconds']):.0f} ms (cpu {ms(r['cpu'] or 0):.0f}, waiting "
+            f"for a CPU {ms(r['queued'] or 0):.0f}): ours={r['ours']} where={r['where']} "
+            f"handle={r['handle'][:100]}"
+        )
+    ours = [r for r in reports if r["ours"]]
+    others = [r for r in reports if not r["ours"]]
+    # What is left of a callback's time once its wait for a CPU is taken out: its own.
+    own = [r for r in ours if r["seconds"] - (r["queued"] or 0.0) >= SLOW_CALLBACK]
+    busy = [r for r in ours if (r["cpu"] or 0.0) >= SLOW_CALLBACK]
+    what = (
+        f"{jobs} concurrent creates and {followers} followed logs (asyncio debug mode, "
+        "slow_callback_duration 5 ms)"
+    )
+    note = f"{len(reports)} reports in all, {len(others)} not in our code"
+    if others:
+        note += f" ({_sites(others, 'where')})"
+    report.limit_row(
+        SECTION,
+        f"callbacks of ours longer than 5 ms, {what}",
+        float(len(ours)),
+        0.0,
+        unit="callbacks",
+        strict=False,
+        note=(
+            f"{note}; ours: {_sites(ours, 'ours') or 'none'}; attributed by sampling the "
+            "loop thread's stack during each callback"
+        ),
+    )
+    report.limit_row(
+        SECTION,
+        f"callbacks of ours longer than 5 ms without their wait for a CPU, {what}",
+        float(len(own)),
+        0.0,
+        unit="callbacks",
+        strict=False,
+        note=(
+            f"{len(busy)} of ours used 5 ms of CPU or more; "
+            f"{len(ours) - len(own)} of ours were slow only because the loop thread was "
+            "waiting for a CPU (/proc schedstat around each callback); "
+            f"left: {_sites(own, 'ours') or 'none'}"
+        ),
+    )
+
+
+async def _concurrent_gets(server: Server, path: str, n: int) -> None:
+    headers = {"Authorization": f"token {server.token}"}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+
+        async def one() -> None:
+            async with session.get(f"http://127.0.0.1:{server.port}{path}") as resp:
+                await resp.read()
+
+        await asyncio.gather(*(one() for _ in range(n)))
+
+
+def control_burst(report: Report, server: Server, client: Client, n: int) -> None:
+    """The same number of concurrent requests that start nothing (GET one job). asyncio runs
+    every ready callback of a loop iteration before the tick's timer, so a burst of requests
+    alone shows up as one stall; this separates that from launching."""
+    probe_reset(client)
+    time.sleep(0.5)
+    job_id = client.get("/awsjobs/api/jobs?limit=1").json()["jobs"][0]["id"]
+    asyncio.run(_concurrent_gets(server, f"/awsjobs/api/jobs/{job_id}", n))
+    control = probe_stats(client)
+    probe_stop(client)
+    report.add(
+        Row(
+            SECTION,
+            f"event loop, control: largest stall during {n} concurrent GETs of one job",
+            "ms",
+            ms(control["max_lag"] or 0),
+            note=(
+                f"worst tick: loop thread on CPU {ms(control['worst_tick_cpu'] or 0):.1f} ms, "
+                f"waiting for a CPU {ms(control['worst_tick_queued'] or 0):.1f} ms"
+            ),
+        )
+    )

@@ -1,0 +1,181 @@
+"""Inside OUR server during the `loop` benchmark (never shipped): asyncio's slow-callback report,
+counted and attributed.
+
+In debug mode asyncio times every callback and logs `Executing <handle> took N seconds` when
+one runs longer than `loop.slow_callback_duration`. The handle alone rarely says whose code was
+slow (a task's step names its outermost coroutine, often tornado's), so a sampler thread looks
+at the loop thread's stack while one callback has been running for a while; each report gets
+the innermost frame of `awsjobs_lab` seen then (ours), else the innermost frame seen at all.
+On a shared machine a callback can take 5 ms without doing anything slow (other processes had
+the cores), so every callback's CPU time and wait for a CPU are measured too (`Handle._run`
+wrapped while the pass lasts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+import threading
+import time
+from asyncio import constants as asyncio_constants
+from collections import Counter
+from types import FrameType
+from typing import Any
+
+from .threadstat import run_delay
+
+SLOW = 0.005  # seconds: asyncio's slow-callback threshold during the benchmark
+SAMPLE_EVERY = 0.001  # seconds between the sampler's looks at the running callback
+OURS = "/awsjobs_lab/"
+BENCH = "/benchmarks/"
+TASK_CORO = re.compile(r"coro=<([\w.]+)\(\)")  # a task's coroutine, in its repr
+
+
+def _site(frame: FrameType) -> str:
+    code = frame.f_code
+    path = code.co_filename
+    short = path[path.rfind(OURS) + 1 :] if OURS in path else path.rsplit("/", 2)[-1]
+    return f"{short}:{frame.f_lineno} {code.co_name}"
+
+
+def _where(frame: FrameType | None) -> tuple[str | None, str | None]:
+    """(the innermost frame of ours, the innermost frame) of a stack; nothing when it is this
+    benchmark's own code (it reads /proc around each callback, releasing the GIL: a sampler
+    waiting for the GIL sees it there more often than it runs)."""
+    if frame is not None and BENCH in frame.f_code.co_filename:
+        return None, None
+    innermost = _site(frame) if frame is not None else None
+    while frame is not None:
+        if OURS in frame.f_code.co_filename:
+            return _site(frame), innermost
+        frame = frame.f_back
+    return None, innermost
+
+
+class _Sampler(threading.Thread):
+    """Samples the loop thread's stack while the same callback runs longer than a millisecond
+    or two (`loop._current_handle`, set by asyncio in debug mode)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread_id: int) -> None:
+        super().__init__(name="bench-slow-callbacks", daemon=True)
+        self.loop = loop
+        self.thread_id = thread_id
+        self.halt = threading.Event()
+        self.handle: object | None = None
+        self.samples: list[tuple[str | None, str | None]] = []
+
+    def run(self) -> None:
+        since = 0.0
+        while not self.halt.wait(SAMPLE_EVERY):
+            handle = getattr(self.loop, "_current_handle", None)
+            if handle is None or handle is not self.handle:
+                self.handle, self.samples, since = handle, [], time.monotonic()
+                continue
+            if time.monotonic() - since >= 2 * SAMPLE_EVERY:
+                self.samples.append(_where(sys._current_frames().get(self.thread_id)))
+
+    def taken_during(self, handle: object | None) -> list[tuple[str | None, str | None]]:
+        return list(self.samples) if handle is not None and handle is self.handle else []
+
+
+class _LastCallback:
+    """The loop thread's CPU time and wait for a CPU during the callback that just ran."""
+
+    handle: object | None = None
+    cpu = 0.0
+    queued = 0.0
+
+
+LAST = _LastCallback()
+_ORIGINAL_RUN = asyncio.Handle._run
+
+
+def _measured_run(handle: asyncio.Handle) -> None:  # while the pass lasts, Handle._run
+    cpu, queued = time.thread_time(), run_delay()
+    try:
+        _ORIGINAL_RUN(handle)
+    finally:
+        LAST.handle = handle
+        LAST.cpu = time.thread_time() - cpu
+        LAST.queued = run_delay() - queued
+
+
+class SlowCallbacks(logging.Handler):
+    """Collects asyncio's slow-callback reports (a handler on the `asyncio` logger)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.reports: list[dict[str, Any]] = []
+        self._sampler: _Sampler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._saved: tuple[int, int | None] = (asyncio_constants.DEBUG_STACK_DEPTH, None)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.stop()
+        self.reports = []
+        self._loop = loop
+        loop.slow_callback_duration = SLOW
+        # Debug mode records where every handle, future and coroutine was created: a stack
+        # walk that stats each frame's file (linecache), which on a busy machine makes slow
+        # callbacks of its own. Depth 0 keeps the timing and the report, not the walk (C
+        # futures walk with `traceback.extract_stack`, bounded by `sys.tracebacklimit`: the
+        # server's tracebacks are cut short while the pass lasts).
+        self._saved = (asyncio_constants.DEBUG_STACK_DEPTH, getattr(sys, "tracebacklimit", None))
+        setattr(asyncio_constants, "DEBUG_STACK_DEPTH", 0)  # noqa: B010 (a Final constant)
+        sys.tracebacklimit = 0
+        setattr(asyncio.Handle, "_run", _measured_run)  # noqa: B010 (a method swapped)
+        loop.set_debug(True)
+        logging.getLogger("asyncio").addHandler(self)
+        self._sampler = _Sampler(loop, threading.get_ident())
+        self._sampler.start()
+
+    def stop(self) -> None:
+        """Back to normal (a no-op unless started)."""
+        if self._sampler is None or self._loop is None:
+            return
+        self._sampler.halt.set()
+        self._sampler = None
+        self._loop.set_debug(False)
+        logging.getLogger("asyncio").removeHandler(self)
+        setattr(asyncio.Handle, "_run", _ORIGINAL_RUN)  # noqa: B010 (the method back)
+        depth, limit = self._saved
+        setattr(asyncio_constants, "DEBUG_STACK_DEPTH", depth)  # noqa: B010
+        if limit is None:
+            del sys.tracebacklimit
+        else:
+            sys.tracebacklimit = limit
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.msg.startswith("Executing ") or not isinstance(record.args, tuple):
+            return
+        handle_text, seconds = record.args[0], record.args[1]
+        if not isinstance(seconds, float):
+            return
+        # Still the current handle while asyncio logs about it.
+        current = getattr(self._loop, "_current_handle", None)
+        samples = self._sampler.taken_during(current) if self._sampler else []
+        ours = Counter(s[0] for s in samples if s[0])
+        anywhere = Counter(s[1] for s in samples if s[1])
+        # Ours: most of the samples were in our code (or in what it called).
+        mine = sum(ours.values()) * 2 >= len(samples) > 0
+        if not samples and OURS in str(handle_text):  # not sampled: the handle names us
+            task = TASK_CORO.search(str(handle_text))
+            ours[f"{task[1] if task else 'a callback'} (not sampled)"] += 1
+            mine = True
+        measured = LAST.handle is current and current is not None
+        self.reports.append(
+            {
+                "seconds": float(seconds),
+                "cpu": LAST.cpu if measured else None,
+                "queued": LAST.queued if measured else None,
+                "handle": str(handle_text)[:300],
+                "ours": ours.most_common(1)[0][0] if mine else None,
+                "where": anywhere.most_common(1)[0][0] if anywhere else None,
+                "samples": len(samples),
+            }
+        )
+
+
+REPORTS = SlowCallbacks()
