@@ -55,3 +55,14 @@ def _prepare(url: str, instance_profile: str) -> list[str]:
     found = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
     by_zone = {s["AvailabilityZone"]: s["SubnetId"] for s in found["Subnets"]}
     return [by_zone[zone] for zone in ZONES]
+
+
+def prepare_bucket(url: str, bucket: str) -> str:
+    """Create `bucket` in the simulator's S3 unless it exists (the S3 storage's bucket)."""
+    s3 = _client("s3", url)
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+            raise
+    return bucket

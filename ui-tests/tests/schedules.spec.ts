@@ -7,9 +7,7 @@
  * the Jupyter server is stopped (the test starts and stops its own server),
  * and after a restart its run shows as succeeded with its log.
  */
-import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
 import {
@@ -18,6 +16,9 @@ import {
   IJupyterLabPageFixture,
   test
 } from '@jupyterlab/galata';
+
+import { SIM_URL } from './simulated';
+import { SpawnedLab, until } from './spawnedlab';
 
 const SCRIPT = `print("hello from a schedule", flush=True)
 `;
@@ -126,7 +127,6 @@ test('a schedule is created in the dialog, run now, disabled and deleted', async
   expect(gone.status()).toBe(404);
 });
 
-const SIM_URL = `http://127.0.0.1:${process.env.AWSJOBS_SIM_PORT || '8897'}`;
 const SCHEDULE_PORT = process.env.AWSJOBS_UI_SCHEDULE_PORT || '8896';
 const SCHEDULE_URL = `http://127.0.0.1:${SCHEDULE_PORT}`;
 /** The owner's EventBridge Scheduler group (`awsjobs_lab/aws/scheduler.py`). */
@@ -136,88 +136,6 @@ function groupOf(owner: string): string {
 
 const NIGHTLY = `print("hello from a schedule fired while the server was stopped", flush=True)
 `;
-
-/** Poll until `check` holds (or fail after `seconds`). */
-async function until(
-  check: () => Promise<boolean>,
-  seconds: number,
-  what: string
-): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  while (!(await check())) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise(resolve => setTimeout(resolve, 500));
-  }
-}
-
-async function answers(url: string): Promise<boolean> {
-  try {
-    return (await fetch(url)).ok;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The EC2 JupyterLab of this test, which it stops and starts again: its root
- * folder and job database are folders of the test, so they outlive it.
- */
-class RestartableServer {
-  constructor() {
-    const base = fs.mkdtempSync(
-      path.join(os.tmpdir(), 'awsjobs-galata-sched-')
-    );
-    this.root = path.join(base, 'root');
-    this.data = path.join(base, 'data');
-    fs.mkdirSync(this.root);
-    fs.mkdirSync(this.data);
-  }
-
-  readonly root: string;
-  readonly data: string;
-
-  async start(): Promise<void> {
-    this._process = spawn(
-      'jupyter',
-      ['lab', '--config', 'jupyter_server_ec2_schedules_config.py'],
-      {
-        cwd: path.resolve(__dirname, '..'),
-        env: {
-          ...process.env,
-          AWSJOBS_UI_EC2_PORT: SCHEDULE_PORT,
-          AWSJOBS_SIM_URL: SIM_URL,
-          AWSJOBS_UI_DATA_PATH: this.data,
-          JUPYTERLAB_GALATA_ROOT_DIR: this.root
-        },
-        stdio: 'ignore'
-      }
-    );
-    await until(() => answers(`${SCHEDULE_URL}/lab`), 120, 'the server');
-  }
-
-  /** SIGTERM (SIGKILL if it lingers); resolves once it has exited. */
-  async stop(): Promise<void> {
-    const child = this._process;
-    this._process = null;
-    if (!child || child.exitCode !== null) {
-      return;
-    }
-    const exited = new Promise(resolve => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
-    await exited;
-    clearTimeout(timer);
-    await until(
-      async () => !(await answers(`${SCHEDULE_URL}/lab`)),
-      30,
-      'the stop'
-    );
-  }
-
-  private _process: ChildProcess | null = null;
-}
 
 /** The simulator's instances and their states. */
 async function simulatedInstances(): Promise<
@@ -232,7 +150,12 @@ async function simulatedInstances(): Promise<
 }
 
 test.describe('an EC2 schedule', () => {
-  const server = new RestartableServer();
+  // Its root folder and job database outlive it (the test restarts it).
+  const server = new SpawnedLab(
+    'jupyter_server_ec2_schedules_config.py',
+    SCHEDULE_PORT,
+    'awsjobs-galata-sched-'
+  );
   test.use({ baseURL: SCHEDULE_URL });
   test.beforeAll(async () => {
     test.setTimeout(180 * 1000);
