@@ -288,12 +288,14 @@ class JobService:
             raise InvalidRequest("limit: must be a whole number of at least 1")
         job = await self.store.get(job_id)
         final = job.state.is_terminal
-        # The log may have been replaced by a symlink since the job was validated.
-        path = await asyncio.to_thread(
-            resolve_inside, self.root_dir.resolve(), job.log_path, "log_path"
-        )
-        try:
-            chunk = await logs.read_log(path, offset, min(limit or cap, cap), final=final)
+
+        def resolve_and_read() -> logs.LogChunk:
+            # The log may have been replaced by a symlink since the job was validated.
+            path = resolve_inside(self.root_dir.resolve(), job.log_path, "log_path")
+            return logs.read_chunk(path, offset, min(limit or cap, cap), final=final)
+
+        try:  # one hop off the loop for both: resolving stats every folder of the path too
+            chunk = await asyncio.to_thread(resolve_and_read)
         except NotRegularFile:
             raise InvalidRequest(f"log_path: {job.log_path!r} is not a regular file") from None
         except OSError as err:  # unreadable, or a link swapped in since it was resolved

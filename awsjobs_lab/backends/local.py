@@ -196,14 +196,14 @@ class LocalBackend(Backend):
                     return
                 # The child was never released: it exits having run nothing. Start it anew.
                 self.log.warning("awsjobs: job %s: the warm runner went away; retrying", job.id)
-        proc = await asyncio.to_thread(self._popen, argv, exit_code, log, script.parent, env, nice)
+
+        def start() -> tuple[subprocess.Popen[bytes], int | None]:
+            proc = self._popen(argv, exit_code, log, script.parent, env, nice)
+            return proc, start_time(proc.pid)  # a /proc read: off the loop too
+
+        proc, started = await asyncio.to_thread(start)
         self._children[job.id] = proc
-        handle = {
-            "pid": proc.pid,
-            "pgid": proc.pid,
-            "start_time": start_time(proc.pid),
-            "warm": False,
-        }
+        handle = {"pid": proc.pid, "pgid": proc.pid, "start_time": started, "warm": False}
         await self._record(job, record, handle, argv)
 
     def _prepare(self, job: Job) -> tuple[Path, Path]:
