@@ -4,22 +4,27 @@ EventBridge Scheduler starts the instance with a RunInstances request fixed when
 was saved, so everything a run needs is in its user data, and what only the run can know (its
 id, its deadline) is found at boot. The script is the ordinary worker's, reused:
 
-1. `aws.userdata`: the reboot-proof lifetime deadline and the EFS mount (with its markers);
+1. `aws.userdata`: the reboot-proof lifetime deadline and the EFS mount (with its markers;
+   storage "s3": nothing to mount);
 2. the run's id, from the instance id (IMDSv2): the instance id's last 16 hex digits, in the
    job-id pattern (`patterns.JOB_ID`). AWS's instance ids are `i-0` and 16 hex digits, so the
    mapping is one-to-one and the server inverts it (`instance_id_of_run`);
 3. the instance tags itself `awsjobs:job-id` and `awsjobs:expires-at` (its deadline, read back
    from the file step 1 keeps) with `aws ec2 create-tags`: the worker's role needs
    ec2:CreateTags on its own instance (README, "Schedules on EC2");
-4. the run's record, `<root>/.awsjobs/jobs/<run id>/run.json`: the schedule, the job and the
-   instance, so a server that starts after the instance is gone still finds the run;
-5. the job, by the very script an SSM-run job gets (`aws.command`, with its ids and paths
-   completed at boot): log appended to the job's log file, exit code to
-   `.awsjobs/jobs/<run id>/exit_code`, then `shutdown -h now` (the instance terminates). A
-   reboot kills the job: a per-boot script then powers the instance off at once.
+4. the run's record: the schedule, the job and the instance, so a server that starts after the
+   instance is gone still finds the run. EFS: `<root>/.awsjobs/jobs/<run id>/run.json`. S3:
+   `run.json` in the run's area (`<prefix><owner>/<run id>/`, a job's layout), with the
+   schedule's input manifest copied beside it (the outputs' conflicts are told by it);
+5. the job, by the very script an SSM-run job gets, its ids and paths completed at boot. EFS
+   (`aws.command`): log appended to the job's log file, exit code to
+   `.awsjobs/jobs/<run id>/exit_code`. S3 (`aws.command_s3`): the schedule's inputs downloaded
+   into a scratch folder, the log streamed to the run's area, then its outputs and exit code.
+   Then `shutdown -h now` (the instance terminates). A reboot kills the job: a per-boot script
+   then powers the instance off at once.
 
-A value written into the script (the run record, the job's paths and argv) is base64-encoded,
-as `aws.command` does; the placeholder `RUN_TOKEN` in them is replaced at boot.
+A value written into the script (the run record, the job's paths, URLs and argv) is
+base64-encoded, as `aws.command` does; the placeholder `RUN_TOKEN` in them is replaced at boot.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..patterns import INSTANCE_ID, JOB_ID
-from .command import IMDS_URL, build_commands, encode
+from .command import FINISH, IMDS_URL, build_commands, encode
+from .command_s3 import STATE_ROOT, S3Locations, build_s3_commands, work_dir
 from .userdata import (
     BOOT_LOG,
     DEADLINE_FILE,
@@ -63,6 +69,9 @@ _RUN_VARIABLES = (
     "awsjobs_exit_dir",
     "awsjobs_job_id",
 )
+# Those of aws.command_s3's script (the run's URLs), and the job id it is written for.
+_S3_RUN_VARIABLES = ("awsjobs_out_url", "awsjobs_log_url", "awsjobs_exit_url")
+STAND_IN_ID = "0" * 16
 
 _PER_BOOT = """#!/bin/bash
 # awsjobs-lab: a scheduled run does not survive a reboot (its job was killed): power off.
@@ -72,7 +81,8 @@ if [ -e {started} ]; then
 fi
 """
 
-_RUN = """
+# 4a. Who the run is: its id from the instance id, its tags. Then its record (4b, EFS or S3).
+_IDENTITY = """
 # 4. A scheduled run: no server sends a command, this script runs the job itself.
 {record_marker}'{record}'
 awsjobs_halt_now() {{
@@ -111,15 +121,46 @@ while [ "$n" -lt {tag_attempts} ]; do
   sleep 5
 done
 [ "$n" -lt {tag_attempts} ] || echo "awsjobs: could not tag $iid (ec2:CreateTags allowed?)"
-if [ "$mounted" = 1 ]; then
-  run_dir={state_dir}/$AWSJOBS_RUN_ID
-  mkdir -p "$run_dir"
+awsjobs_write_record() {{
   printf '%s' "${record_variable}" | base64 -d |
     sed -e "s/{run_token}/$AWSJOBS_RUN_ID/g" -e "s/{instance_token}/$iid/g" \\
-      -e "s/{started_token}/$(date +%s)/g" > "$run_dir/{record_file}.tmp" &&
-    mv -f "$run_dir/{record_file}.tmp" "$run_dir/{record_file}"
+      -e "s/{started_token}/$(date +%s)/g" > "$1.tmp" && mv -f "$1.tmp" "$1"
+}}
+"""
+
+# 4b (EFS): the record on the shared file system, beside where the exit code will be.
+_EFS_RECORD = """if [ "$mounted" = 1 ]; then
+  run_dir={state_dir}/$AWSJOBS_RUN_ID
+  mkdir -p "$run_dir"
+  awsjobs_write_record "$run_dir/{record_file}"
 fi
-mkdir -p {per_boot_dir} {run_script_dir}
+"""
+
+# 4b (S3): the record in the run's area (how a server finds the run once its instance is
+# gone), and the schedule's input manifest beside it (how the outputs' conflicts are told).
+# The values carry RUN_TOKEN; the bucket and prefix are the user's: decoded, never quoted.
+_S3_RECORD = """export AWS_DEFAULT_REGION={region}
+awsjobs_run_url() {{
+  printf '%s' "$1" | base64 -d | sed "s/{run_token}/$AWSJOBS_RUN_ID/g"
+}}
+record_url=$(awsjobs_run_url '{record_url}')
+manifest_from=$(awsjobs_run_url '{manifest_from}')
+manifest_to=$(awsjobs_run_url '{manifest_to}')
+mkdir -p {scratch}
+awsjobs_write_record {scratch}/{record_file}
+n=0
+while [ "$n" -lt {tag_attempts} ]; do
+  aws s3 cp --only-show-errors {scratch}/{record_file} "$record_url" &&
+    aws s3 cp --only-show-errors "$manifest_from" {scratch}/manifest.json &&
+    aws s3 cp --only-show-errors {scratch}/manifest.json "$manifest_to" && break
+  n=$((n + 1))
+  sleep 5
+done
+[ "$n" -lt {tag_attempts} ] || echo "awsjobs: could not write the run's record to S3"
+"""
+
+# 4c. The job, by the script an SSM-run job gets; a reboot ends the run.
+_RUN = """mkdir -p {per_boot_dir} {run_script_dir}
 cat > {per_boot} <<'AWSJOBS_PER_BOOT_EOF'
 {per_boot_text}AWSJOBS_PER_BOOT_EOF
 chmod 755 {per_boot}
@@ -130,6 +171,17 @@ AWSJOBS_RUN_EOF
 sh {run_script}
 echo "awsjobs: scheduled run $AWSJOBS_RUN_ID ended with $?"
 """
+
+
+@dataclass(frozen=True)
+class ScheduledS3:
+    """A scheduled run without a shared file system (storage "s3"): the `s3://` URLs it
+    uses, those of the run's own area with `RUN_TOKEN` for its id."""
+
+    locations: S3Locations  # inputs: the schedule's `in/`; the rest: the run's area
+    record: str  # the run's `run.json`
+    manifest_from: str  # the schedule's input manifest ...
+    manifest_to: str  # ... copied into the run's area
 
 
 @dataclass(frozen=True)
@@ -153,6 +205,7 @@ class ScheduledRun:
     efs_use_iam: bool = False
     extra_commands: str = ""
     watch_spot: bool = False
+    s3: ScheduledS3 | None = None  # storage "s3": no mount; cwd, log and exit paths unused
 
 
 def run_id_of_instance(instance_id: str) -> str:
@@ -169,10 +222,10 @@ def instance_id_of_run(run_id: str) -> str:
     return f"i-0{run_id}"
 
 
-def _substitutions() -> list[str]:
-    """Lines of aws.command's script, right after its values are decoded: the run's id in
-    place of `RUN_TOKEN` (the `.` keeps trailing newlines through `$(…)`)."""
-    lines = [
+def _run_id_function() -> list[str]:
+    """`awsjobs_run_id NAME`: the run's id in place of `RUN_TOKEN` in that shell variable
+    (the `.` keeps trailing newlines through `$(…)`)."""
+    return [
         "awsjobs_run_id() {",
         '  eval "awsjobs_value=\\${$1}"',
         "  awsjobs_value=$(printf '%s.' \"$awsjobs_value\" |"
@@ -180,7 +233,12 @@ def _substitutions() -> list[str]:
         '  eval "$1=\\${awsjobs_value%.}"',
         "}",
     ]
-    return lines + [f"awsjobs_run_id {name}" for name in _RUN_VARIABLES]
+
+
+def _substitutions() -> list[str]:
+    """Lines of aws.command's script, right after its values are decoded: the run's id in
+    place of `RUN_TOKEN`."""
+    return _run_id_function() + [f"awsjobs_run_id {name}" for name in _RUN_VARIABLES]
 
 
 def _commands(run: ScheduledRun) -> list[str]:
@@ -201,6 +259,50 @@ def _commands(run: ScheduledRun) -> list[str]:
     return lines
 
 
+def _s3_commands(run: ScheduledRun, s3: ScheduledS3) -> list[str]:
+    """aws.command_s3's script for this run. It is written for a stand-in job id (it checks
+    its ids); right after its values are decoded, the run's own id replaces it in the
+    variables that hold it, and `RUN_TOKEN` in the run's URLs and arguments."""
+    lines = build_s3_commands(
+        job_id=STAND_IN_ID,
+        argv=run.argv,
+        locations=s3.locations,
+        region=run.region,
+        env=run.env,
+        watch_spot=run.watch_spot,
+    )
+    decoded = lines.index(FINISH[0])  # its values are decoded right before FINISH
+    completion = [
+        "# a scheduled run: its id, known at boot",
+        'awsjobs_job_id="$AWSJOBS_RUN_ID"',
+        f'AWSJOBS_WORK="{work_dir("$AWSJOBS_RUN_ID")}"',
+        f'awsjobs_state="{STATE_ROOT}/$AWSJOBS_RUN_ID"',
+        'AWSJOBS_LOG="$awsjobs_state/log"',
+        'AWSJOBS_EXIT="$awsjobs_state/exit_code"',
+        *_run_id_function(),
+        *(f"awsjobs_run_id {name}" for name in _S3_RUN_VARIABLES),
+        *(f"awsjobs_run_id awsjobs_arg_{i}" for i in range(len(run.argv))),
+    ]
+    return [*lines[:decoded], *completion, *lines[decoded:]]
+
+
+def _record_step(run: ScheduledRun) -> str:
+    """Step 4b: the run's record where a server finds it (EFS, or the run's S3 area)."""
+    q = shlex.quote
+    if run.s3 is None:
+        return _EFS_RECORD.format(state_dir=q(run.state_dir), record_file=RUN_RECORD_FILE)
+    return _S3_RECORD.format(
+        region=q(run.region),
+        run_token=RUN_TOKEN,
+        record_url=encode(run.s3.record),
+        manifest_from=encode(run.s3.manifest_from),
+        manifest_to=encode(run.s3.manifest_to),
+        scratch=RUN_SCRIPT.rsplit("/", 1)[0],
+        record_file=RUN_RECORD_FILE,
+        tag_attempts=TAG_ATTEMPTS,
+    )
+
+
 def build_scheduled_user_data(run: ScheduledRun) -> str:
     """The whole boot script of a scheduled run. InvalidRequest over AWS's 16 KB cap."""
     q = shlex.quote
@@ -216,7 +318,7 @@ def build_scheduled_user_data(run: ScheduledRun) -> str:
     )
     record = encode(json.dumps(run.record, sort_keys=True))
     per_boot = _PER_BOOT.format(started=RUN_STARTED, boot_log=BOOT_LOG)
-    text = base + _RUN.format(
+    identity = _IDENTITY.format(
         no_id=EXIT_NO_INSTANCE_ID,
         imds=IMDS_URL,
         imds_attempts=IMDS_ATTEMPTS,
@@ -224,22 +326,24 @@ def build_scheduled_user_data(run: ScheduledRun) -> str:
         deadline_file=DEADLINE_FILE,
         schedule=q(run.schedule),
         region=q(run.region),
-        state_dir=q(run.state_dir),
         record_marker=RECORD_MARKER,
         record_variable=RECORD_MARKER.rstrip("="),
         record=record,
         run_token=RUN_TOKEN,
         instance_token=INSTANCE_TOKEN,
         started_token=STARTED_TOKEN,
-        record_file=RUN_RECORD_FILE,
+    )
+    commands = _commands(run) if run.s3 is None else _s3_commands(run, run.s3)
+    job = _RUN.format(
         per_boot_dir=HALT_AFTER_REBOOT.rsplit("/", 1)[0],
         run_script_dir=RUN_SCRIPT.rsplit("/", 1)[0],
         per_boot=HALT_AFTER_REBOOT,
         per_boot_text=per_boot,
         started=RUN_STARTED,
         run_script=RUN_SCRIPT,
-        commands="\n".join(_commands(run)),
+        commands="\n".join(commands),
     )
+    text = base + identity + _record_step(run) + job
     size = len(text.encode("utf-8"))
     if size > MAX_USER_DATA_BYTES:
         raise InvalidRequest(

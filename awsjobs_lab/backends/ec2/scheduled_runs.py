@@ -1,9 +1,10 @@
 """The runs EventBridge Scheduler started, as jobs: found by their instances (tag
 `awsjobs:schedule`), and by the record each run leaves on the shared file system
-(`.awsjobs/jobs/<run id>/run.json`, with its `exit_code` beside it) once its instance is no
-longer listed. A run with an exit code is imported finished; any other as running, with its
-instance in its handle (and no SSM command): the service's driver then reattaches and watches
-it like any job (the exit-code file, the instance's end), and Stop terminates its instance.
+(`.awsjobs/jobs/<run id>/run.json`, with its `exit_code` beside it; in S3 mode in its area:
+`scheduled_s3`) once its instance is no longer listed. A run with an exit code is imported
+finished; any other as running, with its instance in its handle (and no SSM command): the
+service's driver then reattaches and watches it like any job (the exit-code file, the
+instance's end), and Stop terminates its instance.
 """
 
 from __future__ import annotations
@@ -51,13 +52,21 @@ def completed_record(
     return completed
 
 
+def record_of_text(text: str | bytes) -> dict[str, Any] | None:
+    """A run's record from its file's text, or None (not JSON, or not a run's)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("job"), dict) else None
+
+
 def read_record(folder: Path) -> dict[str, Any] | None:
     """A run's record from its folder, or None (none, unreadable, or not a run's)."""
     try:
-        data = json.loads(read_small_text(folder / RUN_RECORD_FILE))
-    except (OSError, ValueError):
+        return record_of_text(read_small_text(folder / RUN_RECORD_FILE))
+    except OSError:
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("job"), dict) else None
 
 
 def runs_on_disk(root: str, owner: str, skip: set[str]) -> list[Run]:

@@ -1,7 +1,8 @@
 """What a scheduled run's worker is given, fixed when its schedule is saved: the RunInstances
 request EventBridge Scheduler sends at each firing (tags, image, placement, the self-sufficient
 boot script of `aws.scheduled_boot`) and the run record the worker leaves on the shared file
-system. Built from the ordinary worker's pieces (`worker.py`); pure.
+system, or in S3 mode in the run's area (`scheduled_s3`). Built from the ordinary worker's
+pieces (`worker.py`); pure.
 
 The run's id is known only at boot, so the job is written with `RUN_TOKEN` for its id: in its
 log path (`<stem>.<run id>.log`, or the schedule's own log path with `.<run id>` before its
@@ -30,6 +31,7 @@ from ...runners import build_command
 from ...schedules.model import Schedule
 from . import worker
 from .choice import WorkerImage
+from .scheduled_s3 import run_area_record, scheduled_s3
 from .settings import EC2Settings
 
 SELF_RUN = "self_run"  # in a job's handle: its worker runs the job itself (no SSM command)
@@ -48,8 +50,12 @@ def _with_run_id(path: str | None, job_id: str) -> str | None:
     return str(pure.with_name(f"{pure.stem}.{RUN_TOKEN}{pure.suffix}"))
 
 
-def run_template(job: Job, schedule: Schedule) -> Job:
-    """The job every run of the schedule performs, with RUN_TOKEN for its id."""
+def run_template(job: Job, schedule: Schedule, s3_area: dict[str, str] | None = None) -> Job:
+    """The job every run of the schedule performs, with RUN_TOKEN for its id; in S3 mode,
+    `s3_area` is its area's bucket, prefix and owner (as a job's handle records them)."""
+    handle: dict[str, Any] = {"instance_id": INSTANCE_TOKEN, SELF_RUN: True}
+    if s3_area is not None:
+        handle["s3_area"] = s3_area
     return dataclasses.replace(
         job,
         id=RUN_TOKEN,
@@ -57,7 +63,7 @@ def run_template(job: Job, schedule: Schedule) -> Job:
         schedule=schedule.name,
         log_path=_with_run_id(job.log_path, job.id) or job.log_path,
         output_path=_with_run_id(job.output_path, job.id),
-        handle={"instance_id": INSTANCE_TOKEN, SELF_RUN: True},
+        handle=handle,
         history=[],
         attempts=[],
     )
@@ -93,7 +99,9 @@ def scheduled_tags(
 
 
 def boot_script(settings: EC2Settings, template: Job, schedule: Schedule) -> str:
-    """The scheduled run's whole boot script."""
+    """The scheduled run's whole boot script; in S3 mode (its template's storage), the one
+    that downloads the schedule's inputs and writes to the run's area."""
+    s3 = template.storage == "s3"
     root = PurePosixPath(settings.root_dir)
     argv = build_command(template, python=settings.worker_python)
     return build_scheduled_user_data(
@@ -114,6 +122,7 @@ def boot_script(settings: EC2Settings, template: Job, schedule: Schedule) -> str
             mount_path=settings.mount_path,
             extra_commands=settings.extra_user_data,
             watch_spot=template.spot,
+            s3=scheduled_s3(settings, schedule.owner, schedule.name) if s3 else None,
         )
     )
 
@@ -128,7 +137,8 @@ def run_instances_input(
     """The RunInstances request of every firing, in the API's names: the ordinary worker's
     parameters, with the scheduled run's boot script (base64, as the API takes it) and tags, and
     no ClientToken (one fixed token would make every firing return the first one's instance)."""
-    template = run_template(job, schedule)
+    s3_area = run_area_record(settings, schedule.owner) if job.storage == "s3" else None
+    template = run_template(job, schedule, s3_area)
     script = boot_script(settings, template, schedule)
     params = worker.run_parameters(
         settings, job, candidate, worker.WorkerBoot(script, 0.0), 0, image
