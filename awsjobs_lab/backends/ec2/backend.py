@@ -457,7 +457,7 @@ class EC2Backend(EC2Settings):
         """After a restart: None if the job's instance is alive with its command (the service
         then calls wait), else how it ended. Raises BackendError if AWS can't be read."""
         with aws_errors(f"looking up job {job.id} after a restart"):
-            if job.storage == "s3" and job.handle.get("command_id"):
+            if job.storage == "s3" and (job.handle.get("command_id") or job.handle.get(SELF_RUN)):
                 await self.s3mode.sync(job)  # its log and exit code, as far as they got
             outcome = await self._reattach(job)
         if outcome is not None and job.storage == "s3":
