@@ -10,6 +10,7 @@ is called, with dummy credentials.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import botocore.session
@@ -44,13 +45,21 @@ def prepare(url: str, instance_profile: str) -> list[str]:
             time.sleep(0.5)
 
 
+def _create(make: Callable[[], object], exists_code: str) -> None:
+    """Call `make`; an answer that it exists already (`exists_code`) is fine."""
+    try:
+        make()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != exists_code:
+            raise
+
+
 def _prepare(url: str, instance_profile: str) -> list[str]:
     iam = _client("iam", url)
-    try:
-        iam.create_instance_profile(InstanceProfileName=instance_profile)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
-            raise
+    _create(
+        lambda: iam.create_instance_profile(InstanceProfileName=instance_profile),
+        "EntityAlreadyExists",
+    )
     ec2 = _client("ec2", url)
     found = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
     by_zone = {s["AvailabilityZone"]: s["SubnetId"] for s in found["Subnets"]}
@@ -60,9 +69,5 @@ def _prepare(url: str, instance_profile: str) -> list[str]:
 def prepare_bucket(url: str, bucket: str) -> str:
     """Create `bucket` in the simulator's S3 unless it exists (the S3 storage's bucket)."""
     s3 = _client("s3", url)
-    try:
-        s3.create_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
-            raise
+    _create(lambda: s3.create_bucket(Bucket=bucket), "BucketAlreadyOwnedByYou")
     return bucket

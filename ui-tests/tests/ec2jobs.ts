@@ -1,6 +1,7 @@
 /**
  * What the EC2 browser tests share: a job read from the server, the launch
- * dialog opened on the EC2 backend, and the job a launch selected.
+ * dialog opened on the EC2 backend, the job a launch selected, and a job left
+ * active by a failed test stopped.
  */
 import { expect, IJupyterLabPageFixture } from '@jupyterlab/galata';
 import type { APIRequestContext, Locator } from '@playwright/test';
@@ -45,4 +46,24 @@ export async function selectedJob(
   );
   await expect(details).toBeVisible({ timeout: 30000 });
   return (await details.getAttribute('data-job-id')) as string;
+}
+
+const ACTIVE = ['pending', 'launching', 'running', 'stopping'];
+
+/**
+ * Stop job `id` if it is still active, and wait until it reads stopped: a
+ * failed test leaves no instance on the shared simulator, and the next spec
+ * may launch (the EC2 servers' cap is one instance).
+ */
+export async function stopIfActive(
+  request: APIRequestContext,
+  id: string | null
+): Promise<void> {
+  if (id === null || !ACTIVE.includes((await getJob(request, id)).state)) {
+    return;
+  }
+  await request.post(`/awsjobs/api/jobs/${id}/stop`);
+  await expect
+    .poll(async () => (await getJob(request, id)).state, { timeout: 60000 })
+    .toBe('stopped');
 }

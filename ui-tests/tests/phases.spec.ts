@@ -9,7 +9,7 @@
 import { expect, galata, test } from '@jupyterlab/galata';
 import type { APIRequestContext, Locator } from '@playwright/test';
 
-import { getJob, openLaunchDialog, selectedJob } from './ec2jobs';
+import { getJob, openLaunchDialog, selectedJob, stopIfActive } from './ec2jobs';
 import { EC2_URL, SIM_URL } from './simulated';
 
 // Its `running` phase lasts a few seconds too.
@@ -43,7 +43,6 @@ const SLOW_FLEET = [
 const PHASES = ['requesting', 'booting', 'preparing', 'running', 'finishing'];
 // Seen live in the panel (`finishing` lasts about one monitor cycle).
 const LIVE_PHASES = PHASES.slice(0, 4);
-const ACTIVE = ['pending', 'launching', 'running', 'stopping'];
 
 interface ITransitionJSON {
   state: string;
@@ -191,17 +190,6 @@ test('a script job on EC2 shows its phases as they happen, then how long each to
       saved.clock,
       saved.faults
     ]);
-    if (
-      id !== null &&
-      ACTIVE.includes((await getJob(page.request, id)).state)
-    ) {
-      // A failed run leaves no active job: the next spec may launch (cap 1).
-      await page.request.post(`/awsjobs/api/jobs/${id}/stop`);
-      await expect
-        .poll(async () => (await getJob(page.request, id as string)).state, {
-          timeout: 60000
-        })
-        .toBe('stopped');
-    }
+    await stopIfActive(page.request, id);
   }
 });

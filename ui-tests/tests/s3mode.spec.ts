@@ -10,11 +10,16 @@
  */
 import { expect, galata, test } from '@jupyterlab/galata';
 
-import { getJob, IJobBase, openLaunchDialog, selectedJob } from './ec2jobs';
+import {
+  getJob,
+  IJobBase,
+  openLaunchDialog,
+  selectedJob,
+  stopIfActive
+} from './ec2jobs';
 import { SpawnedLab } from './spawnedlab';
 
 const S3_PORT = process.env.AWSJOBS_UI_S3_PORT || '8895';
-const ACTIVE = ['pending', 'launching', 'running', 'stopping'];
 
 interface IS3Job extends IJobBase {
   storage: string;
@@ -148,18 +153,7 @@ test.describe('a notebook on EC2 with its files through S3', () => {
         '10\n20\n30\n'
       );
     } finally {
-      if (
-        id !== null &&
-        ACTIVE.includes((await getJob(page.request, id)).state)
-      ) {
-        // A failed run leaves no instance behind on the shared simulator.
-        await page.request.post(`/awsjobs/api/jobs/${id}/stop`);
-        await expect
-          .poll(async () => (await getJob(page.request, id as string)).state, {
-            timeout: 60000
-          })
-          .toBe('stopped');
-      }
+      await stopIfActive(page.request, id);
     }
   });
 });
