@@ -48,6 +48,11 @@ class OutputsResult:
     refused: list[str] = field(default_factory=list)  # keys that would land somewhere unsafe
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why): not writable
 
+    def sort(self) -> None:
+        """Each list in path order: files land concurrently, in any order."""
+        for paths in (self.written, self.conflicts, self.unchanged, self.refused, self.failed):
+            paths.sort()
+
 
 async def download_outputs(
     s3: Any,
@@ -65,6 +70,7 @@ async def download_outputs(
     fetch = functools.partial(_fetch_one, s3, area, real_folder, manifest, job_id, throttle, result)
     await run_bounded([functools.partial(fetch, key) for key in sorted(sizes)], FILE_CONCURRENCY)
     throttle.finish()
+    result.sort()
     return result
 
 
