@@ -306,8 +306,10 @@ class JobDriver:
         try:
             await asyncio.shield(launch)
         except asyncio.CancelledError:
-            if not launch.done():
-                raise  # we are cancelled; the launch goes on (close() lets it finish)
+            if not launch.done() or self.tasks.closed:
+                # We are cancelled (the launch goes on: close() lets it finish), or close()
+                # cut the launch: the job stays launching and is resumed on the next start.
+                raise
             return "the launch was cancelled"
         except Exception as err:
             return describe_error(err)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from awsjobs_lab.aws.command_s3 import S3Locations, build_s3_commands
 from awsjobs_lab.backends.ec2 import EC2Backend
 from awsjobs_lab.errors import InvalidRequest
 from awsjobs_lab.models import Job, JobState
@@ -25,6 +26,7 @@ from awsjobs_lab.service import JobService, ServiceOptions
 from awsjobs_lab.staging import StagingArea
 from awsjobs_lab.store import JobStore
 from tests.awssim.server import SimulatedAWS
+from tests.awssim.support import eventually, launch, registered, state_of
 
 BUCKET = "team-jobs"
 WORKER_CLOCK = {
@@ -76,6 +78,19 @@ LONG = """import time
 print("long job started", flush=True)
 time.sleep(300)
 """
+# Writes a file, then runs on until stopped.
+PARTIAL = """import pathlib, time
+pathlib.Path("partial.txt").write_text("half way")
+print("wrote partial.txt", flush=True)
+time.sleep(300)
+"""
+# Ignores SIGTERM: only the instance's termination ends it.
+STUBBORN = """import pathlib, signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+pathlib.Path("stubborn.txt").write_text("never uploaded")
+print("ignoring SIGTERM", flush=True)
+time.sleep(300)
+"""
 
 
 @pytest.fixture
@@ -101,11 +116,17 @@ def folder(root: Path) -> Path:
     (work / "slow.py").write_text(SLOW)
     (work / "long.py").write_text(LONG)
     (work / "count.py").write_text(COUNT)
+    (work / "partial.py").write_text(PARTIAL)
+    (work / "stubborn.py").write_text(STUBBORN)
     return work
 
 
 def make_service(
-    make_backend: Callable[..., EC2Backend], root: Path, tmp_path: Path, **traits: Any
+    make_backend: Callable[..., EC2Backend],
+    root: Path,
+    tmp_path: Path,
+    close_launch_timeout_seconds: float = 60.0,
+    **traits: Any,
 ) -> JobService:
     settings: dict[str, Any] = {
         "efs_file_system_id": "",
@@ -121,7 +142,10 @@ def make_service(
         {"ec2": make_backend(**settings)},
         root,
         ServiceOptions(
-            defaults=LaunchDefaults(backend="ec2"), retry_seconds=0.01, retry_max_seconds=0.05
+            defaults=LaunchDefaults(backend="ec2"),
+            retry_seconds=0.01,
+            retry_max_seconds=0.05,
+            close_launch_timeout_seconds=close_launch_timeout_seconds,
         ),
     )
 
@@ -400,8 +424,6 @@ def test_storage_follows_the_settings_and_the_message_names_what_is_missing() ->
 def test_the_worker_script_is_valid_shell_and_uses_only_what_the_shim_implements(
     tmp_path: Path,
 ) -> None:
-    from awsjobs_lab.aws.command_s3 import S3Locations, build_s3_commands
-
     lines = build_s3_commands(
         job_id="0123456789abcdef",
         argv=["python3", "it's {x}.py"],
@@ -443,3 +465,165 @@ async def test_a_failed_upload_fails_the_job_and_ends_its_instance(
     assert "AccessDenied" in (done.error or "")
     assert "command_id" not in done.handle
     assert await live_instances(aws) == []
+
+
+async def test_stop_sends_sigterm_and_brings_back_what_the_job_made(
+    service: JobService, folder: Path, root: Path, sim: SimulatedAWS, aws: Any
+) -> None:
+    job = await service.create_job({"path": "work/partial.py"})
+    await until(service, job.id, lambda j: "wrote partial.txt" in log_of(root, j), "the file")
+    await service.stop_job(job.id)
+    done = await until(service, job.id, lambda j: j.state.is_terminal, "the stop")
+    assert done.state is JobState.STOPPED
+    assert (folder / "partial.txt").read_text() == "half way"  # uploaded after SIGTERM
+    assert "[awsjobs] exit code 143" in log_of(root, done)  # the end of its log too
+    assert await signal_commands(aws, done) == 1
+    assert await live_instances(aws) == []
+
+
+async def test_a_job_that_ignores_sigterm_is_ended_after_the_grace(
+    bucket: Any,
+    folder: Path,
+    make_backend: Callable[..., EC2Backend],
+    root: Path,
+    tmp_path: Path,
+    sim: SimulatedAWS,
+    aws: Any,
+) -> None:
+    made = make_service(make_backend, root, tmp_path, s3_stop_grace_seconds=1.0)
+    async with started(made) as service:
+        job = await service.create_job({"path": "work/stubborn.py"})
+        await until(service, job.id, lambda j: "ignoring SIGTERM" in log_of(root, j), "start")
+        await service.stop_job(job.id)
+        done = await until(service, job.id, lambda j: j.state.is_terminal, "the stop")
+        assert done.state is JobState.STOPPED
+        assert await signal_commands(aws, done) == 1  # SIGTERM was asked for
+        assert await live_instances(aws) == []  # terminated all the same: no leak
+        assert not (folder / "stubborn.txt").exists()  # nothing was uploaded
+        assert "[awsjobs] exit code" not in log_of(root, done)
+
+
+async def test_a_restart_during_the_upload_resumes_the_launch_on_the_same_instance(
+    bucket: Any,
+    folder: Path,
+    make_backend: Callable[..., EC2Backend],
+    root: Path,
+    tmp_path: Path,
+    sim: SimulatedAWS,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from awsjobs_lab.backends.ec2 import s3mode
+
+    original = s3mode.upload_inputs
+
+    async def hangs(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.Event().wait()  # the first server goes away in the middle of it
+
+    monkeypatch.setattr(s3mode, "upload_inputs", hangs)
+    first = make_service(make_backend, root, tmp_path, close_launch_timeout_seconds=0.05)
+    await first.start()
+    job = await first.create_job({"path": "work/count.py"})
+    await until(
+        first,
+        job.id,
+        # (booting: reported once its instance is recorded, the upload still going)
+        lambda j: j.phase == "booting" and j.progress is not None,
+        "the upload under way on a launched instance",
+    )
+    await first.close()  # no Stop: the job stays launching, its instance boots on
+    assert await live_instances(aws) == [job_instance(sim)]
+    monkeypatch.setattr(s3mode, "upload_inputs", original)
+    async with started(make_service(make_backend, root, tmp_path)) as second:
+        done = await until(second, job.id, lambda j: j.state.is_terminal, "the job to end")
+        assert done.state is JobState.SUCCEEDED, done.to_dict()
+        assert "3 numbers" in log_of(root, done)
+        assert done.progress is None
+        assert len(sim.record.instances) == 1  # the launch went on: no second instance
+        assert await live_instances(aws) == []
+
+
+async def signal_commands(aws: Any, job: Job) -> int:
+    """How many graceful-stop commands (SIGTERM to the job) were sent to the job's instance."""
+    listed = await (await aws("ssm")).list_commands(InstanceId=job.instance_id)
+    return sum(1 for c in listed["Commands"] if c["Comment"] == f"awsjobs stop {job.id}")
+
+
+def job_instance(sim: SimulatedAWS) -> str:
+    """The one instance the simulator has launched."""
+    (only,) = sim.record.instances
+    return only
+
+
+async def test_a_spot_interruption_uploads_what_the_job_made_before_the_reclaim(
+    service: JobService,
+    folder: Path,
+    root: Path,
+    worker: SimulatedAWS,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWSJOBS_SPOT_POLL_SECONDS", "0.1")  # the workers' notice watcher
+    worker.configure({"clock": {"spot_notice_seconds": 6.0}})  # AWS: two minutes
+    job = await service.create_job({"path": "work/partial.py", "spot": True, "max_attempts": 1})
+    running = await until(
+        service, job.id, lambda j: "wrote partial.txt" in log_of(root, j), "the file"
+    )
+    assert running.instance_id is not None
+    worker.interrupt_spot(running.instance_id)
+    done = await until(service, job.id, lambda j: j.state.is_terminal, "the interruption")
+    assert done.state is JobState.INTERRUPTED, done.to_dict()
+    assert (folder / "partial.txt").read_text() == "half way"  # uploaded after the notice
+    assert await live_instances(aws) == []
+
+
+# The boot script's deadline, a few seconds away (what `shutdown -h +N` stands for here).
+NEAR_DEADLINE_BOOT = """#!/bin/bash
+mkdir -p /run/awsjobs /var/lib/awsjobs
+echo $(( $(date +%s) + 8 )) > /var/lib/awsjobs/deadline
+touch /run/awsjobs/ready
+"""
+
+
+async def test_the_worker_sends_sigterm_before_its_deadline_and_uploads_then_halts(
+    worker: SimulatedAWS, bucket: Any, aws: Any
+) -> None:
+    await bucket.put_object(Bucket=BUCKET, Key="w/in/run.sh", Body=b"echo made > made.txt\n")
+    lines = build_s3_commands(
+        job_id="0123456789abcdef",
+        argv=["bash", "-c", "bash run.sh; echo waiting; sleep 60"],
+        locations=S3Locations(
+            f"s3://{BUCKET}/w/in/",
+            f"s3://{BUCKET}/w/out/",
+            f"s3://{BUCKET}/w/log/",
+            f"s3://{BUCKET}/w/exit_code",
+        ),
+        region="us-east-1",
+        term_before_deadline=5,
+    )
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    iid = await launch(
+        ec2, UserData=NEAR_DEADLINE_BOOT, InstanceInitiatedShutdownBehavior="terminate"
+    )
+    await registered(worker, iid)
+    await ssm.send_command(
+        InstanceIds=[iid], DocumentName="AWS-RunShellScript", Parameters={"commands": lines}
+    )
+
+    async def halted() -> bool:
+        return await state_of(ec2, iid) == "terminated"
+
+    await eventually(halted, timeout=60)  # it halted itself, after its uploads
+    assert await keys_under(bucket, "w/out/") == ["w/out/made.txt"]
+    assert await keys_under(bucket, "w/exit_code") == []  # as at the deadline: timed out
+    parts = [await body_of(bucket, key) for key in await keys_under(bucket, "w/log/")]
+    log = b"".join(parts).decode()
+    assert "the maximum lifetime ends in 5 s: SIGTERM sent to the job" in log
+    assert "not recorded; the instance halts at its maximum lifetime" in log
+
+
+async def body_of(s3: Any, key: str) -> bytes:
+    answer = await s3.get_object(Bucket=BUCKET, Key=key)
+    async with answer["Body"] as stream:
+        data: bytes = await stream.read()
+    return data

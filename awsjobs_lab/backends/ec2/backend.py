@@ -5,8 +5,8 @@ worker's boot script (`aws.userdata`: EFS mount, lifetime deadline) and
 `InstanceInitiatedShutdownBehavior=terminate` (`aws.launch`), record the instance id at once,
 then `SendCommand` the job's script (`aws.command`, `aws.ssm`). Status: one monitor loop for
 every job (`aws.monitor`). Stop: `CancelCommand` (best effort) + `TerminateInstances`,
-confirmed (`aws.instances`). Settings and checks: `settings`; the instance inventory (preview,
-list, terminate ours, orphans): `inventory`.
+confirmed (`aws.instances`); an S3 job gets SIGTERM and a grace first (`s3_stop`). Settings and
+checks: `settings`; the instance inventory (preview, list, terminate ours, orphans): `inventory`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from . import worker
 from .choice import InstanceChoice
 from .inventory import Inventory
 from .job_instances import JobInstances, cleanup_note
+from .s3_resume import resume_launch
 from .s3mode import S3Mode
 from .scheduled_worker import SELF_RUN
 from .schedules import EC2Schedules
@@ -311,12 +312,12 @@ class EC2Backend(EC2Settings):
             upload, iid, lambda: self.job_instances.terminate_until_confirmed([iid], job.id)
         ):
             return  # stopped while uploading: its instance is terminated
-        command_id = await self._send_job_command(job, iid, commands, launched_at)
+        command_id = await self.send_job_command(job, iid, commands, launched_at)
         if command_id is not None:
             await record({"command_id": command_id})
             await self.phases.report(job.id, phases.PREPARING)
 
-    async def _send_job_command(
+    async def send_job_command(
         self, job: Job, iid: str, commands: list[str], launched_at: float
     ) -> str | None:
         """SendCommand the job's script, retried while the instance's SSM agent registers.
@@ -381,10 +382,6 @@ class EC2Backend(EC2Settings):
 
     # -- wait, stop, reattach ----------------------------------------------------------------
 
-    def _lifetime_seconds(self, job: Job) -> float:
-        """The job's max lifetime as a duration (its deadline counted from 0)."""
-        return job.deadline(0.0, unit_seconds=self.lifetime_unit_seconds)
-
     async def wait(self, job: Job) -> Outcome:
         if job.storage != "s3":
             return await self._wait_instance(job)
@@ -413,7 +410,7 @@ class EC2Backend(EC2Settings):
             instance_id=iid,
             command_id=job.handle.get("command_id"),
             exit_code_path=self.exit_code_path(job),
-            lifetime_seconds=self._lifetime_seconds(job),
+            lifetime_seconds=job.deadline(0.0, unit_seconds=self.lifetime_unit_seconds),
             started_at=job.started_at or job.created_at,
         )
         if self._started:
@@ -430,6 +427,8 @@ class EC2Backend(EC2Settings):
         whose RunInstances is still in flight) and confirm. Idempotent."""
         self.request_stop(job.id)
         command_id = job.handle.get("command_id")
+        if job.storage == "s3":  # SIGTERM first: what it made goes to S3 (bounded wait)
+            await self.s3mode.end_gracefully(job)
         if command_id:
             await self.job_instances.cancel_command(str(command_id), job.instance_id)
         ids: dict[str, float | None] = {}  # id → launch time (None: just now)
@@ -523,6 +522,8 @@ class EC2Backend(EC2Settings):
                 and not job.handle.get("command_id")
                 and not await self.job_instances.has_command(iid)
             ):
+                if job.storage == "s3" and job.state is JobState.LAUNCHING:
+                    return await resume_launch(self, job, iid)  # its upload, then its command
                 await self.job_instances.terminate_confirmed([iid])
                 return Outcome(
                     JobState.FAILED,

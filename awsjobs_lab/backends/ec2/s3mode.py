@@ -8,6 +8,8 @@ S3 area (`staging`) instead of a shared file system.
   upload fails or the job is stopped). The upload is idempotent: a restart uploads again.
 - While it runs, the log follower (`s3_follow`): new log parts appended to the local log file,
   the exit code copied beside the job's other state files, where the monitor reads it.
+- When it is stopped (or times out) while it runs, first a graceful end (`end_gracefully`,
+  `s3_stop`): SIGTERM to the job, and a bounded wait for the worker to upload what it has.
 - When it ends (`finish`: done, stopped, interrupted for good, timed out), its outputs brought
   back beside the script; a file the user changed meanwhile is kept, and a note on the job
   says where the job's version went.
@@ -45,6 +47,7 @@ from ...staging import (
 )
 from . import s3_follow
 from .job_instances import cleanup_note
+from .s3_stop import GracefulEnd, lifetime_term_seconds
 from .settings import EC2Settings
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,9 @@ class S3Mode:
         self._uploads: dict[str, asyncio.Task[InputManifest]] = {}
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._finished: set[str] = set()  # outputs brought back (the handle says so too)
+        # One look at a job's S3 files at a time: two would append the same log part twice.
+        self._sync_locks: dict[str, asyncio.Lock] = {}
+        self.end_gracefully = GracefulEnd(settings, clients, self.sync)
 
     # -- where a job's files are ----------------------------------------------------------
 
@@ -137,6 +143,7 @@ class S3Mode:
             env=job.env,
             attempt=job.attempt_number,
             watch_spot=job.spot,
+            term_before_deadline=lifetime_term_seconds(self.settings, job),
         )
 
     @property
@@ -218,7 +225,10 @@ class S3Mode:
 
     async def sync(self, job: Job) -> int | None:
         """One look at the job's log parts and exit code (see `s3_follow`)."""
-        return await s3_follow.sync(await self.clients.s3(), self.area(job), self.local_files(job))
+        lock = self._sync_locks.setdefault(job.id, asyncio.Lock())
+        async with lock:
+            s3 = await self.clients.s3()
+            return await s3_follow.sync(s3, self.area(job), self.local_files(job))
 
     def follow(self, job: Job) -> None:
         """Follow the job's log until its exit code appears (or `unfollow`)."""
@@ -273,8 +283,8 @@ class S3Mode:
         try:
             manifest = await read_manifest(s3, area)
         except Exception:
-            if not (job.handle.get("command_id") or job.instance_id):
-                return []  # never launched: no inputs, no outputs
+            if not job.handle.get("command_id"):
+                return []  # its command never went out: no outputs (maybe no inputs either)
             raise
         progress = None
         if save is not None:
@@ -299,6 +309,7 @@ class S3Mode:
     async def forget(self, job: Job) -> None:
         """Delete the job's S3 area (its removal)."""
         await self.unfollow(job.id)
+        self._sync_locks.pop(job.id, None)
         deleted = await delete_area(await self.clients.s3(), self.area(job))
         log.info("awsjobs: job %s removed; %d object(s) deleted from S3", job.id, deleted)
 

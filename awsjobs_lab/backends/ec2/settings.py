@@ -141,6 +141,14 @@ class EC2Settings(Backend):
         help="How often the server looks for a running S3 job's new log parts and its exit "
         "code (one ListObjectsV2 and one GetObject per job); the worker sends its log every 3 s.",
     ).tag(config=True)
+    s3_stop_grace_seconds = Float(
+        60.0,
+        min=0.0,
+        help="A Stop (or the lifetime's end) of a running S3 job first sends SIGTERM to the job, "
+        "then waits this long for the worker to upload its outputs and exit code before the "
+        "instance is terminated anyway. The worker also sends SIGTERM this long (at most 90 s, "
+        "at most half the lifetime) before its own lifetime deadline. 0: terminate at once.",
+    ).tag(config=True)
 
     # -- choice of instance ------------------------------------------------------------------
     allowed_families = List(
