@@ -4,6 +4,7 @@ no fan-out, ListCommandInvocations and CancelCommand."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,3 +150,41 @@ async def test_invocations_take_a_while_to_appear_and_can_be_forced(
     await asyncio.sleep(1.0)
     answer = await ends_as(ssm, command_id, instance_id, "Terminated")
     assert answer["Status"] == "Cancelled"
+
+
+async def test_commands_lead_their_group_run_side_by_side_and_cancel_is_sigkill(
+    sim: SimulatedAWS, aws: Clients
+) -> None:
+    # What a graceful stop relies on, as the agent does it on Linux: the command's shell leads
+    # its own process group, a second command runs while the first does (and may signal it),
+    # and CancelCommand kills the group with SIGKILL (a TERM trap never runs).
+    ec2, ssm = await aws("ec2"), await aws("ssm")
+    instance_id = await launch(ec2)
+    await registered(sim, instance_id)
+    box = sim.sandbox(instance_id)
+    trapping = [
+        f"trap 'touch {box}/$1-trapped; exit 3' TERM",
+        f"echo \"$$ $(ps -o pgid= -p $$ | tr -d ' ')\" > {box}/$1-pid",
+        "while true; do sleep 0.1; done",
+    ]
+    first = await send(ssm, instance_id, "set -- a", *trapping)
+    await appears(box / "a-pid")
+    pid, group = (box / "a-pid").read_text().split()
+    assert pid == group  # the command's shell leads its group
+    signal = await send(ssm, instance_id, f"kill -TERM -- -{group}")
+    await ends_as(ssm, signal, instance_id, "Success")
+    answer = await ends_as(ssm, first, instance_id, "Failed")
+    assert answer["ResponseCode"] == 3 and (box / "a-trapped").exists()
+    cancelled = await send(ssm, instance_id, "set -- b", *trapping)
+    await appears(box / "b-pid")
+    await ssm.cancel_command(CommandId=cancelled)
+    await ends_as(ssm, cancelled, instance_id, "Cancelled")
+    await asyncio.sleep(0.5)
+    assert not (box / "b-trapped").exists()  # SIGKILL: no trap ran
+
+
+async def appears(path: Path) -> None:
+    async def exists() -> bool:
+        return await asyncio.to_thread(path.exists)
+
+    await eventually(exists)
