@@ -191,7 +191,7 @@ async def test_a_process_without_a_recorded_pid_is_reattached(make_service: Fact
         second = await make_service()
         running = await state_of(second, job.id, S.RUNNING)
         assert (running.handle["pid"], running.handle["pgid"]) == (proc.pid, proc.pid)
-        assert "found running after a server restart" in (running.history[-1].reason or "")
+        assert "found running after a server restart" in (running.moves[-1].reason or "")
         await second.stop_job(job.id)
         await state_of(second, job.id, S.STOPPED)
         await no_process_left(job.id)
