@@ -580,7 +580,7 @@ async def test_a_spot_interruption_uploads_what_the_job_made_before_the_reclaim(
 # The boot script's deadline, a few seconds away (what `shutdown -h +N` stands for here).
 NEAR_DEADLINE_BOOT = """#!/bin/bash
 mkdir -p /run/awsjobs /var/lib/awsjobs
-echo $(( $(date +%s) + 8 )) > /var/lib/awsjobs/deadline
+echo $(( $(date +%s) + 12 )) > /var/lib/awsjobs/deadline
 touch /run/awsjobs/ready
 """
 
