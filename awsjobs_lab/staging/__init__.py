@@ -15,7 +15,7 @@ from .progress import (
     ProgressCallback,
     ignore_progress,
 )
-from .snapshot import Snapshot, SnapshotEntry, TooLarge, snapshot_folder
+from .snapshot import Snapshot, SnapshotEntry, TooLarge, check_folder_size, snapshot_folder
 from .upload import FileChanged, upload_inputs
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "SnapshotEntry",
     "StagingArea",
     "TooLarge",
+    "check_folder_size",
     "delete_area",
     "download_outputs",
     "ignore_progress",

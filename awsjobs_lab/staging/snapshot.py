@@ -104,17 +104,16 @@ def check_size(folder: str, sizes: dict[str, int], cap: int) -> None:
         raise TooLarge(folder, total, cap, biggest)
 
 
+def check_folder_size(folder: Path, server_root: Path, max_bytes: int) -> None:
+    """Raise `TooLarge` when the files `folder` sends total over `max_bytes`, reading none of
+    them: the check before a job is accepted (its snapshot is taken when it launches)."""
+    _sent_files(folder, server_root, max_bytes)
+
+
 def snapshot_folder(folder: Path, server_root: Path, *, max_bytes: int | None = None) -> Snapshot:
     """The files `folder` sends (see the module's docstring). With `max_bytes`, raises
     `TooLarge` before hashing anything when their total is over it."""
-    root = server_root.resolve()
-    real_folder = folder.resolve()
-    if not real_folder.is_relative_to(root) or not real_folder.is_dir():
-        raise InvalidRequest(f"{folder} is not a folder under the server root")
-    label = "the server root" if real_folder == root else real_folder.relative_to(root).as_posix()
-    found = dict(_walk(real_folder, root, _ignore_spec(real_folder, root)))
-    if max_bytes is not None:
-        check_size(label, {path: st.st_size for path, (_, st) in found.items()}, max_bytes)
+    label, found, root = _sent_files(folder, server_root, max_bytes)
     cache = HashCache(root / HASH_CACHE)
     entries = []
     for path in sorted(found):
@@ -123,6 +122,23 @@ def snapshot_folder(folder: Path, server_root: Path, *, max_bytes: int | None = 
             entries.append(entry)
     cache.save()
     return Snapshot(folder, tuple(entries), label)
+
+
+def _sent_files(
+    folder: Path, server_root: Path, max_bytes: int | None
+) -> tuple[str, dict[str, tuple[Path, os.stat_result]], Path]:
+    """The folder's label, the files it sends (relative path → (file to read, its stat)) and
+    the resolved server root. `InvalidRequest` unless it is a folder under the root;
+    `TooLarge` when `max_bytes` is given and the files total over it."""
+    root = server_root.resolve()
+    real_folder = folder.resolve()
+    if not real_folder.is_relative_to(root) or not real_folder.is_dir():
+        raise InvalidRequest(f"{folder} is not a folder under the server root")
+    label = "the server root" if real_folder == root else real_folder.relative_to(root).as_posix()
+    found = dict(_walk(real_folder, root, _ignore_spec(real_folder, root)))
+    if max_bytes is not None:
+        check_size(label, {path: st.st_size for path, (_, st) in found.items()}, max_bytes)
+    return label, found, root
 
 
 def _ignore_spec(folder: Path, root: Path) -> pathspec.GitIgnoreSpec:

@@ -19,11 +19,13 @@ import pytest
 
 from awsjobs_lab.aws.command_s3 import S3Locations, build_s3_commands
 from awsjobs_lab.backends.ec2 import EC2Backend
-from awsjobs_lab.errors import InvalidRequest
+from awsjobs_lab.backends.ec2.s3mode import S3Mode
+from awsjobs_lab.errors import InvalidRequest, OverBudget
 from awsjobs_lab.models import Job, JobState
 from awsjobs_lab.requests import LaunchDefaults
 from awsjobs_lab.service import JobService, ServiceOptions
 from awsjobs_lab.staging import StagingArea
+from awsjobs_lab.staging.snapshot import HASH_CACHE
 from awsjobs_lab.store import JobStore
 from tests.awssim.server import SimulatedAWS
 from tests.awssim.support import eventually, launch, registered, state_of
@@ -126,6 +128,7 @@ def make_service(
     root: Path,
     tmp_path: Path,
     close_launch_timeout_seconds: float = 60.0,
+    caps: dict[str, Any] | None = None,
     **traits: Any,
 ) -> JobService:
     settings: dict[str, Any] = {
@@ -146,6 +149,7 @@ def make_service(
             retry_seconds=0.01,
             retry_max_seconds=0.05,
             close_launch_timeout_seconds=close_launch_timeout_seconds,
+            **(caps or {}),
         ),
     )
 
@@ -344,6 +348,41 @@ async def test_a_folder_over_the_cap_is_refused_before_anything_launches(
     async with started(make_service(make_backend, root, tmp_path, s3_max_upload_mib=1)) as made:
         with pytest.raises(InvalidRequest, match=r"huge\.bin"):
             await made.create_job({"path": "work/slow.py"})
+        assert (await made.list_jobs())[0] == []
+        assert await live_instances(aws) == []
+
+
+def kept_per_job(s3mode: S3Mode) -> dict[str, object]:
+    """What the S3 mode holds by job (its dicts and sets, and its graceful end's), if any."""
+    holders = [vars(s3mode), vars(s3mode.end_gracefully)]
+    return {
+        name: value
+        for attributes in holders
+        for name, value in attributes.items()
+        if isinstance(value, (dict, set)) and value
+    }
+
+
+async def test_jobs_only_checked_or_refused_after_the_check_leave_nothing_kept(
+    bucket: Any,
+    folder: Path,
+    make_backend: Callable[..., EC2Backend],
+    root: Path,
+    tmp_path: Path,
+    aws: Any,
+) -> None:
+    # A schedule's save checks its job and never creates it; the spending cap refuses a POST
+    # after its check. The check keeps nothing for a launch that never comes: the snapshot is
+    # the launch's own, and the check reads no file (no hash cache written).
+    caps = {"max_hourly_spend": 0.0001}  # under any price: every POST is a 409
+    async with started(make_service(make_backend, root, tmp_path, caps=caps)) as made:
+        s3mode = backend_of(made).s3mode
+        for _ in range(5):
+            await made.check_job({"path": "work/slow.py"})
+        with pytest.raises(OverBudget):
+            await made.create_job({"path": "work/count.py"})
+        assert kept_per_job(s3mode) == {}
+        assert not (root / HASH_CACHE).exists()
         assert (await made.list_jobs())[0] == []
         assert await live_instances(aws) == []
 

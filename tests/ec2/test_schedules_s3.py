@@ -119,6 +119,30 @@ async def test_saving_uploads_the_inputs_and_saving_again_refreshes_them(
     assert await remote(backend).list(OWNER) == []
 
 
+async def test_saving_a_schedule_reads_its_folder_once(
+    make_services, bucket, folder, root, monkeypatch
+):
+    # The save checks the job (the folder's size: no file read), then uploads one snapshot.
+    from awsjobs_lab.staging import snapshot as snapshot_module
+
+    (folder / "hello.py").write_text(REPORT)
+    opened: list[str] = []
+    real_open = snapshot_module.open_regular
+
+    def counting(path: Path) -> int:
+        if path.name != ".awsjobsignore":  # its rules, read by each walk of the folder
+            opened.append(path.relative_to(folder).as_posix())
+        return real_open(path)
+
+    monkeypatch.setattr(snapshot_module, "open_regular", counting)
+    service = await make_services(**S3_SETTINGS)
+    body = {"path": "work/hello.py", "backend": "ec2", "cpus": 2}
+    await service.create({"name": "nightly", "cron": "0 6 * * 1-5", "job": body})
+    assert sorted(opened) == ["data/numbers.txt", "hello.py", "notes.txt"]
+    area = ScheduleArea(BUCKET, "awsjobs/", OWNER, "nightly")
+    assert len(await keys_under(bucket, area.inputs)) == 3
+
+
 async def test_a_schedule_that_cannot_be_saved_leaves_no_inputs(
     backend, bucket, folder, root, monkeypatch
 ):

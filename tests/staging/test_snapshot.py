@@ -10,7 +10,7 @@ import pytest
 
 from awsjobs_lab.models import new_job_id
 from awsjobs_lab.patterns import JOB_ID
-from awsjobs_lab.staging import StagingArea, TooLarge, snapshot_folder
+from awsjobs_lab.staging import StagingArea, TooLarge, check_folder_size, snapshot_folder
 from awsjobs_lab.staging import snapshot as snapshot_module
 from awsjobs_lab.staging.snapshot import HASH_CACHE
 
@@ -202,11 +202,34 @@ def test_over_the_cap_names_total_cap_and_the_five_biggest(root: Path) -> None:
     assert caught.value.biggest[0] == ("part5.bin", 6 << 20)
 
 
+def test_the_size_check_counts_what_is_sent_and_reads_none_of_it(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = root / "work"
+    write(work / "big.bin", b"\0" * (3 << 20))
+    write(work / "skipped" / "huge.bin", b"\0" * (8 << 20))
+    write(work / ".awsjobsignore", "skipped/\n")
+
+    real_open = snapshot_module.open_regular
+
+    def only_the_rules(path: Path) -> int:
+        assert path.name == ".awsjobsignore", f"{path} opened by a size check"
+        return real_open(path)
+
+    monkeypatch.setattr(snapshot_module, "open_regular", only_the_rules)
+    check_folder_size(work, root, 4 << 20)  # the ignored folder does not count
+    with pytest.raises(TooLarge, match=r"big\.bin \(3\.0 MiB\)"):
+        check_folder_size(work, root, 2 << 20)
+    assert not (root / HASH_CACHE).exists()
+
+
 def test_a_folder_outside_the_root_is_refused(root: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     with pytest.raises(ValueError, match="not a folder under the server root"):
         snapshot_folder(elsewhere, root)
+    with pytest.raises(ValueError, match="not a folder under the server root"):
+        check_folder_size(elsewhere, root, 1 << 20)
 
 
 def test_area_keys_and_normalisation() -> None:

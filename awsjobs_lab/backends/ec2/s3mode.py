@@ -1,11 +1,13 @@
 """The EC2 backend's S3 mode (`c.EC2Backend.storage = "s3"`): a job's files travel through its
 S3 area (`staging`) instead of a shared file system.
 
-- Before the job is accepted, its folder's snapshot and size check (`check`): a folder over
-  `s3_max_upload_mib` is a 400, nothing launched.
-- During its launch, the upload of its inputs (`start_upload`), concurrent with the instance's
-  boot; the command is sent only once it is done (the backend terminates the instance if the
-  upload fails or the job is stopped). The upload is idempotent: a restart uploads again.
+- Before the job is accepted, its folder's size check (`check`): a folder over
+  `s3_max_upload_mib` is a 400, nothing launched. The check keeps nothing: a job only checked
+  (a schedule's) or refused afterwards (the spending cap's 409) leaves no state here.
+- During its launch, the folder's snapshot and the upload of its inputs (`start_upload`),
+  concurrent with the instance's boot; the command is sent only once it is done (the backend
+  terminates the instance if the upload fails or the job is stopped). The upload is
+  idempotent: a restart uploads again.
 - While it runs, the log follower (`s3_follow`): new log parts appended to the local log file,
   the exit code copied beside the job's other state files, where the monitor reads it.
 - When it is stopped (or times out) while it runs, first a graceful end (`end_gracefully`,
@@ -36,8 +38,8 @@ from ...staging import (
     UPLOADING_INPUTS,
     InputManifest,
     Progress,
-    Snapshot,
     StagingArea,
+    check_folder_size,
     delete_area,
     download_outputs,
     ignore_progress,
@@ -99,7 +101,6 @@ class S3Mode:
     def __init__(self, settings: EC2Settings, clients: AWSClients) -> None:
         self.settings = settings
         self.clients = clients
-        self._snapshots: dict[str, Snapshot] = {}  # taken when the job was accepted
         self._uploads: dict[str, asyncio.Task[InputManifest]] = {}
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._finished: set[str] = set()  # outputs brought back (the handle says so too)
@@ -153,12 +154,11 @@ class S3Mode:
     # -- before the launch, and during it --------------------------------------------------
 
     async def check(self, job: Job) -> None:
-        """The folder's snapshot, refused (`TooLarge`, a 400) when over the cap."""
+        """The folder's size, refused (`TooLarge`, a 400) when over the cap. Its files are
+        neither read nor kept: the launch takes the snapshot (one per launch, one per
+        schedule save), so a job that is never launched holds nothing."""
         root = Path(self.settings.root_dir)
-        snapshot = await asyncio.to_thread(
-            snapshot_folder, self.folder(job), root, max_bytes=self.max_bytes
-        )
-        self._snapshots[job.id] = snapshot
+        await asyncio.to_thread(check_folder_size, self.folder(job), root, self.max_bytes)
 
     def start_upload(self, job: Job, record: SaveFields) -> asyncio.Task[InputManifest]:
         """Upload the job's inputs in the background (the launch goes on meanwhile)."""
@@ -179,10 +179,10 @@ class S3Mode:
         area = self.area(job)
         recorded = {"bucket": area.bucket, "prefix": area.prefix, "owner": area.owner}
         await record({"s3_area": recorded})
-        snapshot = self._snapshots.pop(job.id, None)
-        if snapshot is None:  # accepted before a restart: the folder as it is now
-            root = Path(self.settings.root_dir)
-            snapshot = await asyncio.to_thread(snapshot_folder, self.folder(job), root)
+        root = Path(self.settings.root_dir)  # the folder as it is now (hashes cached on disk)
+        snapshot = await asyncio.to_thread(
+            snapshot_folder, self.folder(job), root, max_bytes=self.max_bytes
+        )
         progress = ProgressWriter(lambda **fields: record(None, **fields))
         files = len(snapshot.entries)
         progress.report(Progress(UPLOADING_INPUTS, 0, snapshot.total_bytes, 0, files))  # at once
