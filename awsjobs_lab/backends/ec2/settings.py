@@ -244,11 +244,19 @@ class EC2Settings(Backend):
         "(and names the IAM statement to check). 0: a denial fails the job at once.",
     ).tag(config=True)
     ssm_retry_seconds = Float(
-        2.0, help="First pause between SendCommand attempts while the agent registers."
+        2.0,
+        help="Pause between SendCommand attempts while a new instance's SSM agent registers: a "
+        "steady cadence that does not grow, so the command goes out within one pause of the "
+        "registration. After the first minute, every 5th attempt first asks EC2 whether the "
+        "instance is gone, and the pause before it is doubled. Also the base of the backoff "
+        "when SSM throttles (ssm_retry_max_seconds).",
     ).tag(config=True)
-    ssm_retry_max_seconds = Float(15.0, help="Longest pause between SendCommand attempts.").tag(
-        config=True
-    )
+    ssm_retry_max_seconds = Float(
+        15.0,
+        help="Longest pause after SSM throttles SendCommand: throttling answers in a row back "
+        "off exponentially, with jitter, from ssm_retry_seconds up to this. The wait for the "
+        "agent's registration is not capped by it (a steady ssm_retry_seconds).",
+    ).tag(config=True)
     reattach_grace_seconds = Float(
         120.0,
         help="After a restart, how long a job with no visible instance is looked for again "
