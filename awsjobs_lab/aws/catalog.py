@@ -325,7 +325,14 @@ def parse_price_list(items: Iterable[str | dict[str, Any]]) -> dict[str, float]:
 
 
 def load_bundled_prices() -> tuple[dict[str, float], str, str]:
-    """The bundled table: (prices, region, date)."""
+    """The bundled table: (prices, region, date).
+
+    A fallback for when the Price List API and its cache are out of reach, so that a preview
+    and the spending cap still have a price. Its figures are AWS's us-east-1 Linux on-demand
+    list prices, GPU types included (g4dn, g5, g6, g6e, p3, p4d, p5), as the Price List API
+    gave them on 2026-07-20 in the table AWS's Karpenter generates from it
+    (github.com/aws/karpenter-provider-aws, pkg/providers/pricing/zz_generated.pricing_aws.go);
+    the file's `note` and `gpu_source` say the same beside the figures."""
     text = resources.files(__package__).joinpath("ondemand_prices.json").read_text("utf-8")
     data = json.loads(text)
     return (

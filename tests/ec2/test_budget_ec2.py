@@ -141,7 +141,7 @@ async def test_a_gpu_job_is_priced_as_a_gpu_type(
     aws: Any,
     seed_spot: dict[tuple[str, str], str],
 ) -> None:
-    # Spot, so both types have a price (the bundled on-demand table lists no GPU type).
+    # Spot: both types priced by the seeded spot history (on demand: the test below).
     for zone in ("us-east-1a", "us-east-1b"):
         seed_spot[("c7i.large", zone)] = "0.0300"
         seed_spot[("g4dn.xlarge", zone)] = "0.2000"
@@ -172,3 +172,28 @@ async def test_a_gpu_job_is_priced_as_a_gpu_type(
     passed = await running(service, (await service.create_job(cpu_body)).id)
     assert passed.instance_type == "c7i.large" and passed.hourly_price == pytest.approx(0.03)
     assert len(await live_instances(aws)) == 1
+
+
+async def test_an_on_demand_gpu_job_is_priced_from_the_bundled_table_when_pricing_fails(
+    make_service: MakeService, faults: Faults, aws: Any
+) -> None:
+    # The Price List API is unreachable here (conftest: a closed port) and nothing is cached:
+    # the bundled table prices the GPU type, so the spending cap can refuse the job.
+    from awsjobs_lab.aws import catalog
+
+    families = {"allowed_families": ["c7i", "g4dn"]}
+    service = await make_service(families, max_hourly_spend=0.3)  # over c7i.large, under g4dn
+    preview = await service.preview_instance(
+        memory_gib=4.0, cpus=2, spot=False, instance_type=None, gpus=1
+    )
+    choice = preview["choice"]
+    assert choice["instance_type"] == "g4dn.xlarge" and choice["gpus"] == 1
+    assert choice["price_source"].startswith("bundled (us-east-1 prices of ")
+    bundled, _, _ = catalog.load_bundled_prices()
+    assert choice["hourly_price"] == bundled["g4dn.xlarge"] == pytest.approx(0.526)
+
+    with pytest.raises(OverBudget) as refused:
+        await service.create_job({**BODY, "gpus": 1, "spot": False})
+    assert "this job would add $0.5260/h" in str(refused.value)
+    assert launch_calls(faults) == 0
+    assert not await live_instances(aws)
