@@ -215,8 +215,8 @@ class EC2Backend(EC2Settings):
     async def check_request(self, job: Job) -> None:
         """Optional async part of validation (the service may await it before accepting a
         job, to answer 400): a requested instance type must exist and be allowed, and some
-        type must have the GPUs asked for. In S3 mode, the folder's snapshot: over the
-        upload cap, a 400 (nothing launched)."""
+        type must have the GPUs asked for. In S3 mode, the folder's size (nothing kept): over
+        the upload cap, a 400 (nothing launched)."""
         self.validate(job)
         job.storage = self.storage
         if self.uses_s3:
