@@ -132,13 +132,13 @@ async def test_send_command_keeps_a_steady_cadence_until_the_agent_registers(
     service = await make_service()
     backend = _backend(service)
     pauses: list[float] = []
-    steady = backend._send_pause
+    steady = backend.command_sender.pause
 
     def recorded(failures: int) -> float:
         pauses.append(steady(failures))
         return pauses[-1]
 
-    backend._send_pause = recorded  # type: ignore[method-assign]
+    backend.command_sender.pause = recorded  # type: ignore[method-assign]
     job = await service.create_job({"path": "work/waits.py"})
     await _until(
         service,

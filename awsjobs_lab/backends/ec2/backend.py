@@ -3,9 +3,10 @@
 Launch: choose the cheapest instance type that fits (`choice`), `RunInstances` with the
 worker's boot script (`aws.userdata`: EFS mount, lifetime deadline) and
 `InstanceInitiatedShutdownBehavior=terminate` (`aws.launch`), record the instance id at once,
-then `SendCommand` the job's script (`aws.command`, `aws.ssm`). Status: one monitor loop for
-every job (`aws.monitor`). Stop: `CancelCommand` (best effort) + `TerminateInstances`,
-confirmed (`aws.instances`); an S3 job gets SIGTERM and a grace first (`s3_stop`). Settings and
+then `SendCommand` the job's script while its SSM agent registers (`command_sender`). Status:
+one monitor loop for every job (`aws.monitor`). Stop: `CancelCommand` (best effort) +
+`TerminateInstances`, confirmed (`aws.instances`); an S3 job gets SIGTERM and a grace first
+(`s3_stop`). After a restart, the job's instance looked at again (`reattach`). Settings and
 checks: `settings`; the instance inventory (preview, list, terminate ours, orphans): `inventory`.
 """
 
@@ -19,12 +20,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from ... import phases
-from ...aws import instances, ssm, tags
 from ...aws.catalog import Catalog, OnDemandPrices
-from ...aws.clients import AWSClients, backoff_delay
-from ...aws.errors import AWS_ERRORS, aws_errors, error_code, error_message
+from ...aws.clients import AWSClients
+from ...aws.errors import aws_errors
 from ...aws.launch import Launcher, UncertainLaunch
-from ...aws.monitor import Monitor, classify
+from ...aws.monitor import Monitor
 from ...errors import BackendError
 from ...gpus import NO_GPU, GpuNeed
 from ...jobfiles import read_progress
@@ -33,8 +33,10 @@ from ...runners import build_command
 from ..base import RecordHandle
 from . import worker
 from .choice import InstanceChoice
+from .command_sender import CommandSender
 from .inventory import Inventory
-from .job_instances import JobInstances, cleanup_note
+from .job_instances import JobInstances
+from .reattach import Reattacher
 from .s3_resume import resume_launch
 from .s3mode import S3Mode
 from .scheduled_worker import SELF_RUN
@@ -42,24 +44,6 @@ from .schedules import EC2Schedules
 from .settings import EC2Settings
 
 STOPPED = Outcome(JobState.STOPPED, error="stopped on request")
-# While SendCommand waits for the agent, longer than an agent usually takes to register (boot
-# and registration: about a minute), every 5th failure EC2 is asked whether the instance is
-# gone (terminated from outside, a failed boot): the wait then ends early.
-GONE_CHECK_AFTER_SECONDS = 60.0
-GONE_CHECK_EVERY = 5
-
-
-def access_denied_message(exc: Exception, region: str, grace_seconds: float) -> str:
-    """What a SendCommand still denied after the registration window means, and which IAM
-    statements to check (README, "IAM permissions of the Jupyter server")."""
-    return (
-        f"SendCommand failed: {error_message(exc)}, still past the window given to the "
-        "instance's SSM agent to register (c.EC2Backend.ssm_access_denied_grace_seconds = "
-        f"{grace_seconds:g}). Check that the server's IAM policy allows ssm:SendCommand on the "
-        f"instance ARN arn:aws:ec2:{region}:ACCOUNT:instance/* with the condition "
-        "ssm:resourceTag/awsjobs:managed = true (statement CommandsOnlyOnOurWorkers), and on the "
-        f"document arn:aws:ssm:{region}::document/{ssm.DOCUMENT} (statement TheShellScriptDocument)"
-    )
 
 
 class EC2Backend(EC2Settings):
@@ -72,6 +56,8 @@ class EC2Backend(EC2Settings):
         self._inventory: Inventory | None = None
         self._job_instances: JobInstances | None = None
         self._launcher: Launcher | None = None
+        self._command_sender: CommandSender | None = None
+        self._reattacher: Reattacher | None = None
         self._monitor: Monitor | None = None
         self._stopping: set[str] = set()
         self._started = False  # start() was called: the monitor loop runs
@@ -129,6 +115,24 @@ class EC2Backend(EC2Settings):
                 uncertain_pause=self.cleanup_retry_seconds,
             )
         return self._launcher
+
+    @property
+    def command_sender(self) -> CommandSender:
+        """SendCommand of a job's script while its agent registers: `command_sender.py`."""
+        if self._command_sender is None:
+            self._command_sender = CommandSender(
+                self, self.clients, self.job_instances, stopping=self._stopping.__contains__
+            )
+        return self._command_sender
+
+    @property
+    def reattacher(self) -> Reattacher:
+        """A job's instances looked at again after a restart: `reattach.py`."""
+        if self._reattacher is None:
+            self._reattacher = Reattacher(
+                self, self.job_instances, lambda job, iid: resume_launch(self, job, iid)
+            )
+        return self._reattacher
 
     @property
     def s3mode(self) -> S3Mode:
@@ -312,73 +316,10 @@ class EC2Backend(EC2Settings):
             upload, iid, lambda: self.job_instances.terminate_until_confirmed([iid], job.id)
         ):
             return  # stopped while uploading: its instance is terminated
-        command_id = await self.send_job_command(job, iid, commands, launched_at)
+        command_id = await self.command_sender.send(job, iid, commands, launched_at)
         if command_id is not None:
             await record({"command_id": command_id})
             await self.phases.report(job.id, phases.PREPARING)
-
-    async def send_job_command(
-        self, job: Job, iid: str, commands: list[str], launched_at: float
-    ) -> str | None:
-        """SendCommand the job's script, retried while the instance's SSM agent registers.
-        None if the instance went away meanwhile (the monitor then rules) or a Stop came."""
-        deadline = job.deadline(launched_at, unit_seconds=self.lifetime_unit_seconds)
-        ec2 = await self.clients.ec2()
-        comment = worker.command_comment(job)
-
-        async def give_up(failures: int) -> bool:
-            if job.id in self._stopping:
-                return True
-            return self._checks_gone(failures) and await instances.is_gone(ec2, iid)
-
-        try:
-            return await ssm.send_until_registered(
-                await self.clients.ssm(),
-                iid,
-                lambda: ssm.shell_script_parameters(
-                    instance_id=iid,
-                    commands=commands,
-                    execution_seconds=deadline - time.time(),
-                    comment=comment,
-                ),
-                timeout_seconds=self.launch_timeout_seconds,
-                pause=self._send_pause,
-                throttled_pause=lambda n: backoff_delay(
-                    n, self.ssm_retry_seconds, self.ssm_retry_max_seconds
-                ),
-                give_up=give_up,
-                access_denied_grace_seconds=self.ssm_access_denied_grace_seconds,
-            )
-        except ssm.AgentNotRegistered as exc:
-            problem = await self.job_instances.terminate_until_confirmed([iid], job.id)
-            raise BackendError(
-                f"instance {iid} did not accept the job's command through SSM within "
-                f"{self.launch_timeout_seconds:g} s (is the SSM agent on the AMI, and does the "
-                "instance profile allow AmazonSSMManagedInstanceCore? can the subnet reach "
-                f"SSM?); {cleanup_note(iid, problem)}"
-            ) from exc
-        except AWS_ERRORS as exc:
-            problem = await self.job_instances.terminate_until_confirmed([iid], job.id)
-            failed = f"SendCommand failed: {error_message(exc)}"
-            if error_code(exc) == ssm.ACCESS_DENIED_CODE:
-                failed = access_denied_message(
-                    exc, self.region, self.ssm_access_denied_grace_seconds
-                )
-            raise BackendError(f"{failed}; {cleanup_note(iid, problem)}") from exc
-
-    def _send_pause(self, failures: int) -> float:
-        """Seconds between SendCommand attempts while the agent registers: a steady cadence
-        (the command is accepted within one pause of the registration), twice as long before
-        an attempt that first asks EC2 whether the instance is gone (`_checks_gone`), so the
-        launch makes at most one AWS call per `ssm_retry_seconds` on average."""
-        return self.ssm_retry_seconds * (2 if self._checks_gone(failures) else 1)
-
-    def _checks_gone(self, failures: int) -> bool:
-        """Whether the attempt after `failures` refusals first asks EC2 if the instance is gone:
-        never within the first minute (the usual boot and registration: no pause doubled
-        there), then every 5th."""
-        waited = failures * self.ssm_retry_seconds
-        return waited >= GONE_CHECK_AFTER_SECONDS and failures % GONE_CHECK_EVERY == 0
 
     # -- wait, stop, reattach ----------------------------------------------------------------
 
@@ -458,101 +399,11 @@ class EC2Backend(EC2Settings):
         with aws_errors(f"looking up job {job.id} after a restart"):
             if job.storage == "s3" and (job.handle.get("command_id") or job.handle.get(SELF_RUN)):
                 await self.s3mode.sync(job)  # its log and exit code, as far as they got
-            outcome = await self._reattach(job)
+            outcome = await self.reattacher.outcome(job)
         if outcome is not None and job.storage == "s3":
             await self.s3mode.finish(job, outcome, self.save_job)  # (again, if cut short)
         if outcome is None:  # alive with its command: its phase, from its state folder
             progress = await asyncio.to_thread(read_progress, self.job_state_dir(job))
             phase = phases.RUNNING if progress.started else phases.PREPARING
             await self.phases.report(job.id, phase)
-        return outcome
-
-    async def _reattach(self, job: Job) -> Outcome | None:
-        exit_code = await asyncio.to_thread(self.read_exit_code, job)
-        found = await self.job_instances.of_job(job)
-        iid = job.instance_id
-        if iid and iid not in found and self.job_instances.may_be_new(job.started_at):
-            # Launched just before the restart: EC2 may not show it yet. Unknown, not gone;
-            # the service retries reattach on BackendError.
-            raise BackendError(f"instance {iid} of job {job.id} is not visible on EC2 yet")
-        if iid is None and found:
-            # The server stopped before the id was recorded: the newest tagged instance of
-            # the job's current attempt (after a relaunch, an earlier attempt's is not it).
-            current = str(job.attempt_number)
-            ours = [i for i in found if tags.tags_of(found[i]).get(tags.ATTEMPT, "1") == current]
-            iid = max(ours, key=lambda i: instances.launch_time(found[i]) or 0.0, default=None)
-        instance = found.get(iid) if iid else None
-        live = [i for i, inst in found.items() if instances.state_of(inst) in instances.UNFINISHED]
-        extra = [i for i in live if i != iid]
-        if extra:
-            self.log.warning("awsjobs: job %s has extra instances %s; terminating", job.id, extra)
-            await self.job_instances.terminate_confirmed(
-                extra, {i: instances.launch_time(found[i]) for i in extra}
-            )
-        if exit_code is not None:
-            if iid in live:
-                await self.job_instances.terminate_confirmed([iid])
-            return classify(instance, exit_code, now=time.time(), deadline=0.0)
-        if iid is None:
-            # The server stopped before the id was recorded. If RunInstances was sent (its
-            # attempt is recorded first), EC2 may not list its instance yet (eventual
-            # consistency): look again, by tag, until the window is over. The service retries
-            # reattach on BackendError.
-            attempt = job.handle.get("launch_attempt") or {}
-            since = time.time() - float(attempt.get("at") or max(job.created_at, job.updated_at))
-            window = self.reattach_grace_seconds
-            if attempt:
-                window = max(window, self.consistency_window_seconds)
-            if since < window:
-                raise BackendError(f"no instance of job {job.id} is visible yet")
-            return Outcome(
-                JobState.FAILED, error="the server stopped before an instance was launched"
-            )
-        return await self._reattach_instance(job, iid, instance)
-
-    async def _reattach_instance(
-        self, job: Job, iid: str, instance: dict[str, Any] | None
-    ) -> Outcome | None:
-        """Reattach a job without an exit code to its instance: alive, or how it ended."""
-        # A scheduled run's worker runs its job itself: no command is expected.
-        self_run = bool(job.handle.get(SELF_RUN))
-        if instances.state_of(instance) in instances.ALIVE:
-            if (
-                not self_run
-                and not job.handle.get("command_id")
-                and not await self.job_instances.has_command(iid)
-            ):
-                if job.storage == "s3" and job.state is JobState.LAUNCHING:
-                    return await resume_launch(self, job, iid)  # its upload, then its command
-                await self.job_instances.terminate_confirmed([iid])
-                return Outcome(
-                    JobState.FAILED,
-                    error="the server stopped while the job was launching; its instance "
-                    f"{iid} was terminated",
-                )
-            return None
-        start = instances.launch_time(instance) if instance else None
-        deadline = job.deadline(start, unit_seconds=self.lifetime_unit_seconds)
-        outcome = classify(instance, None, now=time.time(), deadline=deadline, instance_id=iid)
-        if outcome is not None and instances.state_of(instance) in instances.HALTED:
-            await self.job_instances.terminate_confirmed([iid])
-        if (
-            outcome is not None
-            and outcome.state is JobState.FAILED
-            and not self_run
-            and not job.handle.get("command_id")
-            and not await self.job_instances.has_command(iid)
-        ):
-            # Its command never went out, so the job never ran: say so, rather than blame
-            # whoever ended the instance (most often this server itself, which gave up the
-            # launch after an earlier restart and was stopped again before recording it).
-            return Outcome(
-                JobState.FAILED,
-                error="the server stopped while the job was launching; the job never ran, "
-                f"and its instance {iid} is {instances.state_of(instance) or 'gone'}",
-            )
-        if outcome is not None and outcome.state is JobState.FAILED:
-            detail = await self.job_instances.command_detail(job, iid)
-            if detail:
-                outcome = Outcome(JobState.FAILED, error=f"{outcome.error}; {detail}")
         return outcome

@@ -50,7 +50,7 @@ async def resume_launch(backend: EC2Backend, job: Job, iid: str) -> Outcome | No
     if not uploaded:
         return Outcome(JobState.STOPPED, error="stopped on request")
     try:
-        command_id = await backend.send_job_command(
+        command_id = await backend.command_sender.send(
             job, iid, backend.s3mode.commands(job, argv), launched_at
         )
     except BackendError as exc:  # its instance is terminated
