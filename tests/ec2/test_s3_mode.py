@@ -279,10 +279,18 @@ async def let_it_finish(service: JobService, running: Job) -> None:
     (scratch / "go").write_text("")
 
 
-def sandbox_of(instance_id: str) -> Path:
-    from conftest import _shared  # the folder's one simulated AWS
+# The folder's one simulated AWS, remembered for helpers that take no fixtures. (Not
+# `from conftest import ...`: in a whole-suite run that name is another folder's conftest.)
+_simulator: list[SimulatedAWS] = []
 
-    return _shared[0].sandbox(instance_id)
+
+@pytest.fixture(autouse=True)
+def remember_the_simulator(simulator: SimulatedAWS) -> None:
+    _simulator[:] = [simulator]
+
+
+def sandbox_of(instance_id: str) -> Path:
+    return _simulator[0].sandbox(instance_id)
 
 
 async def count_sent_bytes(service: JobService) -> list[int]:

@@ -8,19 +8,16 @@ from __future__ import annotations
 import os
 import urllib.request
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.config import Config
 from moto_support import DUMMY_AWS_ENV, REGION
+from staging_support import BUCKET, JOB_ID, Received
 
 from awsjobs_lab.aws.clients import shared_session
 from awsjobs_lab.staging import StagingArea
-
-BUCKET = "awsjobs-test-bucket"
-JOB_ID = "0123456789abcdef"
 
 
 @pytest.fixture
@@ -61,19 +58,6 @@ def root(tmp_path: Path) -> Path:
     """The server root; the job's folder is `root / "work"`."""
     (tmp_path / "root" / "work").mkdir(parents=True)
     return tmp_path / "root"
-
-
-@dataclass
-class Received:
-    """What moto's S3 received with a body: (operation, key, bytes) per request."""
-
-    calls: list[tuple[str, str, int]] = field(default_factory=list)
-
-    def bytes(self, key_prefix: str = "") -> int:
-        return sum(n for _, key, n in self.calls if key.startswith(key_prefix))
-
-    def operations(self) -> list[str]:
-        return [op for op, _, _ in self.calls]
 
 
 @pytest.fixture

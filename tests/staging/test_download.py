@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUCKET, JOB_ID
+from staging_support import BUCKET, JOB_ID
 
 from awsjobs_lab.cli import main
 from awsjobs_lab.errors import BackendError

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUCKET, Received
+from staging_support import BUCKET, Received
 
 from awsjobs_lab.aws.s3 import read_object
 from awsjobs_lab.staging import (
