@@ -220,6 +220,7 @@ test.describe('awsjobs-lab', () => {
         page.locator('.jp-AWSJobs-details [data-field="path"]'),
         page.locator('.jp-AWSJobs-details [data-field="elapsed"]'),
         page.locator('.jp-AWSJobs-details [data-field="command"]'),
+        page.locator('.jp-AWSJobs-details [data-field="phases"]'), // durations vary by run
         page.locator('.jp-AWSJobs-details [data-field="log_path"]'),
         page.locator('.jp-AWSJobs-details [data-field="id"]'),
         page.locator('.jp-AWSJobs-details .jp-AWSJobs-historyTime'),
