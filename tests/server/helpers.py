@@ -14,6 +14,7 @@ import pytest
 
 from awsjobs_lab.backends.local import LocalBackend, group_members
 from awsjobs_lab.backends.procfs import all_pids, pids_with_environ, proc_stat
+from awsjobs_lab.errors import Conflict
 from awsjobs_lab.models import Job, JobState, Transition, new_job_id, now
 from awsjobs_lab.requests import LaunchDefaults, parse_launch_request
 from awsjobs_lab.store import MAX_PAGE, JobStore
@@ -48,10 +49,25 @@ def assert_error(code: int, body: Any, status: int, *words: str) -> None:
         assert word in body["message"], body
 
 
+async def open_after_a_kill(store: JobStore, seconds: float = 5.0) -> None:
+    """Open `store` right after its server was SIGKILLed. A child that server was starting
+    holds the store's lock between its fork and its exec (the lock fd closes on exec), so for
+    a moment the lock is not free yet; a later open would simply find it free."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            await store.open()
+            return
+        except Conflict:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def stored_jobs(path: Path, active_only: bool = False) -> list[Job]:
     """The jobs of the store file at `path` (a safety net's view, after the services closed)."""
     store = JobStore(path)
-    await store.open()
+    await open_after_a_kill(store)
     try:
         if active_only:
             return await store.list_active()
