@@ -128,7 +128,7 @@ def lag_pass(report: Report, server: Server, client: Client, jobs: int, follower
         ms(stats["p99_lag"]) if stats["p99_lag"] is not None else None,
         20.0,
         note=(
-            f"{stats['ticks']} ticks of 5 ms; without the loop thread's wait for a CPU "
+            f"{stats['ticks']} ticks of 5 ms, {_late(stats)} of them 20 ms late or more; without the loop thread's wait for a CPU "
             f"(other processes had the cores) p99 {ms(stats['p99_own_lag'] or 0):.1f} ms; "
             f"{jobs} POSTs took {load['created_s']:.1f} s; {load['polls']:.0f} log polls; "
             f"idle before: max {ms(quiet['max_lag'] or 0):.1f} ms; load average "
@@ -148,6 +148,10 @@ def lag_pass(report: Report, server: Server, client: Client, jobs: int, follower
             f"tick {ms(stats['max_tick_cpu'] or 0):.1f} ms; {_collections(stats)}"
         ),
     )
+
+
+def _late(stats: dict[str, Any], limit: float = 0.020) -> int:
+    return sum(1 for lag, _cpu, _queued in stats["tick_series"] if lag >= limit)
 
 
 def _collections(stats: dict[str, Any]) -> str:

@@ -176,6 +176,8 @@ class StatsHandler(JupyterHandler):
                     "cycles": [c for c in STATE.cycles if c[0] >= since],
                     "slow_callbacks": REPORTS.reports,
                     "collections": STATE.collections,
+                    # each tick: (lag, the loop thread's CPU, its wait for a CPU), in order
+                    "tick_series": list(zip(STATE.lags, STATE.busy, STATE.queued, strict=True)),
                     # what a full collection walks, and what it no longer does (gc.freeze)
                     "tracked_objects": len(gc.get_objects()),
                     "frozen_objects": gc.get_freeze_count(),

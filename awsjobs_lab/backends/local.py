@@ -6,8 +6,9 @@ its exit code to `job_state_dir(job)/exit_code`, so the outcome is known even wh
 restarted and the process is no longer our child. Before the job runs, the wrapper leaves a
 lock and a pid file in that folder (`wrapper.py`), so a job whose pid was never recorded (the
 server killed between the start and the record) is found again, or certain never to run
-(`process_finder.py`). The wrapper leads its own session and process group
-(`start_new_session`), so the job survives a server stop, and Stop signals the whole group.
+(`process_finder.py`). The wrapper leads its own process group, so the job survives a server
+stop (a terminal's Ctrl-C signals the server's group) and Stop signals the whole group; it stays
+in the server's session, where its lower CPU priority counts (`priority.py`).
 
 Notebooks may instead run in a child forked by the warm runner (`warm.py`), which has papermill
 already imported; the handle and the exit code file are the same, and any trouble with the
@@ -47,6 +48,7 @@ from ..runners import build_command
 from ..safeopen import check_regular, open_regular
 from . import process_finder
 from .base import Backend, RecordHandle
+from .priority import job_niceness, own_process_group
 from .procfs import has_procfs, live_processes, proc_stat
 from .warm import FORK_UNSAFE_ENV_PREFIX, WarmRunner
 
@@ -88,11 +90,6 @@ def group_members(pgid: int) -> list[int]:
     return [pid for pid, stat in live_processes().items() if stat.pgid == pgid]
 
 
-def job_niceness(increment: int) -> int:
-    """The absolute niceness of jobs: the server's own plus `increment` (at most 19)."""
-    return min(19, os.getpriority(os.PRIO_PROCESS, 0) + max(0, increment))
-
-
 class LocalBackend(Backend):
     id = "local"
     label = "This machine"
@@ -108,10 +105,12 @@ class LocalBackend(Backend):
         config=True,
     )
     niceness = Int(
-        5,
+        19,
         help="How much lower than the server's the CPU priority of local jobs is (added to "
         "the server's niceness, at most 19), so that the server stays responsive while many "
-        "jobs start or run. 0 runs jobs at the server's priority.",
+        "jobs start or run. It orders jobs after the server and the processes of its session "
+        "(a terminal's) only: a job still gets a whole core when the server is idle. 0 runs "
+        "jobs at the server's priority.",
         config=True,
     )
     max_concurrent_launches = Int(
@@ -278,7 +277,7 @@ class LocalBackend(Backend):
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
                 env=env,
-                start_new_session=True,
+                **own_process_group(),
             )
         except OSError as err:
             raise BackendError(f"cannot start the job: {err}") from err

@@ -4,8 +4,9 @@
 a parser built at import time). The runner pays that once: it imports papermill's CLI, then
 waits for requests on its stdin (one JSON object a line) and answers on its stdout.
 
-Per job: `{"op": "fork", ...}` → the runner forks a child that leaves the runner's session
-(`setsid`: its own process group, so Stop's `killpg` reaches it) and tells the runner it did;
+Per job: `{"op": "fork", ...}` → the runner forks a child that leaves the runner's process
+group (its own, so Stop's `killpg` reaches it; still in the server's session, `priority.py`)
+and tells the runner it did;
 the runner answers `{"pid": N}`. The child then waits on a private pipe for the server's
 `{"op": "go", "pid": N}`, sent once the server holds the pid; without it (the runner died, the
 server gave up on the answer) the child reads EOF and exits having run nothing, so no job ever
@@ -36,6 +37,7 @@ import traceback
 from stat import S_ISREG
 from typing import Any, NoReturn
 
+from .priority import own_process_group
 from .procfs import live_processes
 from .wrapper import claim, write_atomically
 
@@ -131,7 +133,7 @@ def _on_term(signum: int, frame: Any) -> None:
 def _child(request: dict[str, Any], gate: int, ready: int) -> NoReturn:
     code = 1
     try:
-        os.setsid()
+        os.setpgid(0, 0)
         for sig in (signal.SIGCHLD, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)  # the job's own, and its kernel's, defaults
         signal.signal(signal.SIGTERM, _on_term)
@@ -170,7 +172,7 @@ def _fork(request: dict[str, Any], gates: dict[int, int]) -> dict[str, Any]:
     os.close(gate_r)
     os.close(ready_w)
     try:
-        started = os.read(ready_r, 1) == b"1"  # the child has left our session
+        started = os.read(ready_r, 1) == b"1"  # the child has left our group
     finally:
         os.close(ready_r)
     if not started:
@@ -285,7 +287,7 @@ class WarmRunner:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=None,  # the server's log: the runner's own errors, if any
                 cwd="/",
-                start_new_session=True,  # not in the server's group: no terminal Ctrl-C
+                **own_process_group(),  # not in the server's group: no terminal Ctrl-C
             )
         except OSError as err:
             self.log.warning("awsjobs: cannot start the warm notebook runner: %s", err)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from awsjobs_lab.backends import local
-from awsjobs_lab.backends.local import LocalBackend, group_members, job_niceness
+from awsjobs_lab.backends.local import LocalBackend, group_members
+from awsjobs_lab.backends.priority import job_niceness
 from awsjobs_lab.errors import BackendError
 from awsjobs_lab.models import Job, JobState
 from tests.server.helpers import WAIT_SECONDS, children_of, kill_leftovers, launch, make_job, poll
@@ -133,17 +134,30 @@ async def test_a_stop_while_waiting_for_a_slot_starts_nothing(
     assert not backend._stop_requested and not backend._queued
 
 
-async def test_jobs_run_at_a_lower_priority(
+async def test_jobs_run_at_a_lower_priority_in_the_servers_session(
     plain: tuple[LocalBackend, list[Job]], tmp_path: Path
 ) -> None:
+    """A group of its own (Stop's killpg), but our session: on Linux a session of its own is
+    an autogroup of its own, where the job's niceness would not count against ours."""
     backend, jobs = plain
     backend.niceness = 3
-    (tmp_path / "nice.py").write_text("import os\nprint('niceness', os.nice(0))\n")
+    (tmp_path / "nice.py").write_text(
+        "import os\nprint('niceness', os.nice(0))\n"
+        "print('session', os.getsid(0), 'group', os.getpgid(0))\n"
+    )
     job = make_job("nice.py")
-    await launch(backend, jobs, job)
+    rec = await launch(backend, jobs, job)
     assert (await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)).state is JobState.SUCCEEDED
-    assert f"niceness {job_niceness(3)}\n" in (tmp_path / job.log_path).read_text()
+    log = (tmp_path / job.log_path).read_text()
+    assert f"niceness {job_niceness(3)}\n" in log
     assert job_niceness(3) == min(19, os.nice(0) + 3)
+    assert f"session {os.getsid(0)} group {rec.handle['pgid']}\n" in log
+    assert rec.handle["pgid"] != os.getpgid(0)
+
+
+def test_jobs_default_to_the_lowest_priority() -> None:
+    assert LocalBackend().niceness == 19
+    assert job_niceness(19) == 19
 
 
 async def test_no_zombie_is_left_after_jobs_end(

@@ -17,7 +17,8 @@ import nbformat
 import pytest
 
 from awsjobs_lab.backends import warm as warm_module
-from awsjobs_lab.backends.local import LocalBackend, group_members, is_alive, job_niceness
+from awsjobs_lab.backends.local import LocalBackend, group_members, is_alive
+from awsjobs_lab.backends.priority import job_niceness
 from awsjobs_lab.models import Job, JobState
 from tests.server.helpers import WAIT_SECONDS, children_of, kill_leftovers, launch, make_job, poll
 
@@ -55,7 +56,13 @@ async def test_a_notebook_runs_in_the_warm_runner(
     warm: tuple[LocalBackend, list[Job]], tmp_path: Path
 ) -> None:
     backend, jobs = warm
-    job = notebook(tmp_path, "nb.ipynb", "import os\nprint('niceness', os.nice(0))")
+    job = notebook(
+        tmp_path,
+        "nb.ipynb",
+        "import os\nprint('niceness', os.nice(0))",
+        # the kernel has a session of its own (jupyter_client's); its parent, the job, has ours
+        "print('job session', os.getsid(os.getppid()), 'group', os.getpgid(os.getppid()))",
+    )
     job.env = {"GREETING": "hi"}
     rec = await launch(backend, jobs, job)
     assert rec.handle["warm"] is True and rec.handle["pid"] == rec.handle["pgid"]
@@ -69,6 +76,7 @@ async def test_a_notebook_runs_in_the_warm_runner(
     out = nbformat.read(tmp_path / f"nb.{job.id}.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
     assert "niceness" in text
+    assert f"job session {os.getsid(0)} group {rec.handle['pgid']}" in text
     assert backend._warm is not None and backend._warm.pid is not None
     assert not [c for c in children_of(backend._warm.pid) if c[1] == "Z"]  # no zombie
 
