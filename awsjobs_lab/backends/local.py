@@ -1,6 +1,6 @@
 """The local backend: each job is a detached process group on this machine.
 
-The job's argv runs under a tiny wrapper (`python -I -S wrapper.py <exit_code file> <nice>
+The job's argv runs under a tiny wrapper (`python -I -S wrapper.py <exit_code file> <priority>
 argv...`, a constant program, nothing built from user input) that waits for the job and writes
 its exit code to `job_state_dir(job)/exit_code`, so the outcome is known even when the server
 restarted and the process is no longer our child. Before the job runs, the wrapper leaves a
@@ -48,9 +48,10 @@ from ..runners import build_command
 from ..safeopen import check_regular, open_regular
 from . import process_finder
 from .base import Backend, RecordHandle
-from .priority import job_niceness, own_process_group
+from .priority import job_priority, own_process_group
 from .procfs import has_procfs, live_processes, proc_stat
 from .warm import FORK_UNSAFE_ENV_PREFIX, WarmRunner
+from .wrapper import lower_priority
 
 # The wrapper program (a file run by path: the job's Python runs isolated, without our package).
 WRAPPER = str(Path(__file__).with_name("wrapper.py"))
@@ -111,6 +112,14 @@ class LocalBackend(Backend):
         "jobs start or run. It orders jobs after the server and the processes of its session "
         "(a terminal's) only: a job still gets a whole core when the server is idle. 0 runs "
         "jobs at the server's priority.",
+        config=True,
+    )
+    idle_policy = Bool(
+        True,
+        help="On Linux, also run local jobs under the SCHED_IDLE scheduling policy, below any "
+        "niceness: a job yields the CPU to the server at once, so hundreds of jobs starting "
+        "together do not delay its answers. Like the niceness, it only orders jobs after the "
+        "server and its session; jobs still get whole cores while the server is idle.",
         config=True,
     )
     max_concurrent_launches = Int(
@@ -176,7 +185,7 @@ class LocalBackend(Backend):
         argv = build_command(job, sys.executable)
         exit_code = self.exit_code_path(job)
         env = {**os.environ, **job.env, process_finder.JOB_ID_VARIABLE: job.id}
-        nice = job_niceness(self.niceness)
+        priority = job_priority(self.niceness, self.idle_policy)
         script, log = await asyncio.to_thread(self._prepare, job)
         if self._warm is not None and await self._warm_fits(job, argv):
             request = {
@@ -185,7 +194,7 @@ class LocalBackend(Backend):
                 "env": env,
                 "log": str(log),
                 "exit_code": str(exit_code),
-                "nice": nice,
+                "priority": priority,
             }
             pid = await self._warm.fork(request)
             if pid is not None:
@@ -197,7 +206,7 @@ class LocalBackend(Backend):
                 self.log.warning("awsjobs: job %s: the warm runner went away; retrying", job.id)
 
         def start() -> tuple[subprocess.Popen[bytes], int | None]:
-            proc = self._popen(argv, exit_code, log, script.parent, env, nice)
+            proc = self._popen(argv, exit_code, log, script.parent, env, priority)
             return proc, start_time(proc.pid)  # a /proc read: off the loop too
 
         proc, started = await asyncio.to_thread(start)
@@ -262,7 +271,7 @@ class LocalBackend(Backend):
         log: Path,
         cwd: Path,
         env: dict[str, str],
-        nice: int,
+        priority: str,
     ) -> subprocess.Popen[bytes]:
         """Start the wrapper (in a worker thread: fork, exec and its wait stay off the loop)."""
         try:  # never through a symlink swapped in, never blocking on a FIFO
@@ -271,7 +280,7 @@ class LocalBackend(Backend):
             raise BackendError(f"cannot create the job's log: {err}") from err
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", WRAPPER, str(exit_code), str(nice), *argv],
+                [sys.executable, "-I", "-S", WRAPPER, str(exit_code), priority, *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
@@ -284,9 +293,7 @@ class LocalBackend(Backend):
         finally:
             os.close(log_fd)
         # The wrapper lowers its own priority first thing; this covers its start-up too.
-        with contextlib.suppress(OSError):
-            if nice > os.getpriority(os.PRIO_PROCESS, proc.pid):
-                os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
+        lower_priority(proc.pid, priority)
         return proc
 
     async def wait(self, job: Job) -> Outcome:

@@ -39,7 +39,7 @@ from typing import Any, NoReturn
 
 from .priority import own_process_group
 from .procfs import live_processes
-from .wrapper import claim, write_atomically
+from .wrapper import claim, lower_priority, write_atomically
 
 # A job may not change the runner's interpreter: such variables only act at Python's start.
 FORK_UNSAFE_ENV_PREFIX = "PYTHON"
@@ -64,10 +64,7 @@ def _exit_code_of(exit: SystemExit) -> int:
 
 def _run_job(request: dict[str, Any]) -> int:
     """Become the job (in the child, after "go") and run papermill's CLI; its exit code."""
-    nice = int(request.get("nice", 0))
-    if nice > os.getpriority(os.PRIO_PROCESS, 0):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    lower_priority(0, str(request.get("priority", "0")))
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])

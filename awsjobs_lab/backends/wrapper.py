@@ -13,13 +13,15 @@ therefore says where it is, in the job's state folder, before the job's code run
   window: a job's process is either found or certain never to run (`process_finder.py`).
 - `exit_code`: written atomically when the job ends (negative: killed by that signal).
 
-Run as a program, `python -I -S wrapper.py <exit_code file> <nice> argv...` claims the folder
-of `<exit_code file>`, runs argv, waits for it and writes its exit code. Standard library only
+Run as a program, `python -I -S wrapper.py <exit_code file> <priority> argv...` lowers its CPU
+priority (`lower_priority`), claims the folder of `<exit_code file>`, runs argv, waits for it and
+writes its exit code. Standard library only
 (it runs isolated, without site-packages), and nothing in it is built from user input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -28,6 +30,23 @@ import sys
 LOCK_FILE = "lock"
 PID_FILE = "pid"
 ABANDONED_FILE = "abandoned"
+
+
+IDLE = "idle"  # in a priority: the SCHED_IDLE policy too
+
+
+def lower_priority(pid: int, priority: str) -> None:
+    """Lower the CPU priority of process `pid` (0: this one) to `priority`: "<niceness>", or
+    "<niceness>,idle" for Linux's SCHED_IDLE policy as well (it runs only when no task of
+    normal policy in its autogroup wants the CPU, and yields the CPU to one at once). Never
+    raises a priority; best effort: a process that cannot be changed runs as it is."""
+    nice_text, _, policy = priority.partition(",")
+    with contextlib.suppress(OSError, ValueError):
+        if int(nice_text) > os.getpriority(os.PRIO_PROCESS, pid):
+            os.setpriority(os.PRIO_PROCESS, pid, int(nice_text))
+    if policy == IDLE and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -58,12 +77,8 @@ def claim(state_dir: str) -> int | None:
 
 
 def main(args: list[str]) -> int:
-    path, nice, argv = args[0], int(args[1]), args[2:]
-    try:  # first thing, before the job exists: it inherits the priority
-        if nice > os.getpriority(os.PRIO_PROCESS, 0):
-            os.setpriority(os.PRIO_PROCESS, 0, nice)
-    except OSError:
-        pass
+    path, priority, argv = args[0], args[1], args[2:]
+    lower_priority(0, priority)  # first thing, before the job exists: it inherits the priority
     if claim(os.path.dirname(path)) is None:
         return 0  # given up by the server: never run, nothing written
     try:

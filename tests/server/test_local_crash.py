@@ -132,7 +132,7 @@ def start_by_hand(service: JobService, job: Job) -> subprocess.Popen[bytes]:
     env = {"AWSJOBS_JOB_ID": job.id, "PATH": "/usr/bin:/bin"}
     argv = [sys.executable, Path(job.path).name]
     log, cwd = root / job.log_path, (root / job.path).parent
-    return backend._popen(argv, backend.exit_code_path(job), log, cwd, env, 0)
+    return backend._popen(argv, backend.exit_code_path(job), log, cwd, env, "0")
 
 
 # -- a real SIGKILL during a burst of launches ----------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 from awsjobs_lab.backends import local
 from awsjobs_lab.backends.local import LocalBackend, group_members
-from awsjobs_lab.backends.priority import job_niceness
+from awsjobs_lab.backends.priority import job_niceness, job_priority
 from awsjobs_lab.errors import BackendError
 from awsjobs_lab.models import Job, JobState
 from tests.server.helpers import WAIT_SECONDS, children_of, kill_leftovers, launch, make_job, poll
@@ -141,23 +141,43 @@ async def test_jobs_run_at_a_lower_priority_in_the_servers_session(
     an autogroup of its own, where the job's niceness would not count against ours."""
     backend, jobs = plain
     backend.niceness = 3
-    (tmp_path / "nice.py").write_text(
-        "import os\nprint('niceness', os.nice(0))\n"
-        "print('session', os.getsid(0), 'group', os.getpgid(0))\n"
-    )
+    (tmp_path / "nice.py").write_text(PRIORITY_SCRIPT)
     job = make_job("nice.py")
     rec = await launch(backend, jobs, job)
     assert (await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)).state is JobState.SUCCEEDED
     log = (tmp_path / job.log_path).read_text()
     assert f"niceness {job_niceness(3)}\n" in log
     assert job_niceness(3) == min(19, os.nice(0) + 3)
+    assert "idle policy True\n" in log
     assert f"session {os.getsid(0)} group {rec.handle['pgid']}\n" in log
     assert rec.handle["pgid"] != os.getpgid(0)
 
 
+PRIORITY_SCRIPT = (
+    "import os\nprint('niceness', os.nice(0))\n"
+    "print('idle policy', os.sched_getscheduler(0) == os.SCHED_IDLE)\n"
+    "print('session', os.getsid(0), 'group', os.getpgid(0))\n"
+)
+
+
+async def test_the_idle_policy_can_be_turned_off(
+    plain: tuple[LocalBackend, list[Job]], tmp_path: Path
+) -> None:
+    backend, jobs = plain
+    backend.idle_policy = False
+    (tmp_path / "nice.py").write_text(PRIORITY_SCRIPT)
+    job = make_job("nice.py")
+    await launch(backend, jobs, job)
+    assert (await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)).state is JobState.SUCCEEDED
+    log = (tmp_path / job.log_path).read_text()
+    assert "idle policy False\n" in log and f"niceness {job_niceness(19)}\n" in log
+
+
 def test_jobs_default_to_the_lowest_priority() -> None:
-    assert LocalBackend().niceness == 19
+    backend = LocalBackend()
+    assert backend.niceness == 19 and backend.idle_policy is True
     assert job_niceness(19) == 19
+    assert job_priority(19, True) == "19,idle" and job_priority(19, False) == "19"
 
 
 async def test_no_zombie_is_left_after_jobs_end(

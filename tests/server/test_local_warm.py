@@ -62,6 +62,7 @@ async def test_a_notebook_runs_in_the_warm_runner(
         "import os\nprint('niceness', os.nice(0))",
         # the kernel has a session of its own (jupyter_client's); its parent, the job, has ours
         "print('job session', os.getsid(os.getppid()), 'group', os.getpgid(os.getppid()))",
+        "print('idle policy', os.sched_getscheduler(os.getppid()) == os.SCHED_IDLE)",
     )
     job.env = {"GREETING": "hi"}
     rec = await launch(backend, jobs, job)
@@ -77,6 +78,7 @@ async def test_a_notebook_runs_in_the_warm_runner(
     text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
     assert "niceness" in text
     assert f"job session {os.getsid(0)} group {rec.handle['pgid']}" in text
+    assert "idle policy True" in text
     assert backend._warm is not None and backend._warm.pid is not None
     assert not [c for c in children_of(backend._warm.pid) if c[1] == "Z"]  # no zombie
 
