@@ -17,6 +17,7 @@ import functools
 import hashlib
 import math
 import os
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,22 @@ async def upload_inputs(
     return manifest
 
 
+# A blob is sent once at a time in this server, however many files and jobs hold its content:
+# two jobs sending the same new large file would otherwise share one multipart upload (the
+# second resumes the first's, `_Multipart._resumable`), and the second to complete it fails.
+# Weak values: a lock lives while someone holds or waits for it.
+_BLOB_LOCKS: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def blob_lock(bucket: str, blob: str) -> asyncio.Lock:
+    lock = _BLOB_LOCKS.get((bucket, blob))
+    if lock is None:
+        lock = _BLOB_LOCKS[(bucket, blob)] = asyncio.Lock()
+    return lock
+
+
 @dataclass
 class _InputUpload:
     s3: Any
@@ -84,8 +101,6 @@ class _InputUpload:
 
     def __post_init__(self) -> None:
         self.transfers = asyncio.Semaphore(TRANSFER_CONCURRENCY)
-        # One blob sent once per run, however many files hold its content.
-        self._blob_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def bucket(self) -> str:
@@ -114,7 +129,7 @@ class _InputUpload:
 
     async def _ensure_blob(self, entry: SnapshotEntry, blob: str) -> bool:
         """Make sure `blob` holds the entry's content; True when it already did."""
-        async with self._blob_locks.setdefault(blob, asyncio.Lock()):
+        async with blob_lock(self.bucket, blob):
             head = await head_object(self.s3, self.bucket, blob)
             if head is not None and int(head.get("ContentLength", -1)) == entry.size:
                 return True

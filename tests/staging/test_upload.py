@@ -3,6 +3,7 @@ multipart, deduplication across jobs, a repeat after a crash, the size cap, big 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -88,6 +89,23 @@ async def test_another_job_of_the_same_folder_copies_everything(
     assert received.bytes(area.blobs) == 0
     listed = await s3.list_objects_v2(Bucket=BUCKET, Prefix=other.inputs)
     assert len(listed["Contents"]) == 5
+
+
+async def test_two_jobs_sending_the_same_new_big_file_at_once_send_it_once(
+    s3: Any, area: StagingArea, root: Path, received: Received
+) -> None:
+    """Two jobs of one folder submitted together: one multipart upload of the shared blob,
+    not two jobs completing the same upload (the second then failed)."""
+    data = os.urandom(MULTIPART_THRESHOLD + PART_SIZE)
+    (root / "work" / "big.bin").write_bytes(data)
+    other = StagingArea(BUCKET, area.prefix, area.owner, "fedcba9876543210")
+    first, second = await asyncio.gather(upload(s3, area, root), upload(s3, other, root))
+    assert sorted([first.bytes_sent, second.bytes_sent]) == [0, len(data)]
+    assert received.bytes(area.blobs) == len(data)
+    assert received.operations().count("UploadPart") == 3  # 24 MiB in 8 MiB parts, once
+    for each in (area, other):
+        assert await read(s3, each.inputs + "big.bin") == data
+    assert not (await s3.list_multipart_uploads(Bucket=BUCKET)).get("Uploads")
 
 
 async def test_the_manifest_is_written_beside_the_inputs(
