@@ -119,7 +119,7 @@ def lag_pass(report: Report, server: Server, client: Client, jobs: int, follower
     probe_reset(client)
     load_average = os.getloadavg()[0]
     load = asyncio.run(create_and_follow(server, jobs, followers))
-    stats = probe_stats(client)
+    stats = probe_stats(client, detail=True)
     wait_for_jobs_to_end(client)
     what = f"while {jobs} jobs are created concurrently and {followers} logs followed"
     report.limit_row(

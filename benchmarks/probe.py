@@ -154,6 +154,10 @@ class StatsHandler(JupyterHandler):
     @web.authenticated
     async def get(self) -> None:
         since = float(self.get_query_argument("since", "0"))
+        # Costly figures only when asked: a poll for AWS calls every 10 ms must not load the
+        # loop it measures (the tick series grows with every tick; counting tracked objects
+        # lists them all).
+        detail = self.get_query_argument("detail", "0") == "1"
         lags = sorted(STATE.lags)
         # What is left of each tick's lag once its wait for a CPU is taken out: the loop
         # itself busy or blocked, rather than the machine's other processes.
@@ -176,10 +180,14 @@ class StatsHandler(JupyterHandler):
                     "cycles": [c for c in STATE.cycles if c[0] >= since],
                     "slow_callbacks": REPORTS.reports,
                     "collections": STATE.collections,
-                    # each tick: (lag, the loop thread's CPU, its wait for a CPU), in order
-                    "tick_series": list(zip(STATE.lags, STATE.busy, STATE.queued, strict=True)),
                     # what a full collection walks, and what it no longer does (gc.freeze)
-                    "tracked_objects": len(gc.get_objects()),
+                    # each tick: (lag, the loop thread's CPU, its wait for a CPU), in order
+                    "tick_series": (
+                        list(zip(STATE.lags, STATE.busy, STATE.queued, strict=True))
+                        if detail
+                        else None
+                    ),
+                    "tracked_objects": len(gc.get_objects()) if detail else None,
                     "frozen_objects": gc.get_freeze_count(),
                 }
             )

@@ -129,9 +129,11 @@ def probe_stop(client: Client) -> None:
     client.post("/bench-probe/stop")
 
 
-def probe_stats(client: Client, since: float = 0.0) -> dict[str, Any]:
-    """The probe's figures; AWS calls and monitor cycles from `since` (time.time()) on."""
-    stats: dict[str, Any] = client.get(f"/bench-probe/stats?since={since}").json()
+def probe_stats(client: Client, since: float = 0.0, detail: bool = False) -> dict[str, Any]:
+    """The probe's figures; AWS calls and monitor cycles from `since` (time.time()) on;
+    `detail`: every tick's lag, CPU and wait for a CPU, and the objects the collector tracks."""
+    path = f"/bench-probe/stats?since={since}" + ("&detail=1" if detail else "")
+    stats: dict[str, Any] = client.get(path).json()
     return stats
 
 
