@@ -17,7 +17,7 @@ defaults). Jobs run through the real JobService and store; each is a script that
   our overhead, ≤ 10 s, reported beside the total.
 
 Local: the first notebook job after our server starts (its warm runner still starting) against
-the median of the three after it: at most 1.2 times.
+the median of the three after it: at most 1.2 times (the median of three server starts).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
     os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
     asyncio.run(_ec2(report, tmp / "phases-ec2", 2 if quick else JOBS))
     asyncio.run(_ec2_s3(report, tmp / "phases-s3", 2 if quick else JOBS))
-    _local_first_job(report, procs, tmp / "phases-local", 2 if quick else 3)
+    _local_first_job(report, procs, tmp / "phases-local", 2 if quick else 3, 1 if quick else 3)
 
 
 # -- EC2 on the simulator -------------------------------------------------------------------
@@ -315,27 +315,38 @@ NOTEBOOK = {
 }
 
 
-def _local_first_job(report: Report, procs: Processes, base: Path, following: int) -> None:
-    (base / "root").mkdir(parents=True, exist_ok=True)
-    (base / "root" / "hello.ipynb").write_text(json.dumps(NOTEBOOK))
-    server = start_ours(procs, base)  # the first POST goes out as soon as it answers
-    client = server.client()
-    try:
-        times = [_one_notebook(client) for _ in range(1 + following)]
-    finally:
-        client.close()
-        procs.stop(server.proc)
-    first, rest = times[0], statistics.median(times[1:])
-    log(f"local notebook jobs: {', '.join(f'{t:.2f}' for t in times)} s")
+def _local_first_job(
+    report: Report, procs: Processes, base: Path, following: int, starts: int
+) -> None:
+    """`starts` times: a new server, its first notebook job, then `following` more; the row
+    is the median start's ratio (one first job alone varies with the machine's moment)."""
+    ratios: list[tuple[float, float, float]] = []  # (first ÷ following, first, following)
+    for number in range(starts):
+        here = base / f"start-{number}"  # a server of its own: its own store and warm runner
+        (here / "root").mkdir(parents=True, exist_ok=True)
+        (here / "root" / "hello.ipynb").write_text(json.dumps(NOTEBOOK))
+        server = start_ours(procs, here)
+        client = server.client()  # the first POST goes out as soon as the server answers
+        try:
+            times = [_one_notebook(client) for _ in range(1 + following)]
+        finally:
+            client.close()
+            procs.stop(server.proc)
+        first, rest = times[0], statistics.median(times[1:])
+        log(f"local notebook jobs: {', '.join(f'{t:.2f}' for t in times)} s")
+        ratios.append((first / rest, first, rest))
+    ratio, first, rest = sorted(ratios)[(starts - 1) // 2]
     report.limit_row(
         LOCAL_SECTION,
-        "first notebook job after the server starts ÷ the following ones (POST → final)",
-        first / rest,
+        "first notebook job after the server starts ÷ the following ones (POST → final; "
+        f"median of {starts} server starts)",
+        ratio,
         1.2,
         unit="",
         strict=False,
-        note=f"first {first:.2f} s, following median {rest:.2f} s ({following} jobs); the warm "
-        "runner starts with the server and the first job waits for it",
+        note=f"starts: {', '.join(f'{r[0]:.2f}' for r in ratios)}; the median start: first "
+        f"{first:.2f} s, following median {rest:.2f} s ({following} jobs); the warm runner "
+        "starts with the server and the first job waits for it",
     )
 
 

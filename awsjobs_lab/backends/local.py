@@ -159,7 +159,7 @@ class LocalBackend(Backend):
 
     async def close(self) -> None:
         if self._warm is not None:
-            await self._warm.close()  # jobs it started are their own sessions: they live on
+            await self._warm.close()  # jobs it started lead their own groups: they live on
             self._warm = None
 
     def request_stop(self, job_id: str) -> None:
