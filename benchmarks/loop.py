@@ -22,7 +22,7 @@ import aiohttp
 from .ours import start_ours
 from .report import Report, Row
 from .servers import Server, log
-from .util import Client, Processes, ms, probe_reset, probe_stats, probe_stop
+from .util import Client, Processes, median_item, ms, probe_reset, probe_stats, probe_stop
 
 SECTION = "loop (ours, local)"
 SLOW_CALLBACK = 0.005  # seconds: asyncio's slow_callback_duration in the debug pass
@@ -169,9 +169,8 @@ Run = tuple[dict[str, Any], dict[str, float], float]  # probe stats, load figure
 
 
 def _median_run(runs: list[Run], key: str) -> Run:
-    """The run whose `key` figure is the median (the lower middle one of an even count)."""
-    ordered = sorted(runs, key=lambda run: run[0][key])
-    return ordered[(len(ordered) - 1) // 2]
+    """The run whose `key` figure is the median."""
+    return median_item(runs, lambda run: run[0][key])
 
 
 def _each(runs: list[Run], key: str) -> str:
@@ -226,7 +225,7 @@ def slow_callback_pass(
         f"{jobs} concurrent creates and {followers} followed logs (asyncio debug mode, "
         f"slow_callback_duration 5 ms; median of {passes} passes)"
     )
-    tally = sorted(tallies, key=lambda t: len(t.ours))[(passes - 1) // 2]
+    tally = median_item(tallies, lambda t: len(t.ours))
     note = f"passes: {', '.join(str(len(t.ours)) for t in tallies)}; the median pass: "
     note += f"{len(tally.reports)} reports in all, {len(tally.others)} not in our code"
     if tally.others:
@@ -246,7 +245,7 @@ def slow_callback_pass(
             "to get it back)"
         ),
     )
-    tally = sorted(tallies, key=lambda t: len(t.own))[(passes - 1) // 2]
+    tally = median_item(tallies, lambda t: len(t.own))
     report.limit_row(
         SECTION,
         f"callbacks of ours longer than 5 ms without their wait for a CPU, {what}",

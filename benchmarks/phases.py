@@ -33,7 +33,7 @@ from typing import Any
 from .ours import DUMMY_AWS, start_ours
 from .report import Report
 from .servers import log
-from .util import Processes, p50
+from .util import Processes, median_item, p50
 
 SECTION = "phases (ours, simulated AWS)"
 LOCAL_SECTION = "phases (ours, local)"
@@ -335,7 +335,7 @@ def _local_first_job(
         first, rest = times[0], statistics.median(times[1:])
         log(f"local notebook jobs: {', '.join(f'{t:.2f}' for t in times)} s")
         ratios.append((first / rest, first, rest))
-    ratio, first, rest = sorted(ratios)[(starts - 1) // 2]
+    ratio, first, rest = median_item(ratios, lambda r: r[0])
     report.limit_row(
         LOCAL_SECTION,
         "first notebook job after the server starts ÷ the following ones (POST → final; "

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "benchmarks" / ".work"
@@ -31,6 +31,15 @@ RUN_MARKER = "AWSJOBS_BENCH_RUN"
 
 def p50(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+T = TypeVar("T")
+
+
+def median_item(items: Sequence[T], key: Callable[[T], Any]) -> T:
+    """The item whose `key` is the median (the lower middle one of an even count): a whole
+    pass or run, so its other figures can be reported beside the median."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
 
 
 def percentile(values: Sequence[float], q: float) -> float:

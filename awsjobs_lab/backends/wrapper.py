@@ -15,8 +15,8 @@ therefore says where it is, in the job's state folder, before the job's code run
 
 Run as a program, `python -I -S wrapper.py <exit_code file> <priority> argv...` lowers its CPU
 priority (`lower_priority`), claims the folder of `<exit_code file>`, runs argv, waits for it and
-writes its exit code. Standard library only
-(it runs isolated, without site-packages), and nothing in it is built from user input.
+writes its exit code. Standard library only (it runs isolated, without site-packages), and
+nothing in it is built from user input.
 """
 
 from __future__ import annotations
