@@ -138,6 +138,10 @@ class SimulatedAWS:
         """AWS-side termination by someone else (StateReason Client.UserInitiatedShutdown)."""
         self.simulator.terminate(instance_id)
 
+    def settle(self, *ids: str) -> None:
+        """End the eventual-consistency windows of these instances or images now."""
+        self.simulator.settle(list(ids))
+
     def fire_schedule(self, group: str, name: str) -> list[str]:
         """Perform an EventBridge Scheduler schedule's target now, as AWS does at its time
         (`schedules.py`); the ids of the instances it launched."""

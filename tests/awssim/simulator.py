@@ -147,6 +147,11 @@ class Simulator:
         with self.lock:
             self.world.fleet.terminate_by_someone_else(self.machine(instance_id), time.monotonic())
 
+    def settle(self, ids: list[str]) -> None:
+        """AWS catches up now: these ids are found and listed (`consistency.py`)."""
+        with self.lock:
+            self.world.visibility.settle(ids)
+
     def fire_schedule(self, group: str, name: str) -> dict[str, Any]:
         """Perform an EventBridge Scheduler schedule's target now (`schedules.py`)."""
         fired = fire(self.lock, self.endpoint_url, group, name)

@@ -17,7 +17,7 @@ async def test_a_new_instance_is_not_found_then_unlisted_then_visible(
     sim: SimulatedAWS, aws: Clients
 ) -> None:
     sim.configure(
-        {"consistency": {"instance_not_found_seconds": 1.0, "instance_unlisted_seconds": 2.0}}
+        {"consistency": {"instance_not_found_seconds": 1.0, "instance_unlisted_seconds": 4.0}}
     )
     ec2 = await aws("ec2")
     instance_id = await launch(ec2)
@@ -47,6 +47,22 @@ async def test_a_new_instance_is_not_found_then_unlisted_then_visible(
     assert await listed_ids() == []  # found by id, but not yet listed
     assert await eventually(listed_ids) == [instance_id]
     assert sim.record.faults["InvalidInstanceID.NotFound"] >= 3
+
+
+async def test_settle_ends_the_windows_of_the_named_ids_only(
+    sim: SimulatedAWS, aws: Clients
+) -> None:
+    sim.configure(
+        {"consistency": {"instance_not_found_seconds": 600, "instance_unlisted_seconds": 600}}
+    )
+    ec2 = await aws("ec2")
+    settled, hidden = await launch(ec2), await launch(ec2)
+    sim.settle(settled)
+    assert await describe(ec2, settled)
+    with pytest.raises(ClientError):
+        await describe(ec2, hidden)
+    listed = await ec2.describe_instances()
+    assert [i["InstanceId"] for r in listed["Reservations"] for i in r["Instances"]] == [settled]
 
 
 async def test_a_new_image_is_not_found_for_a_while_and_create_image_reboots(
