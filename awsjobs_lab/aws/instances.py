@@ -130,12 +130,14 @@ async def terminate(ec2: Any, ids: Iterable[str]) -> dict[str, str]:
     return result
 
 
-def may_be_new(launched_at: float | None, window: float, now: float | None = None) -> bool:
-    """Whether EC2 may not know an instance launched at `launched_at` (epoch seconds; None:
-    unknown) yet, so that NotFound for it means unknown rather than gone."""
+def may_be_new(launched_at: float | None, window: float, looked_at: float) -> bool:
+    """Whether EC2 may not have known an instance launched at `launched_at` (epoch seconds;
+    None: unknown) when a call that missed it was sent (`looked_at`), so that NotFound or
+    "not listed" means unknown rather than gone. The send, not the answer: an answer can
+    arrive after the window and still describe EC2 from before its end."""
     if launched_at is None:
         return True
-    return (time.time() if now is None else now) - launched_at < window
+    return looked_at - launched_at < window
 
 
 def _unconfirmed(
@@ -144,9 +146,11 @@ def _unconfirmed(
     found: Instances,
     launched_at: Mapping[str, float],
     window: float,
+    looked_at: float,
 ) -> dict[str, str]:
     """Of `ids`, those not yet confirmed shutting down or terminated (id → state or UNKNOWN),
-    from TerminateInstances' answer and a DescribeInstances after it."""
+    from TerminateInstances' answer and a DescribeInstances after it, both sent from
+    `looked_at` on (a slow answer to an early call proves nothing about the window)."""
     left: dict[str, str] = {}
     for i in ids:
         state = state_of(found.get(i)) or answered.get(i, MISSING)
@@ -154,7 +158,7 @@ def _unconfirmed(
             continue
         if state != MISSING:
             left[i] = state
-        elif may_be_new(launched_at.get(i), window):
+        elif may_be_new(launched_at.get(i), window, looked_at):
             left[i] = UNKNOWN
     return left
 
@@ -179,9 +183,10 @@ async def terminate_and_check(
             break
         if attempt:
             await asyncio.sleep(delay)
+        looked_at = time.time()
         answered = await terminate(ec2, left)
         found = await describe_ids(ec2, left)
-        left = _unconfirmed(left, answered, found, launched_at or {}, window)
+        left = _unconfirmed(left, answered, found, launched_at or {}, window, looked_at)
     return left
 
 

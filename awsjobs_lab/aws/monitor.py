@@ -410,6 +410,7 @@ class Monitor:
             self.stats.cycles += 1
             ec2 = await self.clients.ec2()
             watches = [w for w in self.watches.values() if not w.future.done()]
+            looked_at = time.time()  # what the listing missed is judged at its send
             try:
                 instances = await describe_instances(ec2, managed_filters(self.owner))
                 unexplained = [w.instance_id for w in watches if w.instance_id not in instances]
@@ -437,12 +438,13 @@ class Monitor:
                 found = progress.get(w.job_id, Progress())
                 await self._note_start(w, found)
                 if w.verdict is None:
-                    await self._decide(w, await self._judge(w, instance, found.exit_code, now))
+                    verdict = await self._judge(w, instance, found.exit_code, now, looked_at)
+                    await self._decide(w, verdict)
                 if w.verdict is None:
                     continue
                 if instance is not None and state_of(instance) not in GONE:
                     ending.append(w)
-                elif instance is None and not w.seen and self._may_be_new(w, now):
+                elif instance is None and not w.seen and self._may_be_new(w, looked_at):
                     ending.append(w)  # ended before EC2 shows its instance: terminate it
                 else:
                     self.resolve(w.job_id, w.verdict)
@@ -455,9 +457,11 @@ class Monitor:
                 await self._terminate_and_resolve(ec2, ending)
             return True
 
-    def _may_be_new(self, w: Watch, now: float) -> bool:
-        """Whether EC2 may not know the job's instance yet (launched within the window)."""
-        return may_be_new(w.launch_time or w.started_at, self.consistency_window, now)
+    def _may_be_new(self, w: Watch, looked_at: float) -> bool:
+        """Whether EC2 may not have known the job's instance (launched within the window) when
+        a look that missed it was sent: judged at the send, as a slow answer to an early look
+        proves nothing about the window."""
+        return may_be_new(w.launch_time or w.started_at, self.consistency_window, looked_at)
 
     def _spare_check(self, now: float) -> Watch | None:
         """The running job to ask SSM about with this cycle's leftover budget, if any: the
@@ -473,7 +477,12 @@ class Monitor:
         return min(due, key=lambda w: max(w.last_command_check, w.registered_at), default=None)
 
     async def _judge(
-        self, w: Watch, instance: dict[str, Any] | None, exit_code: int | None, now: float
+        self,
+        w: Watch,
+        instance: dict[str, Any] | None,
+        exit_code: int | None,
+        now: float,
+        looked_at: float,
     ) -> Outcome | None:
         if instance is not None:
             w.seen = True
@@ -481,7 +490,7 @@ class Monitor:
         if exit_code is not None:
             return outcome_from_exit_code(exit_code)
         state = state_of(instance)
-        if instance is None and not w.seen and self._may_be_new(w, now):
+        if instance is None and not w.seen and self._may_be_new(w, looked_at):
             return None  # EC2 is eventually consistent right after RunInstances: unknown
         # When to ask SSM (GetCommandInvocation) about a job's command. Not on a timer per
         # running job: that is one call per job, and the exit_code file already tells how
@@ -570,15 +579,15 @@ class Monitor:
             return None
 
     async def _terminate_and_resolve(self, ec2: Any, ending: list[Watch]) -> None:
+        sent_at = time.time()
         try:
             states = await terminate(ec2, [w.instance_id for w in ending])
         except AWS_ERRORS as exc:
             log.warning("awsjobs: cannot terminate finished jobs' instances yet: %s", exc)
             return  # the verdicts stay; the next cycle tries again
-        now = time.time()
         for w in ending:
             state = states.get(w.instance_id)
-            if state in GONE or (state == MISSING and not self._may_be_new(w, now)):
+            if state in GONE or (state == MISSING and not self._may_be_new(w, sent_at)):
                 assert w.verdict is not None
                 self.resolve(w.job_id, w.verdict)
             else:

@@ -381,10 +381,11 @@ class EC2Backend(EC2Settings):
                 raise BackendError("an instance launch is still in flight; retrying")
             if not in_flight.cancelled() and in_flight.exception() is None:
                 ids[in_flight.result()["InstanceId"]] = None
+        looked_at = time.time()
         with aws_errors(f"looking up the instances of job {job.id}"):
             found = await self.job_instances.of_job(job)
         # Also its recorded instance when EC2 does not show it yet (just launched).
-        ids.update(self.job_instances.unfinished(job, found))
+        ids.update(self.job_instances.unfinished(job, found, looked_at))
         await self.job_instances.terminate_confirmed(ids, ids)
         if ids:
             self.log.info("awsjobs: job %s stopped; terminated %s", job.id, ", ".join(sorted(ids)))

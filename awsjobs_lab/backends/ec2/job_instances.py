@@ -39,20 +39,27 @@ class JobInstances:
             found.update(await instances.describe_ids(ec2, [iid]))
         return found
 
-    def may_be_new(self, launched_at: float | None) -> bool:
-        """Whether EC2 may not know an instance launched then yet (eventual consistency)."""
-        return instances.may_be_new(launched_at, self.settings.consistency_window_seconds)
+    def may_be_new(self, launched_at: float | None, looked_at: float) -> bool:
+        """Whether EC2 may not have known an instance launched then when a look that missed
+        it was sent (`looked_at`, epoch seconds; eventual consistency). Judged at the send,
+        not the answer: a slow answer to an early look proves nothing about the window."""
+        return instances.may_be_new(
+            launched_at, self.settings.consistency_window_seconds, looked_at
+        )
 
-    def unfinished(self, job: Job, found: instances.Instances) -> dict[str, float | None]:
-        """The job's instances that may need terminating (id → launch time): those found that
-        are not terminated, and its recorded instance when EC2 may not show it yet."""
+    def unfinished(
+        self, job: Job, found: instances.Instances, looked_at: float
+    ) -> dict[str, float | None]:
+        """The job's instances that may need terminating (id → launch time): those found (by
+        a look sent at `looked_at`) that are not terminated, and its recorded instance when
+        EC2 may not have shown it yet."""
         out = {
             i: instances.launch_time(inst)
             for i, inst in found.items()
             if instances.state_of(inst) != "terminated"
         }
         iid = job.instance_id
-        if iid and iid not in found and self.may_be_new(job.started_at):
+        if iid and iid not in found and self.may_be_new(job.started_at, looked_at):
             out[iid] = job.started_at
         return out
 
@@ -104,6 +111,7 @@ class JobInstances:
         terminated: list[str] = []
         looks = 0
         while True:
+            looked_at = time.time()
             try:
                 found = await self.of_job(job)
             except AWS_ERRORS as exc:
@@ -122,8 +130,8 @@ class JobInstances:
                 if problem is not None:
                     return cleanup_note(", ".join(live), problem)
                 terminated += live
-            if not instances.may_be_new(since, settings.consistency_window_seconds):
-                break
+            if not self.may_be_new(since, looked_at):
+                break  # this look was sent after the window: EC2 listed any launch of then
             looks += 1
             await asyncio.sleep(self._cleanup_pause(looks))
         if not terminated:

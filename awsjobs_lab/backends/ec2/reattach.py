@@ -42,9 +42,10 @@ class Reattacher:
         AWS errors propagate; BackendError while its instance may not be visible yet."""
         settings = self.settings
         exit_code = await asyncio.to_thread(settings.read_exit_code, job)
+        looked_at = time.time()
         found = await self.job_instances.of_job(job)
         iid = job.instance_id
-        if iid and iid not in found and self.job_instances.may_be_new(job.started_at):
+        if iid and iid not in found and self.job_instances.may_be_new(job.started_at, looked_at):
             # Launched just before the restart: EC2 may not show it yet. Unknown, not gone;
             # the service retries reattach on BackendError.
             raise BackendError(f"instance {iid} of job {job.id} is not visible on EC2 yet")
