@@ -7,6 +7,7 @@ an instance id is looked for by tag over the same window."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -109,3 +110,33 @@ async def test_reattach_of_a_launch_cut_short_looks_by_tag_over_the_window(
     assert outcome.state is JobState.FAILED and "launching" in outcome.error
     found = launched_for(sim, job.id)
     assert len(found) == 1 and all(state in GONE for state in found.values())
+
+
+async def test_a_look_sent_in_the_window_and_answered_after_it_is_not_the_last(
+    make_backend, root, sim, aws
+):
+    # EC2 does not list the instance when the sweep's first look is sent; the answer comes
+    # back after the window has ended. That look proves nothing about the window's end: the
+    # sweep must look again (and find the instance), not report "none was launched".
+    window = 1.0
+    sim.configure({"consistency": {"instance_unlisted_seconds": 600}})
+    backend = make_backend(consistency_window_seconds=window)
+    job = make_job(root)
+    tags = {"awsjobs:managed": "true", "awsjobs:owner": "tester", "awsjobs:job-id": job.id}
+    since = time.time()
+    instance_id = await launch_tagged(await aws("ec2"), tags)
+    look = backend.job_instances.of_job
+    answers: list[Any] = []
+
+    async def first_answer_late(j: Any) -> Any:
+        found = await look(j)
+        if not answers:
+            await asyncio.sleep(max(0.0, since + window + 0.2 - time.time()))
+            sim.settle(instance_id)  # EC2 has caught up by the time the answer arrives
+        answers.append(found)
+        return found
+
+    backend.job_instances.of_job = first_answer_late
+    said = await backend.job_instances.sweep(job, since=since)
+    assert f"{instance_id} was terminated" in said
+    assert launched_for(sim, job.id)[instance_id] in GONE
