@@ -139,7 +139,7 @@ class SimulatedAWS:
         self.simulator.terminate(instance_id)
 
     def settle(self, *ids: str) -> None:
-        """End the eventual-consistency windows of these instances or images now."""
+        """End the eventual-consistency windows of these instances, images or commands now."""
         self.simulator.settle(list(ids))
 
     def fire_schedule(self, group: str, name: str) -> list[str]:

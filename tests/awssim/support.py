@@ -45,9 +45,10 @@ async def describe(ec2: Any, instance_id: str) -> dict[str, Any]:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05
+    check: Callable[[], Awaitable[Any]], timeout: float = 60.0, interval: float = 0.05
 ) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds (generous:
+    on a loaded 2-core CI machine a call can take seconds, a worker's Python start more)."""
     deadline = time.monotonic() + timeout
     while True:
         value = await check()

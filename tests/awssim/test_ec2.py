@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -16,8 +18,11 @@ def code_of(error: pytest.ExceptionInfo[ClientError]) -> str:
 async def test_a_new_instance_is_not_found_then_unlisted_then_visible(
     sim: SimulatedAWS, aws: Clients
 ) -> None:
+    # Each "not yet" is checked under a window no loaded machine outruns (600 s); the windows
+    # ending by themselves, with short ones that are waited for. Windows are set per instance
+    # at its launch.
     sim.configure(
-        {"consistency": {"instance_not_found_seconds": 1.0, "instance_unlisted_seconds": 4.0}}
+        {"consistency": {"instance_not_found_seconds": 600, "instance_unlisted_seconds": 600}}
     )
     ec2 = await aws("ec2")
     instance_id = await launch(ec2)
@@ -33,9 +38,9 @@ async def test_a_new_instance_is_not_found_then_unlisted_then_visible(
     listed = await ec2.describe_instances(Filters=[{"Name": "instance-type", "Values": ["*"]}])
     assert listed["Reservations"] == []
 
-    async def found() -> bool:
+    async def found(iid: str) -> bool:
         try:
-            return bool(await describe(ec2, instance_id))
+            return bool(await describe(ec2, iid))
         except ClientError:
             return False
 
@@ -43,9 +48,13 @@ async def test_a_new_instance_is_not_found_then_unlisted_then_visible(
         listed = await ec2.describe_instances()
         return [i["InstanceId"] for r in listed["Reservations"] for i in r["Instances"]]
 
-    await eventually(found)
+    sim.configure({"consistency": {"instance_not_found_seconds": 0.5}})
+    unlisted = await launch(ec2)
+    await eventually(lambda: found(unlisted))
     assert await listed_ids() == []  # found by id, but not yet listed
-    assert await eventually(listed_ids) == [instance_id]
+    sim.configure({"consistency": {"instance_unlisted_seconds": 1.0}})
+    visible = await launch(ec2)
+    assert await eventually(listed_ids) == [visible]  # the others' windows still run
     assert sim.record.faults["InvalidInstanceID.NotFound"] >= 3
 
 
@@ -68,7 +77,9 @@ async def test_settle_ends_the_windows_of_the_named_ids_only(
 async def test_a_new_image_is_not_found_for_a_while_and_create_image_reboots(
     sim: SimulatedAWS, aws: Clients
 ) -> None:
-    sim.configure({"consistency": {"image_not_found_seconds": 1.0}})
+    # Hidden under a window no loaded machine outruns; the window ending by itself is seen
+    # with a short one, on a second image.
+    sim.configure({"consistency": {"image_not_found_seconds": 600}})
     ec2 = await aws("ec2")
     instance_id = await launch(ec2)
     await eventually(lambda: _is(ec2, instance_id, "running"))
@@ -82,13 +93,17 @@ async def test_a_new_image_is_not_found_for_a_while_and_create_image_reboots(
     assert image_id not in {i["ImageId"] for i in (await ec2.describe_images())["Images"]}
     assert sim.record.events["reboot"] == 1  # CreateImage without NoReboot reboots
 
+    sim.configure({"consistency": {"image_not_found_seconds": 1.0}})
+    made = await ec2.create_image(InstanceId=instance_id, Name="again", NoReboot=True)
+
     async def visible() -> bool:
         try:
-            return bool((await ec2.describe_images(ImageIds=[image_id]))["Images"])
+            return bool((await ec2.describe_images(ImageIds=[made["ImageId"]]))["Images"])
         except ClientError:
             return False
 
     await eventually(visible)
+    assert sim.record.events["reboot"] == 1
 
 
 async def _is(ec2: object, instance_id: str, state: str) -> bool:
@@ -109,11 +124,16 @@ async def test_client_token_returns_the_same_instance(sim: SimulatedAWS, aws: Cl
 
 
 async def test_the_instance_boots_pending_then_running(sim: SimulatedAWS, aws: Clients) -> None:
-    sim.configure({"clock": {"boot_seconds": 1.0}})
+    # Pending is checked under a boot no loaded machine outruns; the boot ending, with a short
+    # one (the delay is set per instance at its launch).
+    sim.configure({"clock": {"boot_seconds": 600}})
     ec2 = await aws("ec2")
+    slow = await launch(ec2)
+    assert await state_of(ec2, slow) == "pending"
+    sim.configure({"clock": {"boot_seconds": 0.5}})
     instance_id = await launch(ec2)
-    assert await state_of(ec2, instance_id) == "pending"
     await eventually(lambda: _is(ec2, instance_id, "running"))
+    assert await state_of(ec2, slow) == "pending"
 
 
 async def test_capacity_rules_by_type_zone_and_market(sim: SimulatedAWS, aws: Clients) -> None:
@@ -168,14 +188,21 @@ async def test_vcpu_budgets_per_quota_group_and_market(sim: SimulatedAWS, aws: C
 
 
 async def test_spot_interruption_notice_then_termination(sim: SimulatedAWS, aws: Clients) -> None:
-    sim.configure({"clock": {"spot_notice_seconds": 1.0}})
+    # Running during a notice no loaded machine outruns; the notice ending, with a short one
+    # on a second instance (the delay is set at the interruption).
+    sim.configure({"clock": {"spot_notice_seconds": 600}})
     ec2 = await aws("ec2")
-    instance_id = await launch(ec2, InstanceMarketOptions={"MarketType": "spot"})
+    spot = {"InstanceMarketOptions": {"MarketType": "spot"}}
+    noticed = await launch(ec2, **spot)
+    await eventually(lambda: _is(ec2, noticed, "running"))
+    sim.interrupt_spot(noticed)
+    notice = sim.sandbox(noticed) / "meta-data" / "spot" / "instance-action"
+    assert '"action": "terminate"' in notice.read_text()
+    assert await state_of(ec2, noticed) == "running"  # during the notice
+    sim.configure({"clock": {"spot_notice_seconds": 0.5}})
+    instance_id = await launch(ec2, **spot)
     await eventually(lambda: _is(ec2, instance_id, "running"))
     sim.interrupt_spot(instance_id)
-    notice = sim.sandbox(instance_id) / "meta-data" / "spot" / "instance-action"
-    assert '"action": "terminate"' in notice.read_text()
-    assert await state_of(ec2, instance_id) == "running"  # during the notice
     await eventually(lambda: _is(ec2, instance_id, "terminated"))
     reason = (await describe(ec2, instance_id))["StateReason"]
     assert reason["Code"] == "Server.SpotInstanceTermination"
@@ -184,15 +211,22 @@ async def test_spot_interruption_notice_then_termination(sim: SimulatedAWS, aws:
 
 
 async def test_termination_by_someone_else(sim: SimulatedAWS, aws: Clients) -> None:
-    sim.configure({"clock": {"shutting_down_seconds": 1.0}})
+    # Shutting down for longer than a loaded machine takes to look; the end, with a short
+    # delay on a second instance (the delay is set at the termination).
+    sim.configure({"clock": {"shutting_down_seconds": 600}})
     ec2 = await aws("ec2")
+    slow = await launch(ec2)
+    await eventually(lambda: _is(ec2, slow, "running"))
+    sim.terminate(slow)
+    assert await state_of(ec2, slow) == "shutting-down"
+    sim.configure({"clock": {"shutting_down_seconds": 0.5}})
+    started = time.monotonic()
     instance_id = await launch(ec2)
     await eventually(lambda: _is(ec2, instance_id, "running"))
     sim.terminate(instance_id)
-    assert await state_of(ec2, instance_id) == "shutting-down"
     await eventually(lambda: _is(ec2, instance_id, "terminated"))
     described = await describe(ec2, instance_id)
     assert described["StateReason"]["Code"] == "Client.UserInitiatedShutdown"
     life = sim.record.instances[instance_id]
     assert life.terminated_at is not None
-    assert 0 < life.seconds() < 5
+    assert 0 < life.seconds() <= time.monotonic() - started  # billed from launch to the end

@@ -42,14 +42,18 @@ async def ends_as(ssm: Any, command_id: str, instance_id: str, details: str) -> 
 async def test_send_command_waits_for_the_agent_to_register(
     sim: SimulatedAWS, aws: Clients
 ) -> None:
-    sim.configure({"clock": {"agent_register_seconds": 1.0}})
+    # Refused under a registration no loaded machine outruns; the registration coming, with a
+    # short one on a second instance (the delay is set at each boot).
+    sim.configure({"clock": {"agent_register_seconds": 600}})
     ec2, ssm = await aws("ec2"), await aws("ssm")
-    instance_id = await launch(ec2)
+    unregistered = await launch(ec2)
     with pytest.raises(ClientError) as error:
-        await send(ssm, instance_id, "true")
+        await send(ssm, unregistered, "true")
     assert error.value.response["Error"]["Code"] == "InvalidInstanceId"
     info = await ssm.describe_instance_information()
     assert info["InstanceInformationList"] == []
+    sim.configure({"clock": {"agent_register_seconds": 0.5}})
+    instance_id = await launch(ec2)
     await registered(sim, instance_id)
     info = await ssm.describe_instance_information(
         Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]
@@ -100,16 +104,18 @@ async def test_failed_and_execution_timed_out(sim: SimulatedAWS, aws: Clients) -
 async def test_delivery_timed_out_and_undeliverable(sim: SimulatedAWS, aws: Clients) -> None:
     """A reboot takes the agent offline: the command waits Pending, then times out; one
     still pending when the instance is terminated is Undeliverable."""
-    sim.configure({"clock": {"ssm_timeout_scale": 0.02, "reboot_seconds": 30}})
+    # The reboot, and the delivery timeout of the command seen Pending, last longer than a
+    # loaded machine takes over the whole test.
+    sim.configure({"clock": {"ssm_timeout_scale": 0.02, "reboot_seconds": 600}})
     ec2, ssm = await aws("ec2"), await aws("ssm")
     instance_id = await launch(ec2)
     await registered(sim, instance_id)
     sim.reboot(instance_id)
+    lost = await send(ssm, instance_id, "true", TimeoutSeconds=30000)  # 600 s here
+    assert (await invocation(ssm, lost, instance_id))["Status"] == "Pending"
     late = await send(ssm, instance_id, "true", TimeoutSeconds=50)  # 1 s here
-    assert (await invocation(ssm, late, instance_id))["Status"] == "Pending"
     answer = await ends_as(ssm, late, instance_id, "Delivery Timed Out")
     assert answer["Status"] == "TimedOut"
-    lost = await send(ssm, instance_id, "true", TimeoutSeconds=3000)
     info = await ssm.describe_instance_information()
     assert info["InstanceInformationList"][0]["PingStatus"] == "ConnectionLost"
     await ec2.terminate_instances(InstanceIds=[instance_id])
@@ -121,8 +127,11 @@ async def test_cancel_command_kills_the_command(sim: SimulatedAWS, aws: Clients)
     ec2, ssm = await aws("ec2"), await aws("ssm")
     instance_id = await launch(ec2)
     await registered(sim, instance_id)
-    marker = sim.sandbox(instance_id) / "still-running"
-    command_id = await send(ssm, instance_id, "sleep 1", f"touch {marker}")
+    marker, gate = sim.sandbox(instance_id) / "still-running", sim.sandbox(instance_id) / "go"
+    # It waits for `gate` (not a sleep that a slow cancel could outlast), then leaves a marker.
+    command_id = await send(
+        ssm, instance_id, f"while [ ! -e {gate} ]; do sleep 0.1; done", f"touch {marker}"
+    )
     await ends_as(ssm, command_id, instance_id, "InProgress")
     await ssm.cancel_command(CommandId=command_id)
     answer = await ends_as(ssm, command_id, instance_id, "Cancelled")
@@ -131,6 +140,7 @@ async def test_cancel_command_kills_the_command(sim: SimulatedAWS, aws: Clients)
     (row,) = listed["CommandInvocations"]
     assert row["Status"] == "Cancelled"
     assert row["CommandPlugins"][0]["Name"] == "aws:runShellScript"
+    gate.touch()
     await asyncio.sleep(1.5)
     assert not marker.exists()  # the process group was killed
 
@@ -138,7 +148,8 @@ async def test_cancel_command_kills_the_command(sim: SimulatedAWS, aws: Clients)
 async def test_invocations_take_a_while_to_appear_and_can_be_forced(
     sim: SimulatedAWS, aws: Clients
 ) -> None:
-    sim.configure({"consistency": {"invocation_not_found_seconds": 1.0}})
+    # The window is long and ended by hand (sim.settle): a short one races a loaded machine.
+    sim.configure({"consistency": {"invocation_not_found_seconds": 600}})
     ec2, ssm = await aws("ec2"), await aws("ssm")
     instance_id = await launch(ec2)
     await registered(sim, instance_id)
@@ -147,7 +158,7 @@ async def test_invocations_take_a_while_to_appear_and_can_be_forced(
         await invocation(ssm, command_id, instance_id)
     assert error.value.response["Error"]["Code"] == "InvocationDoesNotExist"
     sim.force_invocation(command_id, instance_id, "Terminated")
-    await asyncio.sleep(1.0)
+    sim.settle(command_id)
     answer = await ends_as(ssm, command_id, instance_id, "Terminated")
     assert answer["Status"] == "Cancelled"
 

@@ -211,14 +211,17 @@ async def test_terminate_instances_kills_the_running_command(
     sim: SimulatedAWS, aws: Clients, efs: Path
 ) -> None:
     ec2, ssm, instance_id = await booted(sim, aws, boot_script(efs))
-    marker = efs / "finished"
-    command_id = await run_job(ssm, instance_id, command(efs, f"sleep 1; touch {marker}"))
+    marker, gate = efs / "finished", efs / "go"
+    # The job waits for `gate` (not a sleep that a slow termination could outlast).
+    job = f"sh -c 'while [ ! -e {gate} ]; do sleep 0.1; done; touch {marker}'"
+    command_id = await run_job(ssm, instance_id, command(efs, job))
 
     async def started() -> bool:
         return (efs / "job.log").exists()
 
     await eventually(started)
     await ec2.terminate_instances(InstanceIds=[instance_id])
+    gate.touch()
     await asyncio.sleep(1.5)
     assert not marker.exists()
     answer = await ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)

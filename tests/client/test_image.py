@@ -26,6 +26,7 @@ from awsjobs_lab.aws import image
 from awsjobs_lab.aws import tags as tag_names
 from awsjobs_lab.cli import main
 from tests.awssim import SimulatedAWS
+from tests.awssim.support import eventually
 
 VERSIONS = {
     "python": "3.9.24",
@@ -525,11 +526,24 @@ async def test_builder_keeps_its_deadline_through_create_image(simulated_aws: Si
 async def test_an_image_not_available_in_time_is_discarded(simulated_aws: SimulatedAWS):
     sim = simulated_aws
     # The image stays unknown (pending) past the build's image timeout: the build fails, and
-    # its image is deregistered and its snapshots deleted once EC2 knows the id.
-    sim.configure({"consistency": {"image_not_found_seconds": 1.5}})
+    # its image is deregistered and its snapshots deleted once EC2 knows the id. EC2 learns it
+    # once the discard was refused for it (sim.settle): with a window of seconds, a loaded
+    # machine could find the image available before the build's timeout.
+    sim.configure({"consistency": {"image_not_found_seconds": 600}})
     said: list[str] = []
+    build = asyncio.create_task(
+        image.build_image(sim_options(sim, image_timeout_seconds=0.3), say=said.append)
+    )
+
+    async def refused_or_over() -> bool:
+        refused = sim.record.faults_by_action["ec2:DeregisterImage:InvalidAMIID.NotFound"]
+        return refused > 0 or build.done()
+
+    await eventually(refused_or_over, timeout=120)
+    made = [line.split()[1] for line in said if "is being created" in line]
+    sim.settle(*made)
     with pytest.raises(image.ImageBuildError, match="not available within"):
-        await image.build_image(sim_options(sim, image_timeout_seconds=0.3), say=said.append)
+        await build
     assert await _leftovers(sim) == ([], [])
     assert any("deregistered" in line for line in said)
     (life,) = sim.record.to_json()["instances"]

@@ -3,7 +3,8 @@ real boot script (tests/awssim/README.md: a reboot loses a scheduled `shutdown` 
 user data runs on the first boot only, per-boot scripts at every boot).
 
 The deadline is in real minutes (the worker's clock knows nothing of a test minute); the
-simulator makes one minute of `shutdown -h +N` last `MINUTE` seconds.
+simulator makes one minute of `shutdown -h +N` last `UNTIL_REBOOTED` seconds, then `MINUTE`
+seconds once a test reboots the instance.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ from awsjobs_lab.backends.ec2 import EC2Backend
 from tests.awssim.server import SimulatedAWS
 from tests.awssim.support import eventually
 
-MINUTE = 3.0  # long enough to reboot before the first boot's shutdown fires
+MINUTE = 3.0  # a minute of `shutdown -h +N` from the test's reboot on
+# The first boot's `shutdown -h +1` must not fire before the test reboots the instance: a
+# loaded machine can take longer than MINUTE to get there, so a minute lasts this until then.
+UNTIL_REBOOTED = 600.0
 WORKER_CLOCK = {
     "boot_seconds": 0.1,
     "agent_register_seconds": 0.1,
     "halt_delay_seconds": 0.05,
     "shutting_down_seconds": 0.1,
     "reboot_seconds": 0.1,
-    "shutdown_minute_seconds": MINUTE,
+    "shutdown_minute_seconds": UNTIL_REBOOTED,
 }
 SLEEPER = "import time\ntime.sleep(120)\n"  # the job outlives the test unless its instance ends
 
@@ -57,7 +61,7 @@ async def _booted(sim: SimulatedAWS, iid: str) -> Path:
     async def armed() -> bool:
         return deadline_file.is_file() and bool(_shutdowns(sim, iid))
 
-    await eventually(armed, timeout=10)
+    await eventually(armed, timeout=60)
     return deadline_file
 
 
@@ -91,17 +95,18 @@ async def test_the_deadline_is_rearmed_after_a_reboot(worker, make_backend, root
     assert _shutdowns(worker, iid) == ["shutdown -h +1 awsjobs: maximum lifetime reached"]
 
     # A reboot loses the scheduled shutdown; the per-boot script arms it again.
+    worker.configure({"clock": {"shutdown_minute_seconds": MINUTE}})  # for the one armed now
     worker.reboot(iid)
     rebooted = time.monotonic()
 
     async def rearmed() -> bool:
         return len(_shutdowns(worker, iid)) == 2
 
-    await eventually(rearmed, timeout=MINUTE)
+    await eventually(rearmed, timeout=60)
     assert _shutdowns(worker, iid)[1] == "shutdown -h +1 awsjobs: maximum lifetime reached"
 
     # ... and the instance ends at its deadline, by itself.
-    instance = await _ended(aws, iid, timeout=3 * MINUTE)
+    instance = await _ended(aws, iid, timeout=60)
     assert instance["StateReason"]["Code"] == "Client.InstanceInitiatedShutdown"
     assert time.monotonic() - rebooted >= MINUTE * 0.9
 
@@ -116,6 +121,7 @@ async def test_a_reboot_past_the_deadline_powers_off_at_once(
     deadline_file.write_text(deadline + "\n")  # passed (or unreadable) while it was down
 
     worker.reboot(iid)
-    instance = await _ended(aws, iid, timeout=MINUTE)
+    # (a `shutdown -h +N` would last N * UNTIL_REBOOTED: ending at all shows it was `now`)
+    instance = await _ended(aws, iid, timeout=60)
     assert instance["StateReason"]["Code"] == "Client.InstanceInitiatedShutdown"
     assert _shutdowns(worker, iid)[-1].startswith("shutdown -h now")

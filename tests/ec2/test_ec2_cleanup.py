@@ -29,7 +29,9 @@ async def test_send_command_fails_and_terminate_fails_for_a_while(make_backend, 
 async def test_a_termination_that_never_succeeds_is_not_called_one(make_backend, root, sim, faults):
     faults.always("ssm", "SendCommand", "AccessDeniedException")
     faults.always("ec2", "TerminateInstances", "UnauthorizedOperation")
-    backend = make_backend(launch_cleanup_timeout_seconds=0.3, ssm_access_denied_grace_seconds=0)
+    # A cleanup budget longer than one TerminateInstances takes on a loaded machine (0.3 s was
+    # not): it must be tried again within it.
+    backend = make_backend(launch_cleanup_timeout_seconds=5.0, ssm_access_denied_grace_seconds=0)
     job = make_job(root)
     with pytest.raises(BackendError) as err:
         await backend.launch(job, Recorder(job))

@@ -155,7 +155,8 @@ async def test_user_data_cap_is_enforced_before_launching(make_backend, root, aw
 async def test_send_command_retried_until_ssm_knows_the_instance(make_backend, root, faults):
     # Real SSM answers InvalidInstanceId until the agent registers.
     faults.add("ssm", "SendCommand", "InvalidInstanceId", times=3)
-    backend = make_backend()
+    # A launch timeout four calls cannot outlast (the fixture's 5 s can on a loaded machine).
+    backend = make_backend(launch_timeout_seconds=600.0)
     job = make_job(root)
     await backend.launch(job, Recorder(job))
     assert job.handle["command_id"]
@@ -304,7 +305,7 @@ async def test_a_duplicate_command_waits_for_the_first_run_and_shares_its_exit_c
     flag = root / "go"
     body = (
         "import pathlib, sys, time\n"
-        "print('ran once')\n"
+        "print('ran once', flush=True)\n"  # seen in the log while it waits
         f"while not pathlib.Path({str(flag)!r}).exists(): time.sleep(0.05)\n"
         "sys.exit(3)\n"
     )
@@ -313,10 +314,12 @@ async def test_a_duplicate_command_waits_for_the_first_run_and_shares_its_exit_c
     lines = await _command_lines(aws, job)
     first = asyncio.create_task(asyncio.to_thread(_run_on_fake_worker, lines, tmp_path))
     log = root / job.log_path
-    for _ in range(400):  # the first run has started the script
+    for _ in range(2400):  # the first run has started the script (a generous bound)
         if log.exists() and "ran once" in log.read_text():
             break
         await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the first run did not start the script")
     second = asyncio.create_task(asyncio.to_thread(_run_on_fake_worker, lines, tmp_path))
     await asyncio.sleep(1.0)
     assert not second.done()  # still waiting for the first run

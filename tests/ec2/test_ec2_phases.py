@@ -19,6 +19,7 @@ from awsjobs_lab.requests import LaunchDefaults
 from awsjobs_lab.service import JobService, ServiceOptions
 from awsjobs_lab.store import JobStore
 from tests.awssim.server import SimulatedAWS
+from tests.awssim.support import eventually
 
 # Slow enough that every phase is seen; the mount takes a while too (clock.mount_seconds).
 CLOCK = {
@@ -35,6 +36,8 @@ WAITS = (
     "    time.sleep(0.02)\n"
 )
 CADENCE = 0.1  # ssm_retry_seconds of these tests
+# SendCommand refused as while the agent registers (AWS's answer), until a test lifts it.
+NOT_REGISTERED = {"service": "ssm", "action": "SendCommand", "error": "InvalidInstanceId"}
 
 
 @pytest.fixture
@@ -94,18 +97,23 @@ def _phase_entries(job: Job) -> list[tuple[str, str | None]]:
 
 
 async def test_phases_advance_and_end_null(
-    make_service: Callable[..., Awaitable[JobService]], root: Path
+    make_service: Callable[..., Awaitable[JobService]], worker: SimulatedAWS, root: Path
 ) -> None:
     service = await make_service()
+    # The agent refuses the command until the booting phase has been seen (a fault rule): a
+    # registration of a second could pass between two looks on a loaded machine.
+    worker.configure({"faults": [NOT_REGISTERED]})
     job = await service.create_job({"path": "work/waits.py"})
     seen: list[str] = []
 
-    def note(j: Job) -> bool:
+    def note(j: Job, phase: str) -> bool:
         if j.phase and (not seen or seen[-1] != j.phase):
             seen.append(j.phase)
-        return j.phase == phases.RUNNING
+        return j.phase == phase
 
-    running = await _until(service, job.id, note, "the running phase")
+    await _until(service, job.id, lambda j: note(j, phases.BOOTING), "the booting phase")
+    worker.configure({"faults": []})
+    running = await _until(service, job.id, lambda j: note(j, phases.RUNNING), "the running one")
     assert running.state is JobState.RUNNING and running.phase_since is not None
     assert phases.BOOTING in seen  # the agent registers well after the launch returns
 
@@ -139,7 +147,16 @@ async def test_send_command_keeps_a_steady_cadence_until_the_agent_registers(
         return pauses[-1]
 
     backend.command_sender.pause = recorded  # type: ignore[method-assign]
+    # Refused a few times for sure (a fault rule, as while the agent registers): on a loaded
+    # machine the registration could come before a second attempt.
+    worker.configure({"faults": [NOT_REGISTERED]})
     job = await service.create_job({"path": "work/waits.py"})
+
+    async def refused_thrice() -> bool:
+        return worker.record.faults_by_action["ssm:SendCommand:InvalidInstanceId"] >= 3
+
+    await eventually(refused_thrice)
+    worker.configure({"faults": []})
     await _until(
         service,
         job.id,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ec2_helpers import Recorder, make_job
+from ec2_helpers import Recorder, make_job, set_state
 
 from awsjobs_lab.aws import tags
 from awsjobs_lab.backends.ec2 import EC2Backend
@@ -242,8 +242,9 @@ async def test_the_last_attempt_interrupted_reads_interrupted(service, worker, r
 async def test_stop_during_a_relaunch_stops_everything(service, worker, root, aws):
     job = await service.create_job({"path": "work/train.py", "spot": True})
     first = await _running_attempt(service, root, job.id, 1)
-    # The relaunch's instance boots slowly: the Stop arrives while the job is launching again.
-    worker.configure({"clock": {"boot_seconds": 1.0}})
+    # The relaunch's instance does not boot within the test: the Stop arrives while the job is
+    # launching again (a boot of a second could end before a loaded machine looks).
+    worker.configure({"clock": {"boot_seconds": 600}})
     worker.interrupt_spot(first.attempts[0].instance_id)
     relaunching = await _until(
         service,
@@ -338,8 +339,10 @@ time.sleep(120)
 
 async def test_the_spot_notice_sends_sigterm_and_is_logged(imds, service, worker, root):
     (root / "work" / "train.py").write_text(CHECKPOINTER)
-    # The notice comes well ahead of the reclamation, as on AWS (two minutes there).
-    worker.configure({"clock": {"spot_notice_seconds": 3.0}})
+    # The notice comes well ahead of the reclamation, as on AWS (two minutes there): here AWS
+    # reclaims the instance once the job has answered the notice (set_state), not after a
+    # delay a loaded machine could outlast before the worker has seen the notice.
+    worker.configure({"clock": {"spot_notice_seconds": 600}})
     job = await service.create_job({"path": "work/train.py", "spot": True, "max_attempts": 2})
     first = await _running_attempt(service, root, job.id, 1)
     imds.notice = '{"action": "terminate", "time": "2026-11-30T12:00:00Z"}'
@@ -352,6 +355,7 @@ async def test_the_spot_notice_sends_sigterm_and_is_logged(imds, service, worker
     assert "SIGTERM on attempt 1: checkpointing" in log
     assert "not recorded; this attempt ends when AWS reclaims the instance" in log
     assert noticed.state is JobState.RUNNING  # no exit code recorded: not `failed`
+    set_state(worker, first.attempts[0].instance_id, "Server.SpotInstanceTermination")
     imds.notice = None
     done = await _until(service, job.id, lambda j: not j.is_active, "the job to end")
     assert done.state is JobState.SUCCEEDED

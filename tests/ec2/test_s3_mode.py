@@ -11,11 +11,13 @@ import contextlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ec2_helpers import set_state
 
 from awsjobs_lab.aws.command_s3 import S3Locations, build_s3_commands
 from awsjobs_lab.backends.ec2 import EC2Backend
@@ -607,27 +609,35 @@ async def test_a_spot_interruption_uploads_what_the_job_made_before_the_reclaim(
     folder: Path,
     root: Path,
     worker: SimulatedAWS,
+    bucket: Any,
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AWSJOBS_SPOT_POLL_SECONDS", "0.1")  # the workers' notice watcher
-    worker.configure({"clock": {"spot_notice_seconds": 6.0}})  # AWS: two minutes
+    # AWS: two minutes. Here AWS reclaims the instance once the outputs are in S3 (set_state),
+    # not after a delay the worker's uploads could outlast on a loaded machine.
+    worker.configure({"clock": {"spot_notice_seconds": 600}})
     job = await service.create_job({"path": "work/partial.py", "spot": True, "max_attempts": 1})
     running = await until(
         service, job.id, lambda j: "wrote partial.txt" in log_of(root, j), "the file"
     )
     assert running.instance_id is not None
     worker.interrupt_spot(running.instance_id)
+
+    async def uploaded() -> list[str]:
+        return await keys_under(bucket, area_of(running).outputs)
+
+    await eventually(uploaded, timeout=120)
+    set_state(worker, running.instance_id, "Server.SpotInstanceTermination")
     done = await until(service, job.id, lambda j: j.state.is_terminal, "the interruption")
     assert done.state is JobState.INTERRUPTED, done.to_dict()
     assert (folder / "partial.txt").read_text() == "half way"  # uploaded after the notice
     assert await live_instances(aws) == []
 
 
-# The boot script's deadline, a few seconds away (what `shutdown -h +N` stands for here).
+# Boots ready, its deadline not written yet (the test writes it, see below).
 NEAR_DEADLINE_BOOT = """#!/bin/bash
 mkdir -p /run/awsjobs /var/lib/awsjobs
-echo $(( $(date +%s) + 12 )) > /var/lib/awsjobs/deadline
 touch /run/awsjobs/ready
 """
 
@@ -653,6 +663,12 @@ async def test_the_worker_sends_sigterm_before_its_deadline_and_uploads_then_hal
         ec2, UserData=NEAR_DEADLINE_BOOT, InstanceInitiatedShutdownBehavior="terminate"
     )
     await registered(worker, iid)
+    # The boot script's deadline, a few seconds away (what `shutdown -h +N` stands for here),
+    # written just before the command goes out rather than at boot: on a loaded machine the
+    # boot and the registration could use up most of a few seconds, and a SIGTERM before the
+    # job has made its file would leave nothing to upload.
+    deadline = worker.sandbox(iid) / "var/lib/awsjobs/deadline"
+    deadline.write_text(f"{int(time.time()) + 15}\n")
     await ssm.send_command(
         InstanceIds=[iid], DocumentName="AWS-RunShellScript", Parameters={"commands": lines}
     )

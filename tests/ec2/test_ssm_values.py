@@ -164,7 +164,8 @@ async def test_access_denied_while_the_agent_registers_is_waited_out(
     worker, make_backend, root, faults
 ):
     faults.add("ssm", "SendCommand", "AccessDeniedException", times=3)
-    backend = make_backend(worker_python=sys.executable)
+    # A launch timeout four calls cannot outlast (the fixture's 5 s can on a loaded machine).
+    backend = make_backend(worker_python=sys.executable, launch_timeout_seconds=600.0)
     job = _job_in_braces(root)
     await backend.launch(job, Recorder(job))
 
@@ -173,12 +174,16 @@ async def test_access_denied_while_the_agent_registers_is_waited_out(
     assert await _exit_code(backend, job) == "0\n"  # the job ran
 
 
-@pytest.mark.parametrize("grace", [0.2, 0.0])
+@pytest.mark.parametrize("grace", [5.0, 0.0])
 async def test_access_denied_past_the_window_fails_and_terminates(
     make_backend, root, sim, faults, aws, grace
 ):
     faults.always("ssm", "SendCommand", "AccessDeniedException")
-    backend = make_backend(ssm_access_denied_grace_seconds=grace)
+    # A window longer than a first SendCommand takes on a loaded machine, so that a second
+    # attempt is made within it; the launch timeout is longer still.
+    backend = make_backend(
+        ssm_access_denied_grace_seconds=grace, ssm_retry_seconds=0.25, launch_timeout_seconds=60.0
+    )
     job = make_job(root)
     with pytest.raises(BackendError) as err:
         await backend.launch(job, Recorder(job))

@@ -221,13 +221,17 @@ async def test_the_server_sweeps_at_start_and_periodically(seeded, make_backend,
 async def test_image_builders_past_their_deadline_are_orphans(sim, make_backend, aws):
     backend = make_backend(owner=OWNER)
     ec2 = await aws("ec2")
-    late = await _seed(ec2, **{tags.ROLE: tags.ROLE_IMAGE_BUILDER, tags.EXPIRES_AT: _at(-60)})
+    expired = time.time() - 60  # (compared below with this, not with a later clock)
+    late = await _seed(
+        ec2,
+        **{tags.ROLE: tags.ROLE_IMAGE_BUILDER, tags.EXPIRES_AT: tags.expires_at_value(expired)},
+    )
     await _seed(ec2, **{tags.ROLE: tags.ROLE_IMAGE_BUILDER, tags.EXPIRES_AT: _at(HOUR)})
     orphans = await backend.find_orphans(set())
     assert [o["instance_id"] for o in orphans] == [late]
     assert orphans[0]["role"] == "image-builder"
     rows = {r["instance_id"]: r for r in await backend.list_instances()}
-    assert rows[late]["expires_at"] == pytest.approx(time.time() - 60, abs=5)
+    assert rows[late]["expires_at"] == pytest.approx(expired, abs=5)
 
 
 # -- launch templates left by a crash ---------------------------------------------------------
