@@ -166,6 +166,7 @@ class AWSJobs(ExtensionApp):
 
     service: JobService | None = None
     schedules: ScheduleService | None = None
+    _backends: dict[str, Backend] | None = None  # made when the extension is linked
 
     def _load_backends(self, root_dir: str) -> dict[str, Backend]:
         loaded: dict[str, Backend] = {}
@@ -186,10 +187,33 @@ class AWSJobs(ExtensionApp):
             loaded[backend_id] = backend
         return loaded
 
+    def _root_dir(self) -> str:
+        assert self.serverapp is not None
+        return str(Path(self.serverapp.root_dir).expanduser().resolve())
+
+    def _prepared_backends(self) -> dict[str, Backend]:
+        """The enabled backends, each told to begin what takes long to get ready."""
+        backends = self._load_backends(self._root_dir())
+        for backend_id, backend in backends.items():
+            try:
+                backend.prepare()
+            except Exception:  # it only gets a head start: `start` still runs
+                self.log.exception("awsjobs: preparing the %s backend failed", backend_id)
+        return backends
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        super()._link_jupyter_server_extension(serverapp)
+        # The earliest moment our config is known, half a second or more before
+        # initialize_settings (the server builds its web app in between): the warm
+        # notebook runner's imports then overlap the server's start.
+        self._backends = self._prepared_backends()
+
     def initialize_settings(self) -> None:
         assert self.serverapp is not None
-        root_dir = str(Path(self.serverapp.root_dir).expanduser().resolve())
-        backends = self._load_backends(root_dir)
+        root_dir = self._root_dir()
+        backends = self._backends if self._backends is not None else self._prepared_backends()
+        for backend in backends.values():
+            backend.root_dir = root_dir  # as the server has it now
         default_backend = self.default_backend
         if default_backend not in backends and backends:
             fallback = next(iter(backends))
@@ -216,7 +240,7 @@ class AWSJobs(ExtensionApp):
             max_hourly_spend=self.max_hourly_spend,
         )
         store = JobStore(Path(self.data_path) / "jobs.sqlite")
-        # Objects only: nothing starts here (no loop work in initialize_settings).
+        # Objects only: nothing else starts here (no loop work in initialize_settings).
         self.service = JobService(store, backends, Path(root_dir), options, log=self.log)
         self.settings["awsjobs_service"] = self.service
         self.schedules = ScheduleService(

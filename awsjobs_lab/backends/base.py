@@ -135,6 +135,11 @@ class Backend(LoggingConfigurable):
             "capabilities": self.capabilities.to_dict(),
         }
 
+    def prepare(self) -> None:
+        """Called once when the extension loads, before the event loop runs: begin what takes
+        long to get ready (a process), so that it overlaps the rest of the server's start.
+        No loop work here; `start` follows."""
+
     async def start(self) -> None:
         """Called once when the server extension starts (create clients, start loops)."""
 

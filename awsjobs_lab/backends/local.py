@@ -152,9 +152,15 @@ class LocalBackend(Backend):
         self._stop_requested: set[str] = set()
         self._warm: WarmRunner | None = None
 
-    async def start(self) -> None:
+    def prepare(self) -> None:
         if self.warm_notebook_runner:
             self._warm = WarmRunner(sys.executable, self.log)
+            self._warm.spawn_early()  # its imports overlap the server's own start
+
+    async def start(self) -> None:
+        if self.warm_notebook_runner:
+            if self._warm is None:
+                self._warm = WarmRunner(sys.executable, self.log)
             self._warm.ensure_started()  # in the background: never delays the server
 
     async def close(self) -> None:

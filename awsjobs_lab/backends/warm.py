@@ -32,10 +32,11 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import traceback
 from stat import S_ISREG
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from .priority import own_process_group
 from .procfs import live_processes
@@ -211,6 +212,74 @@ def serve() -> None:
 # -- the client, in the server -------------------------------------------------------------
 
 
+class _RunnerProcess(Protocol):
+    """What the client needs of the runner's process (asyncio's `Process` has it)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdin(self) -> asyncio.StreamWriter | None: ...
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+    def kill(self) -> None: ...
+    async def wait(self) -> int: ...
+
+
+class _AdoptedProcess:
+    """A runner started by `subprocess.Popen` before the event loop ran (`WarmRunner.
+    spawn_early`), driven through asyncio streams once it runs."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdin: asyncio.StreamWriter,
+        stdout: asyncio.StreamReader,
+    ) -> None:
+        self._popen = popen
+        self.stdin: asyncio.StreamWriter | None = stdin
+        self.stdout: asyncio.StreamReader | None = stdout
+
+    @classmethod
+    async def adopt(cls, popen: subprocess.Popen[bytes]) -> _AdoptedProcess:
+        assert popen.stdin is not None and popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+        protocol = asyncio.StreamReaderProtocol(asyncio.StreamReader())  # flow control only
+        transport, _ = await loop.connect_write_pipe(lambda: protocol, popen.stdin)
+        return cls(popen, asyncio.StreamWriter(transport, protocol, None, loop), reader)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    def kill(self) -> None:
+        self._popen.kill()
+        if self.stdin is not None:
+            self.stdin.close()
+        # Reaped in a thread: asyncio's child watcher does not know this process.
+        asyncio.get_running_loop().run_in_executor(None, self._popen.wait)
+
+    async def wait(self) -> int:
+        return await asyncio.to_thread(self._popen.wait)
+
+
+async def _end(popen: subprocess.Popen[bytes]) -> None:
+    """Kill and reap a runner that was never adopted, and close our ends of its pipes."""
+    with contextlib.suppress(ProcessLookupError):
+        popen.kill()
+    await asyncio.to_thread(popen.wait)
+    for pipe in (popen.stdin, popen.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
 class WarmRunner:
     """The server's side: starts the runner, asks it to fork, releases children, stops it.
 
@@ -230,7 +299,8 @@ class WarmRunner:
         self.timeout = timeout
         self.restart_seconds = restart_seconds  # at most one (re)start in this time
         self._last_start: float | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: _RunnerProcess | None = None
+        self._early: subprocess.Popen[bytes] | None = None  # spawned before the loop ran
         self._ready = False
         self._lock = asyncio.Lock()
         self._starting: asyncio.Task[None] | None = None
@@ -242,6 +312,27 @@ class WarmRunner:
 
     def ready(self) -> bool:
         return self._ready and self._proc is not None and self._proc.returncode is None
+
+    def spawn_early(self) -> None:
+        """Start the runner's process now, before the event loop runs (the extension's load):
+        its imports then overlap the rest of the server's start, and the first notebook job
+        finds it ready. `ensure_started` adopts it. If the server dies before that, the
+        runner reads EOF on its stdin and exits."""
+        if self._early is not None or self._proc is not None:
+            return
+        try:
+            self._early = subprocess.Popen(
+                self._argv(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd="/",
+                **own_process_group(),
+            )
+        except OSError as err:
+            self.log.warning("awsjobs: cannot start the warm notebook runner: %s", err)
+
+    def _argv(self) -> list[str]:
+        return [self.python, "-m", __name__]
 
     def ensure_started(self) -> None:
         """Start (or restart) the runner in the background, unless it runs or is starting."""
@@ -275,19 +366,8 @@ class WarmRunner:
 
     async def _start_process(self) -> None:
         self._kill()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                self.python,
-                "-m",
-                __name__,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=None,  # the server's log: the runner's own errors, if any
-                cwd="/",
-                **own_process_group(),  # not in the server's group: no terminal Ctrl-C
-            )
-        except OSError as err:
-            self.log.warning("awsjobs: cannot start the warm notebook runner: %s", err)
+        proc = await self._adopt_early() or await self._spawn()
+        if proc is None:
             return
         self._proc = proc
         assert proc.stdout is not None
@@ -300,6 +380,33 @@ class WarmRunner:
         if not self._ready:
             self.log.warning("awsjobs: the warm notebook runner did not start; not using it")
             self._kill()
+
+    async def _adopt_early(self) -> _RunnerProcess | None:
+        """The process `spawn_early` started, if it still runs."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        if early.poll() is None:
+            try:
+                return await _AdoptedProcess.adopt(early)
+            except OSError as err:
+                self.log.warning("awsjobs: the early warm notebook runner is unusable: %s", err)
+        await _end(early)
+        return None
+
+    async def _spawn(self) -> _RunnerProcess | None:
+        try:
+            return await asyncio.create_subprocess_exec(
+                *self._argv(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=None,  # the server's log: the runner's own errors, if any
+                cwd="/",
+                **own_process_group(),  # not in the server's group: no terminal Ctrl-C
+            )
+        except OSError as err:
+            self.log.warning("awsjobs: cannot start the warm notebook runner: %s", err)
+            return None
 
     def _kill(self) -> None:
         """End the runner now; children not yet released read EOF and run nothing."""
@@ -355,6 +462,9 @@ class WarmRunner:
             self._starting.cancel()
             with contextlib.suppress(BaseException):
                 await self._starting
+        if self._early is not None:  # spawned, never adopted (the server never ran its loop)
+            early, self._early = self._early, None
+            await _end(early)
         proc, self._proc = self._proc, None
         self._ready = False
         if proc is None or proc.returncode is not None:

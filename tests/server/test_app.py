@@ -11,6 +11,7 @@ import pytest
 import awsjobs_lab
 from awsjobs_lab import app as app_module
 from awsjobs_lab.app import AWSJobs
+from awsjobs_lab.backends import warm as warm_module
 
 
 def test_entry_points() -> None:
@@ -30,6 +31,13 @@ async def test_configured_objects(service: Any, jp_root_dir: Path, tmp_path: Pat
     assert service.store.path == tmp_path / "awsjobs-data" / "jobs.sqlite"
     assert service.store.path.exists()
     assert list(service.backends) == ["local", "ec2"]
+
+
+async def test_the_warm_runner_is_spawned_when_the_extension_is_linked(service: Any) -> None:
+    # Spawned at link (config known, the server's web app not built yet), adopted at start.
+    runner = service.backends["local"]._warm
+    assert runner is not None and await runner.wait_started()
+    assert isinstance(runner._proc, warm_module._AdoptedProcess)
 
 
 async def test_ec2_job_while_ec2_is_not_configured(api: Any, jp_root_dir: Path) -> None:

@@ -243,3 +243,102 @@ def test_a_kernel_that_died_while_starting_is_started_again(
     assert warm_module.run_cli(failing_cell, []) == 1
     assert warm_module.run_cli(lambda **kw: None, []) == 0
     assert warm_module.run_cli(lambda **kw: sys.exit(3), []) == 3
+
+
+# -- started before the event loop runs (the extension's load) ---------------------------
+
+
+def _reaped(pid: int) -> bool:
+    """True once `pid` is gone, zombie included (our child would stay one until reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "X"
+    except FileNotFoundError:
+        return True
+
+
+async def test_a_runner_spawned_at_load_is_adopted_runs_notebooks_and_is_closed(
+    tmp_path: Path,
+) -> None:
+    backend = LocalBackend(stop_grace_seconds=3.0, poll_seconds=0.2)
+    backend.root_dir = str(tmp_path)
+    backend.prepare()  # what the app does in initialize_settings, before the loop runs
+    runner = backend._warm
+    assert runner is not None and runner._early is not None
+    early_pid = runner._early.pid
+    jobs: list[Job] = []
+    try:
+        await backend.start()
+        assert await runner.wait_started(), "the early runner was not adopted"
+        assert runner.pid == early_pid  # the same process: no second start
+        assert isinstance(runner._proc, warm_module._AdoptedProcess)
+        job = notebook(tmp_path, "nb.ipynb", "print('from the early runner')")
+        rec = await launch(backend, jobs, job)
+        assert rec.handle["warm"] is True
+        outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+        assert outcome.state is JobState.SUCCEEDED, (tmp_path / job.log_path).read_text()
+    finally:
+        await backend.close()
+        kill_leftovers(jobs)
+    assert _reaped(early_pid)
+
+
+async def test_an_early_runner_that_died_is_replaced_and_one_never_adopted_is_ended(
+    tmp_path: Path,
+) -> None:
+    died = LocalBackend()
+    died.root_dir = str(tmp_path)
+    died.prepare()
+    assert died._warm is not None and died._warm._early is not None
+    early = died._warm._early
+    early.kill()
+    await asyncio.to_thread(early.wait)
+    try:
+        await died.start()
+        assert await died._warm.wait_started()
+        assert died._warm.pid not in (None, early.pid)  # a new one, started the usual way
+    finally:
+        await died.close()
+
+    # The server stopped before its loop ran: close() ends (and reaps) the early process.
+    never = LocalBackend()
+    never.root_dir = str(tmp_path)
+    never.prepare()
+    assert never._warm is not None and never._warm._early is not None
+    pid = never._warm._early.pid
+    await never.close()
+    assert _reaped(pid)
+
+
+async def test_an_adopted_runner_that_dies_falls_back_and_is_restarted(tmp_path: Path) -> None:
+    backend = LocalBackend(stop_grace_seconds=3.0, poll_seconds=0.2)
+    backend.root_dir = str(tmp_path)
+    backend.prepare()
+    jobs: list[Job] = []
+    try:
+        await backend.start()
+        runner = backend._warm
+        assert runner is not None and await runner.wait_started()
+        assert runner.pid is not None
+        adopted = runner.pid
+        runner.restart_seconds = 0.0
+        os.kill(adopted, signal.SIGKILL)
+
+        async def dead() -> bool:
+            return not runner.ready()
+
+        await poll(dead, "the adopted runner to be seen dead")
+        job = notebook(tmp_path, "nb.ipynb", "print('fell back')")
+        rec = await launch(backend, jobs, job)
+        assert rec.handle["warm"] is False
+        outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+        assert outcome.state is JobState.SUCCEEDED, (tmp_path / job.log_path).read_text()
+        assert await runner.wait_started() and runner.pid != adopted
+
+        async def reaped() -> bool:
+            return _reaped(adopted)
+
+        await poll(reaped, "the dead runner to be reaped")
+    finally:
+        await backend.close()
+        kill_leftovers(jobs)
