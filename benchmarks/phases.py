@@ -16,7 +16,7 @@ defaults). Jobs run through the real JobService and store; each is a script that
 - POST → final, minus what AWS and the script take (boot + registration + mount + the script):
   our overhead, ≤ 10 s, reported beside the total.
 
-Local: the first notebook job after our server starts (its warm runner still starting) against
+Local: the first notebook job after our server starts (its warm runner perhaps not ready) against
 the median of the three after it: at most 1.2 times (the median of three server starts).
 """
 
@@ -346,7 +346,8 @@ def _local_first_job(
         strict=False,
         note=f"starts: {', '.join(f'{r[0]:.2f}' for r in ratios)}; the median start: first "
         f"{first:.2f} s, following median {rest:.2f} s ({following} jobs); the warm runner "
-        "starts with the server and the first job waits for it",
+        "is spawned when the extension is linked, before the server's web app is built; a "
+        "first job that comes before it is ready waits for it",
     )
 
 
