@@ -20,6 +20,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +45,30 @@ def log_view_poll_seconds() -> float:
     return float(schema["properties"]["logPollIntervalSeconds"]["default"])
 
 
+@dataclass(frozen=True)
+class Load:
+    """The load of a pass, on our server: `jobs` POSTed at once, the logs of the first
+    `followers` followed `poll` seconds apart at their end; `passes` of it per measurement."""
+
+    server: Server
+    client: Client
+    jobs: int
+    followers: int
+    passes: int
+    poll: float
+
+
 def run(report: Report, procs: Processes, tmp: Path, quick: bool) -> None:
     server = start_ours(procs, tmp / "ours-loop")
     log(f"our server on 127.0.0.1:{server.port}")
     client = server.client()
     jobs, followers = (40, 10) if quick else (200, 50)
-    passes = 1 if quick else PASSES
+    load = Load(server, client, jobs, followers, 1 if quick else PASSES, log_view_poll_seconds())
     try:
         write_chatty_script(server.root)
-        poll = log_view_poll_seconds()
-        lag_pass(report, server, client, jobs, followers, passes, poll)
-        slow_callback_pass(report, server, client, jobs, followers, passes, poll)
-        stress_pass(report, server, client, jobs, followers)
+        lag_pass(report, load)
+        slow_callback_pass(report, load)
+        stress_pass(report, replace(load, passes=1, poll=STRESS_POLL_SECONDS))
         control_burst(report, server, client, jobs)
     finally:
         client.close()
@@ -136,41 +149,37 @@ def wait_for_jobs_to_end(client: Client, timeout: float = 90.0) -> None:
     log("some jobs were still active after 90 s")
 
 
-def _lag_runs(
-    server: Server, client: Client, jobs: int, followers: int, passes: int, poll: float
-) -> tuple[dict[str, Any], list[Run]]:
-    """The probe's figures idle, then for each of `passes` times the same load."""
+def _apply(load: Load) -> dict[str, float]:
+    return asyncio.run(create_and_follow(load.server, load.jobs, load.followers, load.poll))
+
+
+def _lag_runs(load: Load) -> tuple[dict[str, Any], list[Run]]:
+    """The probe's figures idle, then for each of the passes the probe's figures."""
+    client = load.client
     probe_reset(client)
     time.sleep(1.0)
     quiet = probe_stats(client)
     runs = []
-    for _ in range(passes):
+    for _ in range(load.passes):
         probe_reset(client)
         load_average = os.getloadavg()[0]
-        load = asyncio.run(create_and_follow(server, jobs, followers, poll))
+        figures = _apply(load)
         stats = probe_stats(client, detail=True)
         wait_for_jobs_to_end(client)
-        runs.append((stats, load, load_average))
+        runs.append((stats, figures, load_average))
     return quiet, runs
 
 
-def lag_pass(
-    report: Report,
-    server: Server,
-    client: Client,
-    jobs: int,
-    followers: int,
-    passes: int,
-    poll: float,
-) -> None:
+def lag_pass(report: Report, load: Load) -> None:
     """`passes` times the same load; each row is the median pass (a 2-core machine shared
     with 200 job processes and the load generator varies from one pass to the next)."""
-    quiet, runs = _lag_runs(server, client, jobs, followers, passes, poll)
+    quiet, runs = _lag_runs(load)
+    jobs, passes = load.jobs, load.passes
     what = (
-        f"while {jobs} jobs are created concurrently and {followers} logs followed "
-        f"(polled {poll:g} s apart at their end, as the log view does)"
+        f"while {jobs} jobs are created concurrently and {load.followers} logs followed "
+        f"(polled {load.poll:g} s apart at their end, as the log view does)"
     )
-    stats, load, load_average = _median_run(runs, "p99_lag")
+    stats, figures, load_average = _median_run(runs, "p99_lag")
     report.limit_row(
         SECTION,
         f"event loop: p99 tick lag {what} (median of {passes} passes)",
@@ -181,7 +190,7 @@ def lag_pass(
             f"{stats['ticks']} ticks of 5 ms, {_late(stats)} of them 20 ms late or more; "
             "without the loop thread's wait for a CPU "
             f"(other processes had the cores) p99 {ms(stats['p99_own_lag'] or 0):.1f} ms; "
-            f"{jobs} POSTs took {load['created_s']:.1f} s; {load['polls']:.0f} log polls; "
+            f"{jobs} POSTs took {figures['created_s']:.1f} s; {figures['polls']:.0f} log polls; "
             f"idle before: max {ms(quiet['max_lag'] or 0):.1f} ms; load average "
             f"{load_average:.1f} on {os.cpu_count()} cores at the start"
         ),
@@ -241,42 +250,35 @@ def _sites(reports: list[dict[str, Any]], key: str, top: int = 3) -> str:
     )
 
 
-def stress_pass(report: Report, server: Server, client: Client, jobs: int, followers: int) -> None:
-    """One lag pass with the logs followed ten times as often as the log view does: how
-    the loop fares past the product's own load (no target)."""
-    _, runs = _lag_runs(server, client, jobs, followers, 1, STRESS_POLL_SECONDS)
-    stats, load, _ = runs[0]
+def stress_pass(report: Report, load: Load) -> None:
+    """One lag pass with the logs followed more often than the log view does: how the loop
+    fares past the product's own load (no target)."""
+    _, runs = _lag_runs(load)
+    stats, figures, _ = runs[0]
     report.add(
         Row(
             SECTION,
-            f"event loop, stress: p99 tick lag and largest stall while {jobs} jobs are created "
-            f"concurrently and {followers} logs followed {STRESS_POLL_SECONDS:g} s apart at "
+            f"event loop, stress: p99 tick lag and largest stall while {load.jobs} jobs are "
+            f"created concurrently and {load.followers} logs followed {load.poll:g} s apart at "
             "their end (ten times the log view's rate; one pass)",
             "ms",
             ms(stats["p99_lag"]),
             note=(
                 f"largest stall {ms(stats['max_lag']):.1f} ms; without the loop thread's wait "
                 f"for a CPU p99 {ms(stats['p99_own_lag'] or 0):.1f} ms; "
-                f"{load['polls']:.0f} log polls; {_collections(stats)}"
+                f"{figures['polls']:.0f} log polls; {_collections(stats)}"
             ),
         )
     )
 
 
-def slow_callback_pass(
-    report: Report,
-    server: Server,
-    client: Client,
-    jobs: int,
-    followers: int,
-    passes: int,
-    poll: float,
-) -> None:
+def slow_callback_pass(report: Report, load: Load) -> None:
     """`passes` times the load in asyncio's debug mode; each row is the median pass."""
+    client, passes = load.client, load.passes
     tallies = []
     for _ in range(passes):
         probe_reset(client, debug=True)
-        asyncio.run(create_and_follow(server, jobs, followers, poll))
+        _apply(load)
         stats = probe_stats(client)
         probe_stop(client)
         wait_for_jobs_to_end(client)
@@ -288,9 +290,9 @@ def slow_callback_pass(
             f"ours={r['ours']} where={r['where']} handle={r['handle'][:100]}"
         )
     what = (
-        f"{jobs} concurrent creates and {followers} followed logs (polled {poll:g} s apart at "
-        f"their end; asyncio debug mode, slow_callback_duration 5 ms; median of {passes} "
-        "passes)"
+        f"{load.jobs} concurrent creates and {load.followers} followed logs (polled "
+        f"{load.poll:g} s apart at their end; asyncio debug mode, slow_callback_duration 5 ms; "
+        f"median of {passes} passes)"
     )
     tally = median_item(tallies, lambda t: len(t.ours))
     note = f"passes: {', '.join(str(len(t.ours)) for t in tallies)}; the median pass: "
