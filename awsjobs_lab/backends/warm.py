@@ -212,6 +212,11 @@ def serve() -> None:
 # -- the client, in the server -------------------------------------------------------------
 
 
+# How the runner is started, early or not. Its stderr is the server's (its own errors, if
+# any); its own process group keeps a terminal's Ctrl-C, meant for the server, away from it.
+_SPAWN_OPTIONS: dict[str, Any] = {"stderr": None, "cwd": "/", **own_process_group()}
+
+
 class _RunnerProcess(Protocol):
     """What the client needs of the runner's process (asyncio's `Process` has it)."""
 
@@ -322,11 +327,7 @@ class WarmRunner:
             return
         try:
             self._early = subprocess.Popen(
-                self._argv(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                cwd="/",
-                **own_process_group(),
+                self._argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, **_SPAWN_OPTIONS
             )
         except OSError as err:
             self.log.warning("awsjobs: cannot start the warm notebook runner: %s", err)
@@ -397,12 +398,7 @@ class WarmRunner:
     async def _spawn(self) -> _RunnerProcess | None:
         try:
             return await asyncio.create_subprocess_exec(
-                *self._argv(),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=None,  # the server's log: the runner's own errors, if any
-                cwd="/",
-                **own_process_group(),  # not in the server's group: no terminal Ctrl-C
+                *self._argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, **_SPAWN_OPTIONS
             )
         except OSError as err:
             self.log.warning("awsjobs: cannot start the warm notebook runner: %s", err)
