@@ -152,16 +152,19 @@ class LocalBackend(Backend):
         self._stop_requested: set[str] = set()
         self._warm: WarmRunner | None = None
 
+    def _warm_runner(self) -> WarmRunner:
+        """The warm runner's client, made once (by `prepare`, else by `start`)."""
+        if self._warm is None:
+            self._warm = WarmRunner(sys.executable, self.log)
+        return self._warm
+
     def prepare(self) -> None:
         if self.warm_notebook_runner:
-            self._warm = WarmRunner(sys.executable, self.log)
-            self._warm.spawn_early()  # its imports overlap the server's own start
+            self._warm_runner().spawn_early()  # its imports overlap the server's own start
 
     async def start(self) -> None:
         if self.warm_notebook_runner:
-            if self._warm is None:
-                self._warm = WarmRunner(sys.executable, self.log)
-            self._warm.ensure_started()  # in the background: never delays the server
+            self._warm_runner().ensure_started()  # in the background: never delays the server
 
     async def close(self) -> None:
         if self._warm is not None:
