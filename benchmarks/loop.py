@@ -286,7 +286,8 @@ def slow_callback_pass(report: Report, load: Load) -> None:
     for r in sorted(tallies[-1].reports, key=lambda r: -r["seconds"])[:15]:
         log(
             f"slow callback {ms(r['seconds']):.0f} ms (alone {ms(r['own_seconds']):.0f}, cpu "
-            f"{ms(r['cpu'] or 0):.0f}, waiting for a CPU {ms(r['queued'] or 0):.0f}): "
+            f"{ms(r['cpu'] or 0):.0f}, waiting for a CPU {ms(r['queued'] or 0):.0f}, garbage "
+            f"collection {ms(r.get('collecting') or 0):.0f}): "
             f"ours={r['ours']} where={r['where']} handle={r['handle'][:100]}"
         )
     what = (
@@ -311,7 +312,7 @@ def slow_callback_pass(report: Report, load: Load) -> None:
             f"loop thread's stack during each callback; {len(tally.reported)} of ours "
             f"reported, {len(tally.reported) - len(tally.ours)} of them under 5 ms without "
             "the probe's own reads around them (each gives up the GIL, and under load waits "
-            "to get it back)"
+            f"to get it back); {_collected(tally.ours)}"
         ),
     )
     tally = median_item(tallies, lambda t: len(t.own))
@@ -327,9 +328,17 @@ def slow_callback_pass(report: Report, load: Load) -> None:
             f"{len(tally.busy)} of ours used 5 ms of CPU or more; "
             f"{len(tally.ours) - len(tally.own)} of ours were slow only because the loop "
             "thread was waiting for a CPU (/proc schedstat around each callback); "
-            f"left: {_sites(tally.own, 'ours') or 'none'}"
+            f"left: {_sites(tally.own, 'ours') or 'none'}; {_collected(tally.own)}"
         ),
     )
+
+
+def _collected(reports: list[dict[str, Any]]) -> str:
+    """How many of `reports` had a garbage collection inside them (a collection holds the GIL,
+    whichever thread's allocation set it off)."""
+    pauses = [r["collecting"] for r in reports if (r.get("collecting") or 0.0) >= 0.001]
+    longest = f" (the longest {ms(max(pauses)):.0f} ms)" if pauses else ""
+    return f"{len(pauses)} of those had a garbage collection of 1 ms or more inside{longest}"
 
 
 class _SlowCallbacks:

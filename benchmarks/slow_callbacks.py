@@ -14,6 +14,7 @@ wrapped while the pass lasts).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import sys
@@ -88,6 +89,22 @@ class _LastCallback:
     seconds = 0.0
     cpu = 0.0
     queued = 0.0
+    collecting = 0.0  # seconds of garbage collection inside it
+
+
+class _Collections:
+    """Seconds spent in garbage collection so far, in any thread (a collection holds the GIL:
+    the loop thread cannot run during one)."""
+
+    total = 0.0
+    since = 0.0
+
+    @classmethod
+    def callback(cls, phase: str, _info: dict[str, int]) -> None:  # a `gc.callbacks` entry
+        if phase == "start":
+            cls.since = time.perf_counter()
+        else:
+            cls.total += time.perf_counter() - cls.since
 
 
 LAST = _LastCallback()
@@ -99,11 +116,13 @@ def _measured_run(handle: asyncio.Handle) -> None:  # while the pass lasts, Hand
     # GIL: with busy worker threads, getting it back can take the 5 ms switch interval. The
     # callback's own time is therefore taken between the reads.
     cpu, queued = time.thread_time(), run_delay()
+    collecting = _Collections.total
     start = time.perf_counter()
     try:
         _ORIGINAL_RUN(handle)
     finally:
         LAST.seconds = time.perf_counter() - start
+        LAST.collecting = _Collections.total - collecting
         LAST.handle = handle
         LAST.cpu = time.thread_time() - cpu
         LAST.queued = run_delay() - queued
@@ -133,6 +152,7 @@ class SlowCallbacks(logging.Handler):
         setattr(asyncio_constants, "DEBUG_STACK_DEPTH", 0)  # noqa: B010 (a Final constant)
         sys.tracebacklimit = 0
         setattr(asyncio.Handle, "_run", _measured_run)  # noqa: B010 (a method swapped)
+        gc.callbacks.append(_Collections.callback)
         loop.set_debug(True)
         logging.getLogger("asyncio").addHandler(self)
         self._sampler = _Sampler(loop, threading.get_ident())
@@ -147,6 +167,8 @@ class SlowCallbacks(logging.Handler):
         self._loop.set_debug(False)
         logging.getLogger("asyncio").removeHandler(self)
         setattr(asyncio.Handle, "_run", _ORIGINAL_RUN)  # noqa: B010 (the method back)
+        if _Collections.callback in gc.callbacks:
+            gc.callbacks.remove(_Collections.callback)
         depth, limit = self._saved
         setattr(asyncio_constants, "DEBUG_STACK_DEPTH", depth)  # noqa: B010
         if limit is None:
@@ -179,6 +201,7 @@ class SlowCallbacks(logging.Handler):
                 "own_seconds": LAST.seconds if measured else float(seconds),
                 "cpu": LAST.cpu if measured else None,
                 "queued": LAST.queued if measured else None,
+                "collecting": LAST.collecting if measured else None,
                 "handle": str(handle_text)[:300],
                 "ours": ours.most_common(1)[0][0] if mine else None,
                 "where": anywhere.most_common(1)[0][0] if anywhere else None,
