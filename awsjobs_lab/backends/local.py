@@ -123,10 +123,12 @@ class LocalBackend(Backend):
         config=True,
     )
     max_concurrent_launches = Int(
-        8,
-        help="How many local jobs may be starting (forking) at the same moment; more wait "
-        "their turn in 'launching'. Bounds the burst of process starts when many jobs are "
-        "submitted at once.",
+        2,
+        help="How many local jobs may be starting (checking their files, forking) at the same "
+        "moment; more wait their turn in 'launching'. Each start is work in a server thread "
+        "that competes with the thread answering requests for the CPU and the GIL: two at a "
+        "time keep the server responsive while hundreds of jobs are submitted at once (the "
+        "last of 200 starts about 0.5 s later than with 8 at a time).",
         config=True,
     )
     warm_notebook_runner = Bool(
