@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -342,3 +343,21 @@ async def test_an_adopted_runner_that_dies_falls_back_and_is_restarted(tmp_path:
     finally:
         await backend.close()
         kill_leftovers(jobs)
+
+
+def test_the_runner_gives_kernels_a_short_shutdown_wait() -> None:
+    """ipykernel 7.4 can hang after a shutdown request; jupyter_client's default wait (5 s, SIGTERM
+    at half) then delays the end of a finished notebook job. The runner's kernels wait less. In a
+    fresh interpreter: the default is process-wide."""
+    code = (
+        "from jupyter_client.manager import AsyncKernelManager\n"
+        "before = AsyncKernelManager().shutdown_wait_time\n"
+        "from awsjobs_lab.backends.warm import shorten_kernel_shutdown_wait\n"
+        "shorten_kernel_shutdown_wait()\n"
+        "print(before, AsyncKernelManager().shutdown_wait_time)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert float(out[0]) > warm_module.KERNEL_SHUTDOWN_WAIT_SECONDS  # jupyter_client's own: 5 s
+    assert float(out[1]) == warm_module.KERNEL_SHUTDOWN_WAIT_SECONDS
