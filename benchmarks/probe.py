@@ -26,7 +26,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
 from .slow_callbacks import REPORTS
-from .threadstat import run_delay
+from .threadstat import COLLECTIONS, run_delay
 
 TICK = 0.005  # seconds between ticks
 
@@ -42,9 +42,6 @@ class _State:
         self.queued: list[float] = []
         self.calls: list[tuple[float, str, str]] = []  # (time.time(), service, operation)
         self.cycles: list[tuple[float, float]] = []  # EC2 monitor cycles: (start, end) times
-        # Garbage collections: (generation, seconds), and when the running one started.
-        self.collections: list[tuple[int, float]] = []
-        self.collecting_since = 0.0
         self.tick_task: asyncio.Task[None] | None = None
 
     def reset(self) -> None:
@@ -53,15 +50,7 @@ class _State:
         self.queued = []
         self.calls = []
         self.cycles = []
-        self.collections = []
-
-
-def _time_collections(phase: str, info: dict[str, int]) -> None:
-    """A `gc.callbacks` entry: a collection stops every thread of the process (the loop's)."""
-    if phase == "start":
-        STATE.collecting_since = time.perf_counter()
-    elif len(STATE.collections) < 100_000:
-        STATE.collections.append((info["generation"], time.perf_counter() - STATE.collecting_since))
+        COLLECTIONS.clear_log()
 
 
 STATE = _State()
@@ -179,7 +168,7 @@ class StatsHandler(JupyterHandler):
                     "calls": [c for c in STATE.calls if c[0] >= since],
                     "cycles": [c for c in STATE.cycles if c[0] >= since],
                     "slow_callbacks": REPORTS.reports,
-                    "collections": STATE.collections,
+                    "collections": COLLECTIONS.log,
                     # what a full collection walks, and what it no longer does (gc.freeze)
                     # each tick: (lag, the loop thread's CPU, its wait for a CPU), in order
                     "tick_series": (
@@ -199,7 +188,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    gc.callbacks.append(_time_collections)
+    COLLECTIONS.install()
     _count_aws_calls()
     _time_monitor_cycles()
     base = serverapp.web_app.settings.get("base_url", "/")

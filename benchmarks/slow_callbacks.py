@@ -14,7 +14,6 @@ wrapped while the pass lasts).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import re
 import sys
@@ -25,7 +24,7 @@ from collections import Counter
 from types import FrameType
 from typing import Any
 
-from .threadstat import run_delay
+from .threadstat import COLLECTIONS, run_delay
 
 SLOW = 0.005  # seconds: asyncio's slow-callback threshold during the benchmark
 SAMPLE_EVERY = 0.001  # seconds between the sampler's looks at the running callback
@@ -92,21 +91,6 @@ class _LastCallback:
     collecting = 0.0  # seconds of garbage collection inside it
 
 
-class _Collections:
-    """Seconds spent in garbage collection so far, in any thread (a collection holds the GIL:
-    the loop thread cannot run during one)."""
-
-    total = 0.0
-    since = 0.0
-
-    @classmethod
-    def callback(cls, phase: str, _info: dict[str, int]) -> None:  # a `gc.callbacks` entry
-        if phase == "start":
-            cls.since = time.perf_counter()
-        else:
-            cls.total += time.perf_counter() - cls.since
-
-
 LAST = _LastCallback()
 _ORIGINAL_RUN = asyncio.Handle._run
 
@@ -116,13 +100,13 @@ def _measured_run(handle: asyncio.Handle) -> None:  # while the pass lasts, Hand
     # GIL: with busy worker threads, getting it back can take the 5 ms switch interval. The
     # callback's own time is therefore taken between the reads.
     cpu, queued = time.thread_time(), run_delay()
-    collecting = _Collections.total
+    collecting = COLLECTIONS.total
     start = time.perf_counter()
     try:
         _ORIGINAL_RUN(handle)
     finally:
         LAST.seconds = time.perf_counter() - start
-        LAST.collecting = _Collections.total - collecting
+        LAST.collecting = COLLECTIONS.total - collecting
         LAST.handle = handle
         LAST.cpu = time.thread_time() - cpu
         LAST.queued = run_delay() - queued
@@ -152,7 +136,7 @@ class SlowCallbacks(logging.Handler):
         setattr(asyncio_constants, "DEBUG_STACK_DEPTH", 0)  # noqa: B010 (a Final constant)
         sys.tracebacklimit = 0
         setattr(asyncio.Handle, "_run", _measured_run)  # noqa: B010 (a method swapped)
-        gc.callbacks.append(_Collections.callback)
+        COLLECTIONS.install()
         loop.set_debug(True)
         logging.getLogger("asyncio").addHandler(self)
         self._sampler = _Sampler(loop, threading.get_ident())
@@ -167,8 +151,6 @@ class SlowCallbacks(logging.Handler):
         self._loop.set_debug(False)
         logging.getLogger("asyncio").removeHandler(self)
         setattr(asyncio.Handle, "_run", _ORIGINAL_RUN)  # noqa: B010 (the method back)
-        if _Collections.callback in gc.callbacks:
-            gc.callbacks.remove(_Collections.callback)
         depth, limit = self._saved
         setattr(asyncio_constants, "DEBUG_STACK_DEPTH", depth)  # noqa: B010
         if limit is None:
