@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib
 import math
 from pathlib import Path
@@ -15,6 +14,7 @@ from traitlets import Bool, Float, Int, List, Unicode, default, validate
 from .aws.tags import user_name
 from .backends.base import Backend
 from .errors import AWSJobsError
+from .gc_tuning import tune_garbage_collection
 from .handlers import handler_table
 from .logs import DEFAULT_CHUNK_BYTES
 from .requests import MAX_CPUS, MAX_MEMORY_GIB, LaunchDefaults
@@ -31,32 +31,6 @@ BACKEND_CLASSES: dict[str, str] = {
 }
 # What the instance endpoints say when no enabled backend has instances (EC2 is the one that has).
 NO_INVENTORY = 'The EC2 backend is not enabled on this server: add "ec2" to c.AWSJobs.backends'
-
-
-# Python's own thresholds, and ours: a young collection every 10,000 new container objects
-# rather than 700, and an older one every 10 of those, as before.
-PYTHON_GC_THRESHOLDS = (700, 10, 10)
-SERVER_GC_THRESHOLDS = (10_000, 10, 10)
-
-
-def tune_garbage_collection() -> None:
-    """Keep the collector's pauses out of the event loop's way, once per process.
-
-    - Freeze what the started server holds (modules, classes, configuration: some 300,000
-      objects that live as long as it does): a full collection, which a burst of job starts
-      triggers, would otherwise walk them all and hold the loop (and every thread) about
-      200 ms. Garbage is collected first, so only live objects are frozen.
-    - Collect less often: a burst of requests allocates fast, and Python's default (a young
-      collection every 700 objects, an older one every 7,000) then stops every thread many
-      times a second; collections 14 times rarer kept the loop's largest stall under 100 ms
-      in the `loop` benchmark. Only Python's defaults are changed: thresholds that someone
-      set (another extension, the deployment) are theirs.
-    """
-    if gc.get_freeze_count() == 0:
-        gc.collect()
-        gc.freeze()
-    if gc.get_threshold() == PYTHON_GC_THRESHOLDS:
-        gc.set_threshold(*SERVER_GC_THRESHOLDS)
 
 
 class AWSJobs(ExtensionApp):

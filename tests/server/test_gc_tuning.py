@@ -1,4 +1,4 @@
-"""The garbage collector's set-up at the server's start (`app.tune_garbage_collection`)."""
+"""The garbage collector's set-up at the server's start (`gc_tuning.py`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from awsjobs_lab.app import PYTHON_GC_THRESHOLDS, SERVER_GC_THRESHOLDS, tune_garbage_collection
+from awsjobs_lab.gc_tuning import (
+    PYTHON_GC_THRESHOLDS,
+    SERVER_GC_THRESHOLDS,
+    freeze_long_lived,
+    tune_garbage_collection,
+)
 
 
 @pytest.fixture
@@ -41,3 +46,18 @@ def test_a_second_start_freezes_and_collects_nothing_more(
     tune_garbage_collection()
     assert calls == []
     assert gc.get_threshold() == SERVER_GC_THRESHOLDS
+
+
+def test_long_lived_objects_are_frozen_in_the_server_only(
+    thresholds: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from awsjobs_lab import gc_tuning
+
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc_tuning, "_server_tuned", False)  # a CLI's process
+    freeze_long_lived()
+    assert calls == []
+    monkeypatch.setattr(gc_tuning, "_server_tuned", True)  # the server, after its start
+    freeze_long_lived()
+    assert calls == ["freeze"]
