@@ -229,12 +229,19 @@ def _late(stats: dict[str, Any], limit: float = 0.020) -> int:
 
 
 def _collections(stats: dict[str, Any]) -> str:
-    """The full garbage collections of the pass (each one stops every thread)."""
-    full = [seconds for generation, seconds in stats["collections"] if generation == 2]
+    """The garbage collections of the pass by generation (each one stops every thread)."""
+    by_generation: dict[int, list[float]] = defaultdict(list)
+    for generation, seconds in stats["collections"]:
+        by_generation[generation].append(seconds)
+    names = {0: "young", 1: "middle", 2: "full"}
+    counted = ", ".join(
+        f"{len(by_generation[g])} {names[g]} (longest {ms(max(by_generation[g], default=0)):.1f}"
+        " ms)"
+        for g in (0, 1, 2)
+    )
     return (
-        f"{len(full)} full garbage collections, the longest {ms(max(full, default=0)):.0f} ms "
-        f"({stats['tracked_objects']:,} objects tracked, {stats['frozen_objects']:,} frozen "
-        "at the start)"
+        f"garbage collections: {counted} ({stats['tracked_objects']:,} objects tracked, "
+        f"{stats['frozen_objects']:,} frozen at the start)"
     )
 
 
