@@ -11,6 +11,8 @@ import {
 } from '@jupyterlab/galata';
 import type { Locator } from '@playwright/test';
 
+import { readyLaunchDialog } from './launchdialog';
+
 const SCRIPT = `import time
 print("hello from awsjobs", flush=True)
 for i in range(4):
@@ -97,9 +99,7 @@ async function runCommand(
 }
 
 async function launchDialog(page: IJupyterLabPageFixture): Promise<Locator> {
-  const dialog = page.locator('.jp-Dialog');
-  await expect(dialog.locator('.jp-AWSJobs-launch')).toBeVisible();
-  return dialog;
+  return readyLaunchDialog(page);
 }
 
 /** The details pane of the job launched last (selected by the launch). */

@@ -6,6 +6,8 @@
 import { expect, IJupyterLabPageFixture } from '@jupyterlab/galata';
 import type { APIRequestContext, Locator } from '@playwright/test';
 
+import { readyLaunchDialog } from './launchdialog';
+
 /** What every job JSON has; a test reads more with its own type. */
 export interface IJobBase {
   id: string;
@@ -31,8 +33,7 @@ export async function openLaunchDialog(
     // Not awaited in the page: the command waits for the dialog.
     void window.jupyterapp.commands.execute('awsjobs:run-file', { path });
   }, path);
-  const dialog = page.locator('.jp-Dialog');
-  await expect(dialog.locator('.jp-AWSJobs-launch')).toBeVisible();
+  const dialog = await readyLaunchDialog(page);
   await dialog.locator('select[name="backend"]').selectOption('ec2');
   return dialog;
 }

@@ -14,6 +14,8 @@ import {
 } from '@jupyterlab/galata';
 import type { Locator } from '@playwright/test';
 
+import { readyLaunchDialog } from './launchdialog';
+
 // Declares n = 3; the job sets it to 7. The inline value and a chunk's output
 // both show it in the rendered HTML.
 const REPORT = `---
@@ -66,8 +68,7 @@ async function runFromFileBrowser(
     })
     .click({ button: 'right' });
   await page.locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' }).click();
-  const dialog = page.locator('.jp-Dialog');
-  await expect(dialog.locator('.jp-AWSJobs-launch')).toBeVisible();
+  const dialog = await readyLaunchDialog(page);
   await expect(dialog.locator('select[name="backend"]')).toHaveValue('local');
   return dialog;
 }
@@ -113,7 +114,7 @@ test.describe('R and R Markdown jobs', () => {
     await expect(serverError).toContainText("'m' is not declared");
     await expect(serverError).toContainText('declared: n');
 
-    const again = page.locator('.jp-Dialog');
+    const again = await readyLaunchDialog(page);
     await again.locator('textarea[name="parameters"]').fill('{"n": 7}');
     await again.locator('button.jp-mod-accept').click();
 
@@ -167,8 +168,7 @@ test.describe('R and R Markdown jobs', () => {
     await expect(log).toContainText("arg 2: [--label=it's $HOME]");
 
     await page.locator('.jp-AWSJobs-details .jp-AWSJobs-rerun').click();
-    const rerun = page.locator('.jp-Dialog');
-    await expect(rerun.locator('.jp-AWSJobs-launch')).toBeVisible();
+    const rerun = await readyLaunchDialog(page);
     await expect(rerun.locator('textarea[name="args"]')).toHaveValue(
       ARGUMENTS.join('\n')
     );

@@ -18,6 +18,7 @@ import {
 } from '@jupyterlab/galata';
 
 import { SIM_URL } from './simulated';
+import { readyLaunchDialog } from './launchdialog';
 import { SpawnedLab, until } from './spawnedlab';
 
 const SCRIPT = `print("hello from a schedule", flush=True)
@@ -57,8 +58,7 @@ test('a schedule is created in the dialog, run now, disabled and deleted', async
   const name = uniqueName();
 
   await runCommand(page, 'awsjobs:run-file', { path: `${tmpPath}/report.py` });
-  const dialog = page.locator('.jp-Dialog');
-  await expect(dialog.locator('.jp-AWSJobs-launch')).toBeVisible();
+  const dialog = await readyLaunchDialog(page);
   await dialog.locator('input[name="launchMode"][value="schedule"]').check();
   await dialog.locator('input[name="schedule-name"]').fill(name);
   await dialog.locator('input[name="schedule-cron"]').fill('0 6 * * 1-5');
@@ -173,8 +173,7 @@ test.describe('an EC2 schedule', () => {
     const name = uniqueName();
 
     await runCommand(page, 'awsjobs:run-file', { path: 'nightly.py' });
-    const dialog = page.locator('.jp-Dialog');
-    await expect(dialog.locator('.jp-AWSJobs-launch')).toBeVisible();
+    const dialog = await readyLaunchDialog(page);
     await dialog.locator('select[name="backend"]').selectOption('ec2');
     await dialog.locator('input[name="launchMode"][value="schedule"]').check();
     await dialog.locator('input[name="schedule-name"]').fill(name);
