@@ -98,10 +98,6 @@ async function runCommand(
   );
 }
 
-async function launchDialog(page: IJupyterLabPageFixture): Promise<Locator> {
-  return readyLaunchDialog(page);
-}
-
 /** The details pane of the job launched last (selected by the launch). */
 async function launchedJob(page: IJupyterLabPageFixture): Promise<string> {
   const details = page.locator(
@@ -164,7 +160,7 @@ test.describe('awsjobs-lab', () => {
       .locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' })
       .click();
 
-    const dialog = await launchDialog(page);
+    const dialog = await readyLaunchDialog(page);
     await expect(dialog.locator('select[name="backend"]')).toHaveValue('local');
     await expect(dialog.locator('.jp-AWSJobs-launch')).toHaveScreenshot(
       'launch-dialog.png',
@@ -235,7 +231,7 @@ test.describe('awsjobs-lab', () => {
   }) => {
     await upload(page, tmpPath, 'long.sh', LONG);
     await runCommand(page, 'awsjobs:run-file', { path: `${tmpPath}/long.sh` });
-    const dialog = await launchDialog(page);
+    const dialog = await readyLaunchDialog(page);
     await dialog.locator('button.jp-mod-accept').click();
 
     const id = await launchedJob(page);
@@ -268,7 +264,7 @@ test.describe('awsjobs-lab', () => {
 
     // Re-run opens the dialog prefilled with the job's settings.
     await page.locator('.jp-AWSJobs-details .jp-AWSJobs-rerun').click();
-    const rerun = await launchDialog(page);
+    const rerun = await readyLaunchDialog(page);
     await expect(rerun.locator('.jp-Dialog-header')).toContainText(
       'Re-run long.sh'
     );
@@ -292,7 +288,7 @@ test.describe('awsjobs-lab', () => {
     await runCommand(page, 'awsjobs:run-file', {
       path: `${tmpPath}/invalid.py`
     });
-    const dialog = await launchDialog(page);
+    const dialog = await readyLaunchDialog(page);
 
     const memory = dialog.locator('input[name="memoryGib"]');
     await memory.fill('0');
@@ -342,7 +338,7 @@ test.describe('awsjobs-lab', () => {
     await page
       .locator('.lm-Menu-itemLabel', { hasText: 'Run as Job…' })
       .click();
-    const dialog = await launchDialog(page);
+    const dialog = await readyLaunchDialog(page);
     await dialog
       .locator('textarea[name="parameters"]')
       .fill('{"greeting": "hello"}');
@@ -395,7 +391,7 @@ test.describe('from an open notebook', () => {
     await page
       .locator('.jp-NotebookPanel-toolbar [data-command="awsjobs:run-current"]')
       .click();
-    const dialog = await launchDialog(page);
+    const dialog = await readyLaunchDialog(page);
     await expect(dialog.locator('.jp-Dialog-header')).toContainText(
       'Run open.ipynb as Job'
     );
@@ -430,7 +426,7 @@ test.describe('across a page reload', () => {
       'print("still here", flush=True)\n'
     );
     await runCommand(page, 'awsjobs:run-file', { path: `${tmpPath}/again.py` });
-    const dialog = await launchDialog(page);
+    const dialog = await readyLaunchDialog(page);
     await dialog.locator('button.jp-mod-accept').click();
     const id = await launchedJob(page);
     const row = page.locator(`.jp-AWSJobs-job[data-job-id="${id}"]`);
