@@ -10,16 +10,19 @@ server killed between the start and the record) is found again, or certain never
 stop (a terminal's Ctrl-C signals the server's group) and Stop signals the whole group; it stays
 in the server's session, where its lower CPU priority counts (`priority.py`).
 
-Notebooks may instead run in a child forked by the warm runner (`warm.py`), which has papermill
-already imported; the handle and the exit code file are the same, and any trouble with the
-runner falls back to the wrapper.
+Jobs start from the warm runner (`warm.py`) once it is ready: a fork server already at the
+jobs' CPU priority. Its child execs the wrapper, or, for a notebook, runs papermill in-process
+(already imported there). The handle and the exit code file are the same either way. Until
+the runner is ready, or if anything goes wrong with it, the server starts the wrapper itself.
 
-The handle persisted on the job: `pid` (the wrapper, or the forked child), `pgid`, `start_time`
-(from /proc/<pid>/stat, to tell our process from a later one that reuses the pid).
+The handle persisted on the job: `pid` (the wrapper, or the runner's child), `pgid`,
+`start_time` (from /proc/<pid>/stat, to tell our process from a later one that reuses the pid).
 
-Starting a job stays off the event loop: `subprocess.Popen` runs in a worker thread (fork and
-exec, and waiting for the exec, cost milliseconds to tens of milliseconds on a loaded machine),
-a semaphore bounds how many start at once, and jobs run at a lower CPU priority than the server.
+Starting a job stays off the event loop: the runner forks and execs in its own process; the
+server's own start (`subprocess.Popen`) runs in a worker thread, since fork, exec and the wait
+for the exec cost milliseconds to tens of milliseconds on a loaded machine. /proc reads about
+a starting job are made in a worker thread too: one can wait for the job's exec. A semaphore
+bounds how many jobs start at once, and jobs run at a lower CPU priority than the server.
 
 Waiting costs nothing while jobs run: a `pidfd` becomes readable when the process ends (our own
 children are then reaped; a slow poll where pidfds are missing). No thread per job.
@@ -133,9 +136,11 @@ class LocalBackend(Backend):
     )
     warm_notebook_runner = Bool(
         True,
-        help="Run notebooks in a child of a helper process that has papermill already "
-        "imported (a fork server started with the server), which saves seconds per notebook "
-        "job; any trouble with it falls back to a new `python -m papermill` process.",
+        help="Start local jobs from a helper process (a fork server started with the server, "
+        "at the jobs' CPU priority) rather than from the server itself: notebooks run in it "
+        "with papermill already imported, which saves seconds per notebook job, and no job "
+        "start competes with the server's answers. Any trouble with it falls back to a new "
+        "process started by the server.",
         config=True,
     )
     warm_start_wait_seconds = Float(
@@ -157,7 +162,8 @@ class LocalBackend(Backend):
     def _warm_runner(self) -> WarmRunner:
         """The warm runner's client, made once (by `prepare`, else by `start`)."""
         if self._warm is None:
-            self._warm = WarmRunner(sys.executable, self.log)
+            priority = job_priority(self.niceness, self.idle_policy)
+            self._warm = WarmRunner(sys.executable, self.log, priority)
         return self._warm
 
     def prepare(self) -> None:
@@ -200,16 +206,17 @@ class LocalBackend(Backend):
         script, log = await asyncio.to_thread(self._prepare, job)
         if self._warm is not None and await self._warm_fits(job, argv):
             request = {
-                "argv": argv[3:],  # after `python -m papermill`: the CLI's own arguments
                 "cwd": str(script.parent),
                 "env": env,
                 "log": str(log),
                 "exit_code": str(exit_code),
                 "priority": priority,
+                **self._runner_work(argv, exit_code, priority),
             }
             pid = await self._warm.fork(request)
             if pid is not None:
-                handle = {"pid": pid, "pgid": pid, "start_time": start_time(pid), "warm": True}
+                started = await asyncio.to_thread(start_time, pid)
+                handle = {"pid": pid, "pgid": pid, "start_time": started, "warm": True}
                 await self._record(job, record, handle, argv)
                 if await self._warm.release(pid):
                     return
@@ -261,16 +268,31 @@ class LocalBackend(Backend):
                 await self.stop(job)
             raise
 
+    @staticmethod
+    def _runs_in_runner(argv: list[str]) -> bool:
+        """Whether the runner's child runs `argv` in-process (papermill, imported there)."""
+        return argv[1:3] == ["-m", "papermill"]
+
+    def _runner_work(self, argv: list[str], exit_code: Path, priority: str) -> dict[str, Any]:
+        """What the runner's child does: papermill's CLI with its own arguments, or exec the
+        wrapper with the argv the server would have started."""
+        if self._runs_in_runner(argv):
+            return {"argv": argv[3:]}  # after `python -m papermill`
+        return {"exec": [sys.executable, "-I", "-S", WRAPPER, str(exit_code), priority, *argv]}
+
     async def _warm_fits(self, job: Job, argv: list[str]) -> bool:
-        """Whether the warm runner can run `job` exactly as its argv would. Its first start
-        (with the server's) is waited for, a while: it began importing before this job was
-        submitted, so it is ready before a new `python -m papermill` would be. A restart
-        (the runner died) is not: the job falls back at once."""
-        if self._warm is None or argv[1:3] != ["-m", "papermill"]:
+        """Whether the warm runner can start `job` exactly as its argv would. For a notebook,
+        its first start (with the server's) is waited for, a while: it began importing before
+        this job was submitted, so it is ready before a new `python -m papermill` would be.
+        Other jobs never wait (the server starts the wrapper as fast), nor does anything after
+        a restart (the runner died)."""
+        if self._warm is None:
             return False
-        if any(key.startswith(FORK_UNSAFE_ENV_PREFIX) for key in job.env):
+        in_process = self._runs_in_runner(argv)
+        # A variable such as PYTHONPATH acts only at Python's start: in-process, it would not.
+        if in_process and any(key.startswith(FORK_UNSAFE_ENV_PREFIX) for key in job.env):
             return False
-        if self._warm.first_start_pending():
+        if in_process and self._warm.first_start_pending():
             return await self._warm.wait_started(self.warm_start_wait_seconds)
         self._warm.ensure_started()  # restarted if it died (not more often than its backoff)
         return self._warm.ready()
@@ -356,7 +378,7 @@ class LocalBackend(Backend):
 
     async def _wait_gone(self, pid: int, started: int | None) -> None:
         """Return once `pid` (not our child) has ended: a pidfd, else a slow poll."""
-        if not is_alive(pid, started):
+        if not await asyncio.to_thread(is_alive, pid, started):
             return
         try:
             fd = os.pidfd_open(pid)
@@ -365,14 +387,14 @@ class LocalBackend(Backend):
         if fd >= 0:
             try:
                 # The pid may have ended and been reused between the check and pidfd_open.
-                if is_alive(pid, started):
+                if await asyncio.to_thread(is_alive, pid, started):
                     await _readable(fd)
             finally:
                 os.close(fd)
             return
         while True:  # no pidfd (old kernel, not Linux): a slow poll
             await asyncio.sleep(self.poll_seconds)
-            if not is_alive(pid, started):
+            if not await asyncio.to_thread(is_alive, pid, started):
                 return
 
     async def _ended(self, job: Job, missing: str) -> Outcome:
@@ -392,7 +414,7 @@ class LocalBackend(Backend):
         code = await asyncio.to_thread(self.read_exit_code, job)
         if code is not None:
             return outcome_from_exit_code(code)
-        if is_alive(pid, job.handle.get("start_time")):
+        if await asyncio.to_thread(is_alive, pid, job.handle.get("start_time")):
             return None
         return await self._ended(
             job, "the process ended while the server was down, without an exit code"
@@ -404,7 +426,7 @@ class LocalBackend(Backend):
         Otherwise it is certain never to run, and how it ended (if it ran) is reported."""
         found = await self._find(job)
         if found.alive:
-            job.handle.update(found.handle())
+            job.handle.update(await asyncio.to_thread(found.handle))
             return None
         if found.pid is None:
             return Outcome(
@@ -434,11 +456,11 @@ class LocalBackend(Backend):
             if not found.alive or found.pgid is None:
                 return
             pgid = found.pgid
-            job.handle.update(found.handle())
+            job.handle.update(await asyncio.to_thread(found.handle))
         leader = job.handle.get("pid")
         started = job.handle.get("start_time")
         # If the leader's pid now belongs to another process, the group is not ours.
-        stat = proc_stat(leader) if isinstance(leader, int) else None
+        stat = await asyncio.to_thread(proc_stat, leader) if isinstance(leader, int) else None
         if stat is not None and started is not None and stat.start_ticks != started:
             return
         gone = await self._signal_group(pgid, signal.SIGTERM, self.stop_grace_seconds)

@@ -1,8 +1,16 @@
-"""The warm notebook runner: a fork server that has already imported papermill.
+"""The warm runner: the fork server every local job starts from, papermill already imported.
 
 `python -m papermill` spends most of a short notebook job importing (nbformat → jsonschema →
 a parser built at import time). The runner pays that once: it imports papermill's CLI, then
 waits for requests on its stdin (one JSON object a line) and answers on its stdout.
+
+Other local jobs start from it too: its child execs the wrapper program (`wrapper.py`) in
+place of papermill. Once its imports are done, the runner drops to the jobs' CPU priority
+(niceness and SCHED_IDLE, `priority.py`), so its forks and every child start there: a job
+never runs a moment at the server's priority, not even its interpreter's start, and waking the
+runner never takes a CPU from the server's event loop. Starting jobs from the server itself
+cost that loop more: `subprocess` forks with vfork and holds the GIL until the child has
+exec'd, and the wrapper's start ran at the server's priority until it lowered its own.
 
 Per job: `{"op": "fork", ...}` → the runner forks a child that leaves the runner's process
 group (its own, so Stop's `killpg` reaches it; still in the server's session, `priority.py`)
@@ -11,10 +19,11 @@ the runner answers `{"pid": N}`. The child then waits on a private pipe for the 
 `{"op": "go", "pid": N}`, sent once the server holds the pid; without it (the runner died, the
 server gave up on the answer) the child reads EOF and exits having run nothing, so no job ever
 runs unrecorded. After "go" the child becomes the job: working folder, environment, priority,
-log on stdout/stderr, then papermill's own CLI in-process with the job's argv (the same argv
-the subprocess path runs, so `job.command` tells the truth), and the exit code file written
-atomically; like the local backend's wrapper, it first claims the job's state folder (lock
-and pid file, `wrapper.py`).
+log on stdout/stderr. A notebook's child then claims the job's state folder (lock and pid
+file, `wrapper.py`), runs papermill's own CLI in-process with the job's argv (the same argv
+the subprocess path runs, so `job.command` tells the truth) and writes the exit code file
+atomically. Any other job's request carries `exec`, the wrapper's argv: the child execs it
+(same pid), and the wrapper claims the folder, runs the job and writes its exit code.
 
 The runner ignores SIGCHLD, so the kernel reaps its children at once (no zombies); the server
 waits on a child like on any process that is not its own (pidfd). The runner exits on EOF of
@@ -63,8 +72,9 @@ def _exit_code_of(exit: SystemExit) -> int:
     return 1
 
 
-def _run_job(request: dict[str, Any]) -> int:
-    """Become the job (in the child, after "go") and run papermill's CLI; its exit code."""
+def _become_job(request: dict[str, Any]) -> None:
+    """In the child, after "go": the job's priority (the runner's own, unless the request
+    asks for less), working folder, environment, and its log on stdout and stderr."""
     lower_priority(0, str(request.get("priority", "0")))
     os.chdir(request["cwd"])
     os.environ.clear()
@@ -83,6 +93,25 @@ def _run_job(request: dict[str, Any]) -> int:
     os.close(null)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+
+def _exec_wrapper(request: dict[str, Any]) -> NoReturn:
+    """Become the job and exec the wrapper program (`request["exec"]`, its whole argv). The
+    wrapper claims the state folder itself; if it cannot be exec'd, nothing ran and no exit
+    code is written (the server reports that), and the reason is in the log."""
+    _become_job(request)
+    argv: list[str] = request["exec"]
+    try:
+        os.execv(argv[0], argv)
+    except OSError as err:
+        print(f"awsjobs: cannot start the job's wrapper {argv[0]!r}: {err}", file=sys.stderr)
+        sys.stderr.flush()
+    os._exit(127)
+
+
+def _run_job(request: dict[str, Any]) -> int:
+    """Become the job and run papermill's CLI (in the child, after "go"); its exit code."""
+    _become_job(request)
     argv: list[str] = request["argv"]
     sys.argv = ["papermill", *argv]
     from papermill.cli import papermill as cli
@@ -155,6 +184,8 @@ def _child(request: dict[str, Any], gate: int, ready: int) -> NoReturn:
         if os.read(gate, 1) != b"1":
             os._exit(0)  # not released: run nothing, write nothing
         os.close(gate)
+        if "exec" in request:
+            _exec_wrapper(request)
         # Findable from the job's state folder before anything runs (as the wrapper does).
         if claim(os.path.dirname(request["exit_code"])) is None:
             os._exit(0)  # the server gave the job up: run nothing, write nothing
@@ -195,8 +226,9 @@ def _fork(request: dict[str, Any], gates: dict[int, int]) -> dict[str, Any]:
     return {"pid": pid}
 
 
-def serve() -> None:
-    """The runner's main loop (single-threaded, so forking it is safe)."""
+def serve(priority: str) -> None:
+    """The runner's main loop (single-threaded, so forking it is safe). `priority`: the jobs'
+    (`wrapper.lower_priority`), taken once the imports are done."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server ends us by closing stdin
     # jsonschema builds an IRI grammar at import when `rfc3987_syntax` is installed: most of
@@ -207,6 +239,9 @@ def serve() -> None:
     import papermill.cli  # noqa: F401  (the point of the runner: imported once)
 
     shorten_kernel_shutdown_wait()
+    # Only after the imports: the first notebook job waits for them, so they keep the
+    # server's priority. A priority lowered is never raised again.
+    lower_priority(0, priority)
 
     gates: dict[int, int] = {}
     _reply({"ready": True})
@@ -313,11 +348,13 @@ class WarmRunner:
         self,
         python: str,
         log: logging.Logger,
+        priority: str = "0",
         timeout: float = 10.0,
         restart_seconds: float = 30.0,
     ) -> None:
         self.python = python
         self.log = log
+        self.priority = priority  # the jobs' (`wrapper.lower_priority`): the runner's once ready
         self.timeout = timeout
         self.restart_seconds = restart_seconds  # at most one (re)start in this time
         self._last_start: float | None = None
@@ -350,7 +387,7 @@ class WarmRunner:
             self.log.warning("awsjobs: cannot start the warm notebook runner: %s", err)
 
     def _argv(self) -> list[str]:
-        return [self.python, "-m", __name__]
+        return [self.python, "-m", __name__, self.priority]
 
     def ensure_started(self) -> None:
         """Start (or restart) the runner in the background, unless it runs or is starting."""
@@ -493,4 +530,4 @@ class WarmRunner:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1] if len(sys.argv) > 1 else "0")

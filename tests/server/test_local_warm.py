@@ -1,5 +1,7 @@
-"""LocalBackend's warm notebook runner: success, a failing cell, Stop (the child and its
-kernel), a dead runner (fallback, restart), re-attach after a restart, jobs outliving close().
+"""LocalBackend's warm runner: notebooks (success, a failing cell, Stop of the child and its
+kernel), other jobs (the wrapper exec'd at the jobs' priority, Stop, no wait for a starting
+runner, /proc reads off the loop), a dead runner (fallback, restart), re-attach after a
+restart, jobs outliving close().
 
 Nothing here is timed: every check is structural, or polls until a state is reached."""
 
@@ -10,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from awsjobs_lab.backends import local as local_module
 from awsjobs_lab.backends import warm as warm_module
 from awsjobs_lab.backends.local import LocalBackend, group_members, is_alive
 from awsjobs_lab.backends.priority import job_niceness
@@ -216,6 +220,145 @@ async def test_notebooks_with_python_variables_do_not_use_the_runner(
     rec = await launch(backend, jobs, job)
     assert rec.handle["warm"] is False
     assert (await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)).state is JobState.SUCCEEDED
+
+
+# -- other jobs: the runner's child execs the wrapper ----------------------------------------
+
+
+async def test_a_script_starts_from_the_runner_at_the_jobs_priority(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path
+) -> None:
+    backend, jobs = warm
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "job.py").write_text(
+        "import os\n"
+        "print('cwd', os.getcwd())\n"
+        "print('greeting', os.environ.get('GREETING'))\n"
+        "print('niceness', os.nice(0))\n"
+        "print('idle policy', os.sched_getscheduler(0) == os.SCHED_IDLE)\n"
+        "print('wrapper', os.getppid(), 'group', os.getpgid(0), 'session', os.getsid(0))\n"
+        "raise SystemExit(3)\n"
+    )
+    job = make_job("sub/job.py")
+    job.env = {"GREETING": "hi"}
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is True and rec.handle["pid"] == rec.handle["pgid"]
+    assert isinstance(rec.handle["start_time"], int)
+    assert rec.fields["command"][1:] == ["job.py"]  # the job's own argv, as without the runner
+    assert rec.handle["pid"] not in [pid for pid, _ in children_of(os.getpid())]
+    outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+    log = (tmp_path / job.log_path).read_text()
+    assert outcome.state is JobState.FAILED and outcome.exit_code == 3, log
+    assert backend.read_exit_code(job) == 3  # written by the wrapper the child exec'd
+    assert f"cwd {tmp_path / 'sub'}\n" in log and "greeting hi\n" in log
+    assert f"niceness {job_niceness(backend.niceness)}\n" in log and "idle policy True\n" in log
+    pid = rec.handle["pid"]
+    assert f"wrapper {pid} group {pid} session {os.getsid(0)}\n" in log
+
+
+async def test_the_runner_takes_the_jobs_priority_once_ready(tmp_path: Path) -> None:
+    for niceness, idle in ((19, True), (5, False)):
+        backend = LocalBackend(niceness=niceness, idle_policy=idle)
+        backend.root_dir = str(tmp_path)
+        await backend.start()
+        try:
+            runner = backend._warm
+            assert runner is not None and await runner.wait_started()
+            assert runner.pid is not None
+            assert os.getpriority(os.PRIO_PROCESS, runner.pid) == job_niceness(niceness)
+            assert (os.sched_getscheduler(runner.pid) == os.SCHED_IDLE) is idle
+        finally:
+            await backend.close()
+
+
+async def test_stop_of_a_script_started_by_the_runner_ends_its_group(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path
+) -> None:
+    backend, jobs = warm
+    (tmp_path / "long.sh").write_text("echo started\nsleep 600 & wait\n")
+    job = make_job("long.sh")
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is True
+
+    async def started() -> bool:
+        log = tmp_path / job.log_path  # made by the runner's child, once released
+        return log.exists() and "started" in log.read_text()
+
+    await poll(started, "the script to start")
+    assert len(group_members(rec.handle["pgid"])) >= 3  # the wrapper, bash and its sleep
+    await backend.stop(job)
+    assert not group_members(rec.handle["pgid"])
+    outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+    assert outcome.state is JobState.FAILED
+
+
+async def test_a_script_never_waits_for_a_runner_still_starting(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, jobs = warm
+    runner = backend._warm
+    assert runner is not None
+
+    async def must_not_wait(timeout: float | None = None) -> bool:
+        raise AssertionError("a script waited for the runner")
+
+    monkeypatch.setattr(runner, "ready", lambda: False)
+    monkeypatch.setattr(runner, "first_start_pending", lambda: True)
+    monkeypatch.setattr(runner, "wait_started", must_not_wait)
+    (tmp_path / "ok.py").write_text("print('ok')\n")
+    job = make_job("ok.py")
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is False  # started by the server, at once
+    assert (await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)).state is JobState.SUCCEEDED
+
+
+async def test_proc_reads_about_a_runner_child_stay_off_the_event_loop(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc/<pid>/stat of a process in the middle of its exec can take tens of ms to read."""
+    backend, jobs = warm
+    loop_thread = threading.get_ident()
+    on_the_loop: list[int] = []
+    real = local_module.proc_stat
+
+    def watched(pid: int) -> Any:
+        if threading.get_ident() == loop_thread:
+            on_the_loop.append(pid)
+        return real(pid)
+
+    monkeypatch.setattr(local_module, "proc_stat", watched)
+    (tmp_path / "gated.py").write_text(
+        "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.05)\n"
+    )
+    job = make_job("gated.py")
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is True
+    waiter = asyncio.ensure_future(backend.wait(job))
+    await asyncio.sleep(0.2)
+    (tmp_path / "go").touch()
+    assert (await asyncio.wait_for(waiter, WAIT_SECONDS)).state is JobState.SUCCEEDED
+    restarted = LocalBackend()
+    restarted.root_dir = str(tmp_path)
+    assert await restarted.reattach(job) is not None  # ended: from the exit code file
+    await backend.stop(job)  # already ended: a no-op, after its own /proc check
+    assert on_the_loop == []
+
+
+async def test_a_wrapper_that_cannot_be_started_fails_the_job_with_the_reason(
+    warm: tuple[LocalBackend, list[Job]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, jobs = warm
+    missing = str(tmp_path / "no-such-python")
+    monkeypatch.setattr(backend, "_runner_work", lambda *args: {"exec": [missing, "-I"]})
+    (tmp_path / "ok.py").write_text("print('ok')\n")
+    job = make_job("ok.py")
+    rec = await launch(backend, jobs, job)
+    assert rec.handle["warm"] is True
+    outcome = await asyncio.wait_for(backend.wait(job), WAIT_SECONDS)
+    assert outcome.state is JobState.FAILED and outcome.exit_code is None
+    assert "without writing an exit code" in (outcome.error or "")
+    log = (tmp_path / job.log_path).read_text()
+    assert f"cannot start the job's wrapper {missing!r}" in log
 
 
 def test_a_kernel_that_died_while_starting_is_started_again(
