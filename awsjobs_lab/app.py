@@ -142,33 +142,38 @@ class AWSJobs(ExtensionApp):
     schedules: ScheduleService | None = None
     _backends: dict[str, Backend] | None = None  # made when the extension is linked
 
-    def _load_backends(self, root_dir: str) -> dict[str, Backend]:
-        loaded: dict[str, Backend] = {}
-        for backend_id in self.backends:
-            target = BACKEND_CLASSES.get(backend_id)
-            if target is None:
-                self.log.error("awsjobs: unknown backend %r in c.AWSJobs.backends", backend_id)
-                continue
-            module_name, class_name = target.rsplit(".", 1)
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-                backend: Backend = cls(parent=self)
-            except Exception:
-                self.log.exception("awsjobs: the %s backend cannot be loaded; skipped", backend_id)
-                continue
-            backend.root_dir = root_dir
-            backend.lifetime_unit_seconds = self.lifetime_unit_seconds
-            loaded[backend_id] = backend
-        return loaded
+    def _load_backend(self, backend_id: str, root_dir: str) -> Backend | None:
+        """The enabled backend `backend_id`, or None (logged) if it cannot be loaded."""
+        target = BACKEND_CLASSES.get(backend_id)
+        if target is None:
+            self.log.error("awsjobs: unknown backend %r in c.AWSJobs.backends", backend_id)
+            return None
+        module_name, class_name = target.rsplit(".", 1)
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+            backend: Backend = cls(parent=self)
+        except Exception:
+            self.log.exception("awsjobs: the %s backend cannot be loaded; skipped", backend_id)
+            return None
+        backend.root_dir = root_dir
+        backend.lifetime_unit_seconds = self.lifetime_unit_seconds
+        return backend
 
     def _root_dir(self) -> str:
         assert self.serverapp is not None
         return str(Path(self.serverapp.root_dir).expanduser().resolve())
 
     def _prepared_backends(self) -> dict[str, Backend]:
-        """The enabled backends, each told to begin what takes long to get ready."""
-        backends = self._load_backends(self._root_dir())
-        for backend_id, backend in backends.items():
+        """The enabled backends, each told to begin what takes long to get ready as soon as it
+        is loaded: the local backend's warm runner then starts before the EC2 backend's
+        imports (aiobotocore: a third of a second), not after them."""
+        root_dir = self._root_dir()
+        backends: dict[str, Backend] = {}
+        for backend_id in self.backends:
+            backend = self._load_backend(backend_id, root_dir)
+            if backend is None:
+                continue
+            backends[backend_id] = backend
             try:
                 backend.prepare()
             except Exception:  # it only gets a head start: `start` still runs

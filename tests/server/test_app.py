@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -38,6 +39,44 @@ async def test_the_warm_runner_is_spawned_when_the_extension_is_linked(service: 
     runner = service.backends["local"]._warm
     assert runner is not None and await runner.wait_started()
     assert isinstance(runner._proc, warm_module._AdoptedProcess)
+
+
+EVENTS: list[str] = []
+
+
+class _Recorded:
+    """A stand-in backend that records when it is made and when it is prepared."""
+
+    def __init__(self, parent: Any = None) -> None:
+        self.root_dir = ""
+        self.lifetime_unit_seconds = 60.0
+        EVENTS.append(f"load {type(self).__name__}")
+
+    def prepare(self) -> None:
+        EVENTS.append(f"prepare {type(self).__name__}")
+
+
+class First(_Recorded):
+    pass
+
+
+class Second(_Recorded):
+    pass
+
+
+def test_each_backend_is_prepared_as_soon_as_it_is_loaded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The local backend's warm runner must not wait for the EC2 backend's imports.
+    monkeypatch.setitem(app_module.BACKEND_CLASSES, "first", f"{__name__}.First")
+    monkeypatch.setitem(app_module.BACKEND_CLASSES, "second", f"{__name__}.Second")
+    app = AWSJobs(backends=["first", "second"])
+    monkeypatch.setattr(app, "serverapp", SimpleNamespace(root_dir=str(tmp_path)))
+    EVENTS.clear()
+    backends = app._prepared_backends()
+    assert list(backends) == ["first", "second"]
+    assert EVENTS == ["load First", "prepare First", "load Second", "prepare Second"]
+    assert backends["first"].root_dir == str(tmp_path.resolve())
 
 
 async def test_ec2_job_while_ec2_is_not_configured(api: Any, jp_root_dir: Path) -> None:
