@@ -57,6 +57,12 @@ class ServiceOptions(DriverOptions):
     # The spending cap (0: none): c.AWSJobs.max_active_instances and max_hourly_spend.
     max_active_instances: int = 0
     max_hourly_spend: float = 0.0
+    # How long after the start the backends look for orphans (`_reconcile`). Not urgent (an
+    # orphan keeps its hard lifetime; active jobs are resumed at once), and it costs CPU (the
+    # EC2 client: a third of a second of botocore's data files parsed) that would otherwise
+    # compete with the first requests and the first job's start (the warm runner, at the
+    # jobs' priority, waits for any busy thread of the server).
+    orphan_sweep_delay_seconds: float = 5.0
 
 
 class JobService:
@@ -110,19 +116,25 @@ class JobService:
             active = await self.store.list_active()
             self.driver.resume(active)
             for backend in self.backends.values():
-                mine = [job for job in active if job.backend == backend.id]
-                self.driver.spawn(self._reconcile(backend, mine), f"awsjobs-reconcile-{backend.id}")
+                self.driver.spawn(self._reconcile(backend), f"awsjobs-reconcile-{backend.id}")
             self._started = True
 
-    async def _reconcile(self, backend: Backend, active: list[Job]) -> None:
+    async def _reconcile(self, backend: Backend) -> None:
         """Look for work of `backend` that no active job owns (e.g. an instance launched just
-        before a crash). In the background: AWS being slow must never delay the server."""
+        before a crash). In the background, a few seconds after the start: AWS being slow must
+        never delay the server, nor this sweep its first requests. The active jobs are read
+        after the wait: a job submitted meanwhile owns its work."""
+        await self._wait_before_orphan_sweep()
         try:
+            active = [job for job in await self.store.list_active() if job.backend == backend.id]
             report = await backend.reconcile(active)
         except Exception as err:
             self.log.warning("awsjobs: could not look for orphans of %s: %s", backend.id, err)
             return
         self.orphans[backend.id] = report.get("orphans", [])
+
+    async def _wait_before_orphan_sweep(self) -> None:
+        await asyncio.sleep(self.options.orphan_sweep_delay_seconds)
 
     async def close(self) -> None:
         """Close the driver (its tasks; never a job: jobs outlive the server and are resumed

@@ -352,6 +352,48 @@ async def test_reconcile_after_restart(make_service: Factory, tmp_path: Path) ->
     await state_of(second, alive.id, S.SUCCEEDED)
 
 
+class SweepingBackend(FakeBackend):
+    """Records the active jobs each orphan sweep was given."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.swept: list[list[str]] = []
+
+    async def reconcile(self, active_jobs: list[Job]) -> dict[str, list[dict[str, Any]]]:
+        self.swept.append(sorted(job.id for job in active_jobs))
+        return {"orphans": [{"instance_id": "i-0123456789abcdef0"}]}
+
+
+async def test_the_orphan_sweep_waits_then_counts_jobs_submitted_meanwhile(
+    make_service: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = asyncio.Event()
+    delays: list[float] = []
+
+    async def gated(self: JobService) -> None:
+        delays.append(self.options.orphan_sweep_delay_seconds)
+        await gate.wait()
+
+    monkeypatch.setattr(JobService, "_wait_before_orphan_sweep", gated)
+    backend = SweepingBackend()
+    service = await make_service({"fake": backend})
+
+    async def waiting() -> bool:
+        return bool(delays)
+
+    await poll(waiting, "the sweep to wait")
+    assert delays == [ServiceOptions().orphan_sweep_delay_seconds] and backend.swept == []
+    job = await service.create_job({"path": "x.py"})  # submitted while the sweep waits
+    gate.set()
+
+    async def swept() -> bool:
+        return bool(backend.swept)
+
+    await poll(swept, "the sweep")
+    assert backend.swept == [[job.id]]  # its work is not an orphan
+    assert service.orphans["fake"] == [{"instance_id": "i-0123456789abcdef0"}]
+
+
 # -- the same, with real processes ------------------------------------------------------------
 
 LONG = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"

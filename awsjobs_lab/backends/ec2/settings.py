@@ -193,9 +193,9 @@ class EC2Settings(Backend):
     ).tag(config=True)
     terminate_orphans = Bool(
         False,
-        help="On start, terminate our tagged instances that belong to no active job. Off by "
-        "default: they are only logged (each still halts itself at its lifetime deadline), "
-        "because another server with the same owner may be running them.",
+        help="Shortly after the start, terminate our tagged instances that belong to no "
+        "active job. Off by default: they are only logged (each still halts itself at its "
+        "lifetime deadline), because another server with the same owner may be running them.",
     ).tag(config=True)
     sweep_interval_seconds = Float(
         600.0,
