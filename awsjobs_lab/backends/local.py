@@ -81,6 +81,23 @@ def is_alive(pid: int, started: int | None) -> bool:
     return not stat.is_dead and (started is None or stat.start_ticks == started)
 
 
+def pidfd_if_alive(pid: int, started: int | None) -> int | None:
+    """A pidfd of `pid` if it is still the process we started; -1 if it is but pidfds are
+    unavailable (old kernel, not Linux); None once it has ended. Blocking (/proc reads): in a
+    worker thread, one hop for all three steps."""
+    if not is_alive(pid, started):
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return -1
+    # The pid may have ended and been reused between the check and pidfd_open.
+    if not is_alive(pid, started):
+        os.close(fd)
+        return None
+    return fd
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of process group `pgid`."""
     if not has_procfs():
@@ -378,17 +395,12 @@ class LocalBackend(Backend):
 
     async def _wait_gone(self, pid: int, started: int | None) -> None:
         """Return once `pid` (not our child) has ended: a pidfd, else a slow poll."""
-        if not await asyncio.to_thread(is_alive, pid, started):
+        fd = await asyncio.to_thread(pidfd_if_alive, pid, started)
+        if fd is None:
             return
-        try:
-            fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            fd = -1
         if fd >= 0:
             try:
-                # The pid may have ended and been reused between the check and pidfd_open.
-                if await asyncio.to_thread(is_alive, pid, started):
-                    await _readable(fd)
+                await _readable(fd)
             finally:
                 os.close(fd)
             return
