@@ -60,6 +60,11 @@ from .wrapper import lower_priority
 WRAPPER = str(Path(__file__).with_name("wrapper.py"))
 
 
+def wrapper_argv(exit_code: Path, priority: str, argv: list[str]) -> list[str]:
+    """The wrapper program running the job's `argv` (whoever starts it: the runner or us)."""
+    return [sys.executable, "-I", "-S", WRAPPER, str(exit_code), priority, *argv]
+
+
 def start_time(pid: int) -> int | None:
     stat = proc_stat(pid)
     return stat.start_ticks if stat else None
@@ -295,7 +300,7 @@ class LocalBackend(Backend):
         wrapper with the argv the server would have started."""
         if self._runs_in_runner(argv):
             return {"argv": argv[3:]}  # after `python -m papermill`
-        return {"exec": [sys.executable, "-I", "-S", WRAPPER, str(exit_code), priority, *argv]}
+        return {"exec": wrapper_argv(exit_code, priority, argv)}
 
     async def _warm_fits(self, job: Job, argv: list[str]) -> bool:
         """Whether the warm runner can start `job` exactly as its argv would. For a notebook,
@@ -330,7 +335,7 @@ class LocalBackend(Backend):
             raise BackendError(f"cannot create the job's log: {err}") from err
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", WRAPPER, str(exit_code), priority, *argv],
+                wrapper_argv(exit_code, priority, argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
