@@ -235,10 +235,10 @@ class LocalBackend(Backend):
                 "priority": priority,
                 **self._runner_work(argv, exit_code, priority),
             }
-            pid = await self._warm.fork(request)
-            if pid is not None:
-                started = await asyncio.to_thread(start_time, pid)
-                handle = {"pid": pid, "pgid": pid, "start_time": started, "warm": True}
+            child = await self._warm.fork(request)
+            if child is not None:
+                pid = child.pid
+                handle = {"pid": pid, "pgid": pid, "start_time": child.start_time, "warm": True}
                 await self._record(job, record, handle, argv)
                 if await self._warm.release(pid):
                     return

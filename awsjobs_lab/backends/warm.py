@@ -14,8 +14,8 @@ exec'd, and the wrapper's start ran at the server's priority until it lowered it
 
 Per job: `{"op": "fork", ...}` → the runner forks a child that leaves the runner's process
 group (its own, so Stop's `killpg` reaches it; still in the server's session, `priority.py`)
-and tells the runner it did;
-the runner answers `{"pid": N}`. The child then waits on a private pipe for the server's
+and tells the runner it did; the runner answers `{"pid": N, "start_time": T}` (its /proc start
+time, read while the child waits). The child then waits on a private pipe for the server's
 `{"op": "go", "pid": N}`, sent once the server holds the pid; without it (the runner died, the
 server gave up on the answer) the child reads EOF and exits having run nothing, so no job ever
 runs unrecorded. After "go" the child becomes the job: working folder, environment, priority,
@@ -45,10 +45,10 @@ import subprocess
 import sys
 import traceback
 from stat import S_ISREG
-from typing import Any, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 from .priority import own_process_group
-from .procfs import live_processes
+from .procfs import live_processes, proc_stat
 from .wrapper import claim, lower_priority, write_atomically
 
 # A job may not change the runner's interpreter: such variables only act at Python's start.
@@ -223,7 +223,18 @@ def _fork(request: dict[str, Any], gates: dict[int, int]) -> dict[str, Any]:
         os.close(gate_w)
         return {"error": "the forked child ended before it started"}
     gates[pid] = gate_w
-    return {"pid": pid}
+    # Read here, not by the server: the child waits at its gate (it cannot be exec'ing, when a
+    # /proc read can block), and the server spends no worker-thread hop on it.
+    stat = proc_stat(pid)
+    return {"pid": pid, "start_time": stat.start_ticks if stat else None}
+
+
+class ForkedChild(NamedTuple):
+    """A child the runner forked: its pid and start time (`/proc` clock ticks; None without
+    /proc), which together tell it from a later process that reuses the pid."""
+
+    pid: int
+    start_time: int | None
 
 
 def serve(priority: str) -> None:
@@ -466,8 +477,8 @@ class WarmRunner:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
 
-    async def fork(self, request: dict[str, Any]) -> int | None:
-        """Ask for a child that will run `request` once released; its pid, or None."""
+    async def fork(self, request: dict[str, Any]) -> ForkedChild | None:
+        """Ask for a child that will run `request` once released; it, or None."""
         if not self.ready():
             return None
         async with self._lock:
@@ -480,7 +491,7 @@ class WarmRunner:
                 await asyncio.wait_for(proc.stdin.drain(), self.timeout)
                 line = await asyncio.wait_for(proc.stdout.readline(), self.timeout)
                 answer = json.loads(line)
-                pid = answer.get("pid")
+                pid, started = answer.get("pid"), answer.get("start_time")
             except (OSError, asyncio.TimeoutError, ValueError, AttributeError) as err:
                 self.log.warning("awsjobs: the warm notebook runner failed (%r); restarting", err)
                 self._kill()  # a child forked meanwhile is never released: it runs nothing
@@ -489,7 +500,7 @@ class WarmRunner:
             if not isinstance(pid, int):
                 self.log.warning("awsjobs: the warm notebook runner refused: %s", answer)
                 return None
-            return pid
+            return ForkedChild(pid, started if isinstance(started, int) else None)
 
     async def release(self, pid: int) -> bool:
         """Let the child `pid` run. False if the runner is gone (the child then runs nothing)."""

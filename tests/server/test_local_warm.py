@@ -24,6 +24,7 @@ from awsjobs_lab.backends import local as local_module
 from awsjobs_lab.backends import warm as warm_module
 from awsjobs_lab.backends.local import LocalBackend, group_members, is_alive
 from awsjobs_lab.backends.priority import job_niceness
+from awsjobs_lab.backends.warm import ForkedChild
 from awsjobs_lab.models import Job, JobState
 from tests.server.helpers import WAIT_SECONDS, children_of, kill_leftovers, launch, make_job, poll
 
@@ -161,12 +162,12 @@ async def test_a_runner_lost_before_release_runs_the_job_anew(
     forked: list[int] = []
     real_fork = runner.fork
 
-    async def fork_then_die(request: dict[str, Any]) -> int | None:
-        pid = await real_fork(request)
-        assert pid is not None
-        forked.append(pid)
+    async def fork_then_die(request: dict[str, Any]) -> ForkedChild | None:
+        child = await real_fork(request)
+        assert child is not None
+        forked.append(child.pid)
         runner._kill()  # the runner dies before the child is released
-        return pid
+        return child
 
     monkeypatch.setattr(runner, "fork", fork_then_die)
     job = notebook(tmp_path, "nb.ipynb", "print('ran once')")
