@@ -46,6 +46,10 @@ class ScheduleOptions:
     default_timezone: str = "UTC"
     missed_run_grace_seconds: float = 3600.0  # c.AWSJobs.missed_run_grace_minutes
     import_interval_seconds: float = 60.0  # how often remote schedules' runs are imported
+    # The first import makes the backend's AWS client (about 0.1 s of the event loop's time,
+    # and botocore's data files parsed in a thread): not in the server's first seconds, when
+    # the user's first requests and the warm runner's start are under way.
+    first_import_delay_seconds: float = 5.0
 
 
 class ScheduleService:
@@ -306,6 +310,7 @@ class ScheduleService:
     # -- remote schedules: importing their runs ----------------------------------------------
 
     async def _import_loop(self) -> None:
+        await asyncio.sleep(self.options.first_import_delay_seconds)
         while True:
             await self.import_runs()
             await asyncio.sleep(self.options.import_interval_seconds)

@@ -37,6 +37,7 @@ class FakeRemote:
         self.runs: list[Job] = []
         self.problem: str | None = None
         self.deleted: list[str] = []
+        self.imports = 0  # import_runs calls
 
     def check(self, schedule: Schedule) -> None:
         if self.problem:
@@ -56,6 +57,7 @@ class FakeRemote:
         return list(self.schedules.values())
 
     async def import_runs(self, owner: str, known_job_ids: set[str]) -> builtins.list[Job]:
+        self.imports += 1
         self.owners_asked.add(owner)
         return [job for job in self.runs if job.id not in known_job_ids]
 
@@ -96,11 +98,10 @@ class PlainBackend(CloudBackend):
     label: ClassVar[str] = "Plain"
 
 
-@pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[ScheduleService, FakeRemote]]:
-    (tmp_path / "root").mkdir()
+def schedule_service(tmp_path: Path, remote: FakeRemote, **options: Any) -> ScheduleService:
+    """A schedule service over a backend whose schedules are `remote`'s (and a plain one)."""
+    (tmp_path / "root").mkdir(exist_ok=True)
     (tmp_path / "root" / "x.py").write_text("print('x')\n")
-    remote = FakeRemote()
     backend = CloudBackend()
     backend.capabilities = Capabilities(schedules=remote)  # type: ignore[misc]
     backend.root_dir = str(tmp_path / "root")
@@ -112,11 +113,38 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[ScheduleService, FakeRemo
         tmp_path / "root",
         ServiceOptions(defaults=LaunchDefaults(backend="cloud"), retry_seconds=0.01),
     )
-    schedules = ScheduleService(jobs, ScheduleOptions(owner="me", import_interval_seconds=3600))
+    return ScheduleService(jobs, ScheduleOptions(owner="me", **options))
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[ScheduleService, FakeRemote]]:
+    remote = FakeRemote()
+    schedules = schedule_service(tmp_path, remote, import_interval_seconds=3600)
     await schedules.start()
     yield schedules, remote
     await schedules.close()
-    await jobs.close()
+    await schedules.jobs.close()
+
+
+async def test_runs_are_first_imported_shortly_after_the_start(tmp_path: Path) -> None:
+    """The first import makes the backend's AWS client: not in the server's first moments,
+    then every `import_interval_seconds`."""
+    remote = FakeRemote()
+    schedules = schedule_service(
+        tmp_path, remote, first_import_delay_seconds=0.5, import_interval_seconds=0.2
+    )
+    await schedules.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert remote.imports == 0
+
+        async def imported_twice() -> bool:
+            return remote.imports >= 2
+
+        await poll(imported_twice, "the first imports")
+    finally:
+        await schedules.close()
+        await schedules.jobs.close()
 
 
 async def test_create_patch_delete_go_to_the_remote(
