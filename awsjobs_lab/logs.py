@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,14 @@ class LogChunk:
     eof: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not `dataclasses.asdict`: it deep-copies every field, on every poll of every log.
+        return {
+            "content": self.content,
+            "offset": self.offset,
+            "next_offset": self.next_offset,
+            "size": self.size,
+            "eof": self.eof,
+        }
 
 
 def _incomplete_tail(data: bytes) -> int:

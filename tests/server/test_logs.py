@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ def test_incremental_reads(tmp_path: Path) -> None:
         f.write(b"line 3\n")
     third = read_chunk(log, second.next_offset, 100)
     assert (third.content, third.next_offset, third.size, third.eof) == ("line 3\n", 21, 21, True)
+
+
+def test_a_chunk_as_json_has_every_field(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_bytes("é\n".encode())
+    chunk = read_chunk(log, 0, 100)
+    assert chunk.to_dict() == dataclasses.asdict(chunk)  # a field added is never left out
+    assert chunk.to_dict()["content"] == "é\n"
 
 
 def test_missing_file_reads_empty(tmp_path: Path) -> None:
