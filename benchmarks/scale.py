@@ -190,8 +190,8 @@ def wait_for_start_up_work(server: Server, answered: float) -> None:
     def no_reads_for_a_second() -> bool:
         nonlocal last
         time.sleep(1.0)
-        now, last = last, io_counters(server.pid)["rchar"]
-        return last == now
+        before, last = last, io_counters(server.pid)["rchar"]
+        return last == before
 
     wait_until(no_reads_for_a_second, timeout=30, interval=0, what="the server's reads to stop")
 
