@@ -100,7 +100,7 @@ class PlainBackend(CloudBackend):
 
 def schedule_service(tmp_path: Path, remote: FakeRemote, **options: Any) -> ScheduleService:
     """A schedule service over a backend whose schedules are `remote`'s (and a plain one)."""
-    (tmp_path / "root").mkdir(exist_ok=True)
+    (tmp_path / "root").mkdir(parents=True, exist_ok=True)
     (tmp_path / "root" / "x.py").write_text("print('x')\n")
     backend = CloudBackend()
     backend.capabilities = Capabilities(schedules=remote)  # type: ignore[misc]
@@ -128,23 +128,32 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[ScheduleService, FakeRemo
 
 async def test_runs_are_first_imported_shortly_after_the_start(tmp_path: Path) -> None:
     """The first import makes the backend's AWS client: not in the server's first moments,
-    then every `import_interval_seconds`."""
-    remote = FakeRemote()
-    schedules = schedule_service(
-        tmp_path, remote, first_import_delay_seconds=0.5, import_interval_seconds=0.2
-    )
-    await schedules.start()
+    then every `import_interval_seconds`. (Two services: a slow machine never makes the
+    first look "before the delay" late enough to see an import.)"""
+    waiting, importing = FakeRemote(), FakeRemote()
+    services = [
+        schedule_service(tmp_path / "waiting", waiting, first_import_delay_seconds=3600),
+        schedule_service(
+            tmp_path / "importing",
+            importing,
+            first_import_delay_seconds=0.05,
+            import_interval_seconds=0.05,
+        ),
+    ]
+    for schedules in services:
+        await schedules.start()
     try:
         await asyncio.sleep(0.2)
-        assert remote.imports == 0
+        assert waiting.imports == 0
 
         async def imported_twice() -> bool:
-            return remote.imports >= 2
+            return importing.imports >= 2
 
         await poll(imported_twice, "the first imports")
     finally:
-        await schedules.close()
-        await schedules.jobs.close()
+        for schedules in services:
+            await schedules.close()
+            await schedules.jobs.close()
 
 
 async def test_create_patch_delete_go_to_the_remote(
