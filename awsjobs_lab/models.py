@@ -156,7 +156,20 @@ class Attempt:
         return round(self.hourly_price * max(0.0, at - self.started_at) / 3600.0, 6)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Field by field, as `Job.to_record` (every value is a scalar: nothing to copy). It runs
+        # for each attempt of a job on every store write and every reply.
+        return {
+            "number": self.number,
+            "spot": self.spot,
+            "instance_id": self.instance_id,
+            "instance_type": self.instance_type,
+            "availability_zone": self.availability_zone,
+            "hourly_price": self.hourly_price,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "outcome": self.outcome,
+            "cost": self.cost,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Attempt:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from awsjobs_lab import models
-from awsjobs_lab.models import Job, JobState, Transition
+from awsjobs_lab.models import Attempt, Job, JobState, Transition
 from tests.server.helpers import make_job
 
 NOW = 1_700_000_900.0
@@ -31,6 +31,13 @@ def _asdict_json(job: Job) -> dict[str, Any]:
     data["elapsed_seconds"] = job.elapsed_seconds()
     data["cost_so_far"] = job.cost_so_far()
     return data
+
+
+# A spot attempt interrupted, then an on-demand one running.
+TWO_ATTEMPTS = [
+    Attempt(1, True, "i-0a", "m7i.large", "us-east-1b", 0.04, NOW - 600, NOW - 300, "interrupted"),
+    Attempt(2, False, "i-0123456789abcdef0", "m7i.large", started_at=NOW - 290),
+]
 
 
 def _full_job(**fields: Any) -> Job:
@@ -72,14 +79,22 @@ def _full_job(**fields: Any) -> Job:
         _full_job(),
         _full_job(state=JobState.RUNNING, finished_at=None, exit_code=None, error=None),
         make_job(),  # the defaults: empty containers, None everywhere
+        _full_job(state=JobState.RUNNING, finished_at=None, attempts=TWO_ATTEMPTS),
     ],
-    ids=["finished", "running", "defaults"],
+    ids=["finished", "running", "defaults", "relaunched"],
 )
 def test_json_and_record_match_the_asdict_shapes(job: Job, monkeypatch: Any) -> None:
     monkeypatch.setattr(models, "now", lambda: NOW)  # elapsed time of a running job
     assert json.dumps(job.to_dict()) == json.dumps(_asdict_json(job))
     assert json.dumps(job.to_record()) == json.dumps(_asdict_record(job))
     assert list(job.to_record()) == [f.name for f in dataclasses.fields(Job)]
+
+
+def test_an_attempt_is_every_field_of_asdict_in_order() -> None:
+    full = Attempt(3, True, "i-1", "c7i.xlarge", "us-east-1a", 0.2, 10.0, 20.0, "succeeded", 0.5)
+    for attempt in (full, Attempt(1, False)):
+        assert list(attempt.to_dict().items()) == list(dataclasses.asdict(attempt).items())
+        assert Attempt.from_dict(attempt.to_dict()) == attempt
 
 
 def test_running_job_has_derived_fields(monkeypatch: Any) -> None:
