@@ -15,6 +15,7 @@ import random
 from typing import Any
 
 from aiobotocore.session import AioSession, get_session
+from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import DataNotFoundError
 
@@ -45,8 +46,9 @@ SESSION_DATA_FILES = ("endpoints", "partitions", "sdk-default-configuration")
 
 
 def load_client_data(session: AioSession, service: str) -> None:
-    """Parse the data files a client of `service` needs into the session's cache. Blocking:
-    in a worker thread. A file botocore does not have is left for `create_client` to report."""
+    """Parse the data files a client of `service` needs into the session's cache, and name its
+    methods. Blocking: in a worker thread. A file botocore does not have is left for
+    `create_client` to report."""
     loader = session.get_component("data_loader")
     for kind in SERVICE_DATA_FILES:
         with contextlib.suppress(DataNotFoundError):
@@ -54,6 +56,16 @@ def load_client_data(session: AioSession, service: str) -> None:
     for name in SESSION_DATA_FILES:
         with contextlib.suppress(DataNotFoundError):
             loader.load_data(name)
+    with contextlib.suppress(DataNotFoundError):
+        name_methods(loader.load_service_model(service, "service-2"))
+
+
+def name_methods(service_model: dict[str, Any]) -> None:
+    """Turn each operation's name into its method's (DescribeInstances: describe_instances),
+    into botocore's cache of those names: making the client class does it for every operation
+    (807 for EC2), and that was half of the client's making on the loop (10 of 20 ms)."""
+    for operation in service_model.get("operations", {}):
+        xform_name(operation)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import botocore
 import pytest
 from aiobotocore.session import get_session
 
@@ -47,3 +48,16 @@ async def test_a_client_is_made_once_its_data_parsed_in_a_worker_thread_then_fro
 
 def test_a_service_without_data_files_is_left_to_create_client() -> None:
     clients_module.load_client_data(get_session(), "no-such-service")  # no error here
+
+
+def test_the_methods_are_named_with_the_data_files() -> None:
+    """Making a client names a method for every operation, through botocore's cache of those
+    names: `load_client_data` (in a worker thread) fills it, so the loop's share is lookups."""
+    session = get_session()
+    operations = session.get_component("data_loader").load_service_model("ssm", "service-2")
+    cache = botocore._xform_cache  # (name, separator) -> method name
+    for operation in operations["operations"]:
+        cache.pop((operation, "_"), None)
+    clients_module.load_client_data(session, "ssm")
+    assert cache[("SendCommand", "_")] == "send_command"
+    assert all((operation, "_") in cache for operation in operations["operations"])
