@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from .servers import Server, start_server
-from .util import REPO, Processes
+from .util import REPO, Processes, io_counters, wait_until
 
 # No section talks to real AWS: dummy credentials always, and unless a section points the
 # server at its moto, every AWS endpoint is a closed local port.
@@ -57,3 +58,28 @@ def start_ours(
             + server.tail(15)
         )
     return server
+
+
+def wait_for_start_up_work(server: Server, answered: float) -> None:
+    """Wait until the server's delayed start-up work is over (`answered`: when the server first
+    answered, time.monotonic()). A few seconds after the start, its orphan sweep and first
+    import of remote schedules' runs make the EC2 client, reading botocore's data files
+    (1.3 MB) and building the client: a measurement taken meanwhile counts that once-per-start
+    work in whichever request or tick it falls."""
+    from awsjobs_lab.schedules.service import ScheduleOptions
+    from awsjobs_lab.service import ServiceOptions
+
+    delays = (
+        ServiceOptions.orphan_sweep_delay_seconds,
+        ScheduleOptions.first_import_delay_seconds,
+    )
+    time.sleep(max(0.0, answered + max(delays) + 1.0 - time.monotonic()))
+    last = io_counters(server.pid)["rchar"]
+
+    def no_reads_for_a_second() -> bool:
+        nonlocal last
+        time.sleep(1.0)
+        before, last = last, io_counters(server.pid)["rchar"]
+        return last == before
+
+    wait_until(no_reads_for_a_second, timeout=30, interval=0, what="the server's reads to stop")

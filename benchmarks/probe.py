@@ -9,8 +9,8 @@ It measures from inside the server process, where only it can:
 - garbage collections (`gc.callbacks`): each one stops every thread, the loop's too.
 
 `GET /bench-probe/stats` returns the figures; `POST /bench-probe/reset` clears them (and starts the
-tick; with `?debug=1`, asyncio's debug mode and its slow-callback report, `slow_callbacks.py`);
-`POST /bench-probe/stop` stops the tick (and debug mode). All need the server's token like any
+tick; with `?debug=1`, asyncio's slow-callback report, `slow_callbacks.py`); `POST
+/bench-probe/stop` stops the tick (and the report). All need the server's token like any
 request.
 """
 

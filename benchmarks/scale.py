@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .ours import data_path, start_ours
+from .ours import data_path, start_ours, wait_for_start_up_work
 from .report import Report
 from .servers import Server, log
 from .util import (
@@ -170,30 +170,6 @@ def list_and_get(report: Report, client: Client, count: int, n: int) -> None:
         5.0,
         note=f"p90 {ms(percentile(gets, 90)):.1f} ms",
     )
-
-
-def wait_for_start_up_work(server: Server, answered: float) -> None:
-    """Wait until the server's delayed start-up work is over. A few seconds after the start,
-    its orphan sweep and first import of remote schedules' runs make the EC2 client, reading
-    botocore's data files (1.3 MB): the log tail's read count (the whole process's) would
-    count them in whichever poll they fall."""
-    from awsjobs_lab.schedules.service import ScheduleOptions
-    from awsjobs_lab.service import ServiceOptions
-
-    delays = (
-        ServiceOptions.orphan_sweep_delay_seconds,
-        ScheduleOptions.first_import_delay_seconds,
-    )
-    time.sleep(max(0.0, answered + max(delays) + 1.0 - time.monotonic()))
-    last = io_counters(server.pid)["rchar"]
-
-    def no_reads_for_a_second() -> bool:
-        nonlocal last
-        time.sleep(1.0)
-        before, last = last, io_counters(server.pid)["rchar"]
-        return last == before
-
-    wait_until(no_reads_for_a_second, timeout=30, interval=0, what="the server's reads to stop")
 
 
 def log_tail(report: Report, server: Server, client: Client, big: int, n: int) -> None:

@@ -2,13 +2,20 @@
 counted and attributed.
 
 In debug mode asyncio times every callback and logs `Executing <handle> took N seconds` when
-one runs longer than `loop.slow_callback_duration`. The handle alone rarely says whose code was
-slow (a task's step names its outermost coroutine, often tornado's), so a sampler thread looks
-at the loop thread's stack while one callback has been running for a while; each report gets
-the innermost frame of `awsjobs_lab` seen then (ours), else the innermost frame seen at all.
-On a shared machine a callback can take 5 ms without doing anything slow (other processes had
-the cores), so every callback's CPU time and wait for a CPU are measured too (`Handle._run`
-wrapped while the pass lasts).
+one runs longer than `loop.slow_callback_duration`. That report is kept, and the rest of debug
+mode's bookkeeping is not: asked `loop.get_debug()`, every handle, future and task records where
+it was made (a stack summary, empty or not), thousands of objects more in a pass, which the
+garbage collector then walks (the older collections of a pass took 8 to 15 ms with them, 1 to
+3 ms without: pauses of the benchmark's own making, landing in whichever callback allocates).
+The loop's `_debug` flag, which `_run_once` reads to time callbacks, is set; `get_debug()`,
+which the bookkeeping asks, answers no while the pass lasts.
+
+The handle alone rarely says whose code was slow (a task's step names its outermost coroutine,
+often tornado's), so a sampler thread looks at the loop thread's stack while one callback has
+been running for a while; each report gets the innermost frame of `awsjobs_lab` seen then
+(ours), else the innermost frame seen at all. On a shared machine a callback can take 5 ms
+without doing anything slow (other processes had the cores), so every callback's CPU time and
+wait for a CPU are measured too (`Handle._run` wrapped while the pass lasts).
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ import re
 import sys
 import threading
 import time
-from asyncio import constants as asyncio_constants
 from collections import Counter
 from types import FrameType
 from typing import Any
@@ -112,6 +118,18 @@ def _measured_run(handle: asyncio.Handle) -> None:  # while the pass lasts, Hand
         LAST.queued = run_delay() - queued
 
 
+def _report_slow_callbacks(loop: asyncio.AbstractEventLoop, on: bool) -> None:
+    """asyncio's slow-callback report on or off, without the rest of debug mode (the module's
+    docstring says why): `_run_once` times callbacks when `loop._debug` is set; handles,
+    futures and tasks record their origin when `loop.get_debug()` says so (the C ones call the
+    method too), so an attribute of the loop's own answers no while the report is on."""
+    setattr(loop, "_debug", on)  # noqa: B010 (asyncio's own flag, read by _run_once)
+    if on:
+        setattr(loop, "get_debug", lambda: False)  # noqa: B010 (the loop's own, not its class's)
+    else:
+        vars(loop).pop("get_debug", None)
+
+
 class SlowCallbacks(logging.Handler):
     """Collects asyncio's slow-callback reports (a handler on the `asyncio` logger)."""
 
@@ -120,24 +138,15 @@ class SlowCallbacks(logging.Handler):
         self.reports: list[dict[str, Any]] = []
         self._sampler: _Sampler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._saved: tuple[int, int | None] = (asyncio_constants.DEBUG_STACK_DEPTH, None)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.stop()
         self.reports = []
         self._loop = loop
         loop.slow_callback_duration = SLOW
-        # Debug mode records where every handle, future and coroutine was created: a stack
-        # walk that stats each frame's file (linecache), which on a busy machine makes slow
-        # callbacks of its own. Depth 0 keeps the timing and the report, not the walk (C
-        # futures walk with `traceback.extract_stack`, bounded by `sys.tracebacklimit`: the
-        # server's tracebacks are cut short while the pass lasts).
-        self._saved = (asyncio_constants.DEBUG_STACK_DEPTH, getattr(sys, "tracebacklimit", None))
-        setattr(asyncio_constants, "DEBUG_STACK_DEPTH", 0)  # noqa: B010 (a Final constant)
-        sys.tracebacklimit = 0
         setattr(asyncio.Handle, "_run", _measured_run)  # noqa: B010 (a method swapped)
         COLLECTIONS.install()
-        loop.set_debug(True)
+        _report_slow_callbacks(loop, True)
         logging.getLogger("asyncio").addHandler(self)
         self._sampler = _Sampler(loop, threading.get_ident())
         self._sampler.start()
@@ -148,15 +157,9 @@ class SlowCallbacks(logging.Handler):
             return
         self._sampler.halt.set()
         self._sampler = None
-        self._loop.set_debug(False)
+        _report_slow_callbacks(self._loop, False)
         logging.getLogger("asyncio").removeHandler(self)
         setattr(asyncio.Handle, "_run", _ORIGINAL_RUN)  # noqa: B010 (the method back)
-        depth, limit = self._saved
-        setattr(asyncio_constants, "DEBUG_STACK_DEPTH", depth)  # noqa: B010
-        if limit is None:
-            del sys.tracebacklimit
-        else:
-            sys.tracebacklimit = limit
 
     def emit(self, record: logging.LogRecord) -> None:
         if not record.msg.startswith("Executing ") or not isinstance(record.args, tuple):

@@ -129,7 +129,7 @@ class Client:
 
 def probe_reset(client: Client, debug: bool = False) -> None:
     """Clear the in-server probe's figures and (re)start its tick (`benchmarks/probe.py`);
-    `debug`: asyncio's debug mode and its slow-callback report too (off otherwise)."""
+    `debug`: asyncio's slow-callback report too (off otherwise)."""
     client.post("/bench-probe/reset" + ("?debug=1" if debug else ""))
 
 
