@@ -84,7 +84,7 @@ def start_up_work(report: Report, server: Server, client: Client, answered: floa
     the EC2 client made), once per start, on its own: the passes under load come after it, so
     that it counts here and not in whichever pass it would fall."""
     probe_reset(client, debug=True)
-    wait_for_start_up_work(server, answered)
+    wait_for_start_up_work(server, answered, quiet_bytes=64 * 1024)
     stats = probe_stats(client)
     probe_stop(client)
     tally = _SlowCallbacks(stats["slow_callbacks"])
